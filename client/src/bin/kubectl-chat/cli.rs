@@ -1,0 +1,145 @@
+//! Global flags, the subcommand list, and the connection they share.
+
+use anyhow::{Context, bail};
+use chat_client::{Client, ClientOptions};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::cmd;
+use crate::session::{Session, SessionStore};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-chat",
+    bin_name = "kubectl chat",
+    version,
+    about = "Chat on a replicated-chat cluster, directly (--addr) or through Kubernetes",
+    after_help = "Examples:\n  kubectl chat --addr 127.0.0.1:50051 register alice\n  kubectl chat login alice\n  kubectl chat send bob hello there\n  kubectl chat read bob\n  kubectl chat status -o json"
+)]
+pub struct Cli {
+    /// Cluster members to connect to directly (host:port, comma-separated).
+    #[arg(long, env = "CHAT_ADDR", value_delimiter = ',', global = true)]
+    pub addr: Vec<String>,
+    /// Path to the kubeconfig file (kube mode).
+    #[arg(long, env = "KUBECONFIG", global = true)]
+    pub kubeconfig: Option<String>,
+    /// The kubeconfig context to use (kube mode).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Namespace of the ReplicatedChat (kube mode).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// Name of the ReplicatedChat (kube mode; default: the only one in the namespace).
+    #[arg(long, global = true)]
+    pub cluster: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
+    pub output: Output,
+    /// Overall time budget per call, retries through failovers included (seconds).
+    #[arg(long, default_value_t = 15, global = true)]
+    pub timeout: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an account (password from a prompt, --password-stdin or CHAT_PASSWORD).
+    Register(cmd::account::Register),
+    /// Log in and remember the session for this cluster.
+    Login(cmd::account::Login),
+    /// End the session.
+    Logout(cmd::account::Logout),
+    /// Show who the saved session belongs to.
+    Whoami(cmd::account::Whoami),
+    /// Delete your account and every message you sent or received.
+    DeleteAccount(cmd::account::DeleteAccount),
+    /// List users, optionally matching a glob pattern.
+    Users(cmd::account::Users),
+    /// Send a message.
+    Send(cmd::messages::Send),
+    /// Read a conversation.
+    Read(cmd::messages::Read),
+    /// Conversations with unread counts.
+    Inbox(cmd::messages::Inbox),
+    /// Mark messages as read.
+    MarkRead(cmd::messages::MarkRead),
+    /// Delete messages you sent or received.
+    DeleteMessages(cmd::messages::DeleteMessages),
+    /// Stream incoming messages as they arrive.
+    Watch(cmd::live::Watch),
+    /// Interactive chat with one user: live incoming messages and a prompt.
+    Chat(cmd::live::Chat),
+    /// Members of the cluster: roles, terms, indexes, lag.
+    Status(cmd::status::Status),
+}
+
+/// What every subcommand gets: a connected client, where sessions live, output format.
+pub struct Ctx {
+    pub client: Client,
+    pub store: SessionStore,
+    pub cluster_key: String,
+    pub output: Output,
+}
+
+impl Ctx {
+    /// The saved session for this cluster.
+    ///
+    /// # Errors
+    /// When nobody is logged in to this cluster.
+    pub fn session(&self) -> anyhow::Result<Session> {
+        self.store.get(&self.cluster_key)?.context("not logged in to this cluster: run `kubectl chat login USER`")
+    }
+
+    /// The client acting for the saved session.
+    ///
+    /// # Errors
+    /// As [`Ctx::session`].
+    pub fn authed(&self) -> anyhow::Result<Client> {
+        Ok(self.client.clone().with_token(self.session()?.token))
+    }
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let addrs: Vec<String> = self.addr.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
+        if addrs.is_empty() {
+            bail!(
+                "no cluster address: pass --addr HOST:PORT (or set CHAT_ADDR). \
+                 Kube mode (--cluster/--namespace through the Kubernetes API) is not available in this build yet"
+            );
+        }
+        let options =
+            ClientOptions { deadline: std::time::Duration::from_secs(self.timeout), ..ClientOptions::default() };
+        let client = Client::new(addrs.clone(), options)?;
+        let mut sorted = addrs;
+        sorted.sort();
+        let ctx = Ctx {
+            client,
+            store: SessionStore::default_location()?,
+            cluster_key: format!("addr:{}", sorted.join(",")),
+            output: self.output,
+        };
+        match self.command {
+            Command::Register(c) => c.run(&ctx).await,
+            Command::Login(c) => c.run(&ctx).await,
+            Command::Logout(c) => c.run(&ctx).await,
+            Command::Whoami(c) => c.run(&ctx).await,
+            Command::DeleteAccount(c) => c.run(&ctx).await,
+            Command::Users(c) => c.run(&ctx).await,
+            Command::Send(c) => c.run(&ctx).await,
+            Command::Read(c) => c.run(&ctx).await,
+            Command::Inbox(c) => c.run(&ctx).await,
+            Command::MarkRead(c) => c.run(&ctx).await,
+            Command::DeleteMessages(c) => c.run(&ctx).await,
+            Command::Watch(c) => c.run(&ctx).await,
+            Command::Chat(c) => c.run(&ctx).await,
+            Command::Status(c) => c.run(&ctx).await,
+        }
+    }
+}

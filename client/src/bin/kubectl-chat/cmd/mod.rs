@@ -1,0 +1,6 @@
+//! One module per group of subcommands; each subcommand is a clap `Args` struct with `run`.
+
+pub mod account;
+pub mod live;
+pub mod messages;
+pub mod status;

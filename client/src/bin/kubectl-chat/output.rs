@@ -1,0 +1,159 @@
+//! Human tables and the JSON shapes scripts rely on.
+//!
+//! `read -o json`: an array of `{id, from, to, body, sent_at, read}`;
+//! `status -o json`: `{leader_id, term, members: [{id, address, role, voter,
+//! term, last_log_index, commit_index, applied_index}]}`. Both are a contract.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use chat_client::{ClusterStatus, Message};
+use serde::Serialize;
+
+/// RFC 3339 UTC with milliseconds.
+pub fn timestamp(ms: i64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+#[derive(Serialize)]
+pub struct MessageJson<'a> {
+    pub id: u64,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub body: &'a str,
+    pub sent_at: String,
+    pub read: bool,
+}
+
+impl<'a> From<&'a Message> for MessageJson<'a> {
+    fn from(m: &'a Message) -> Self {
+        MessageJson {
+            id: m.id,
+            from: &m.from,
+            to: &m.to,
+            body: &m.body,
+            sent_at: timestamp(m.sent_at_ms),
+            read: m.read,
+        }
+    }
+}
+
+pub fn messages_json(messages: &[Message]) -> String {
+    let items: Vec<MessageJson> = messages.iter().map(MessageJson::from).collect();
+    serde_json::to_string_pretty(&items).expect("serializing plain structs")
+}
+
+/// One line per message: `#id  time  from → to  body` (unread marked with *).
+pub fn message_line(m: &Message) -> String {
+    let unread = if m.read { " " } else { "*" };
+    format!("#{:<8}{unread} {}  {} → {}  {}", m.id, timestamp(m.sent_at_ms), m.from, m.to, m.body)
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    leader_id: Option<u64>,
+    term: u64,
+    members: Vec<MemberJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct MemberJson<'a> {
+    id: u64,
+    address: &'a str,
+    role: &'a str,
+    voter: bool,
+    term: u64,
+    last_log_index: u64,
+    commit_index: u64,
+    applied_index: u64,
+}
+
+pub fn status_json(s: &ClusterStatus) -> String {
+    let members = s
+        .members
+        .iter()
+        .map(|m| MemberJson {
+            id: m.id,
+            address: &m.address,
+            role: &m.role,
+            voter: m.voter,
+            term: m.term,
+            last_log_index: m.last_log_index,
+            commit_index: m.commit_index,
+            applied_index: m.applied_index,
+        })
+        .collect();
+    serde_json::to_string_pretty(&StatusJson { leader_id: s.leader_id, term: s.term, members })
+        .expect("serializing plain structs")
+}
+
+pub fn status_table(s: &ClusterStatus) -> String {
+    let leader_commit = s.members.iter().find(|m| Some(m.id) == s.leader_id).map(|m| m.commit_index);
+    let mut out = format!(
+        "{:<4} {:<28} {:<12} {:<6} {:>6} {:>10} {:>10} {:>10} {:>6}\n",
+        "ID", "ADDRESS", "ROLE", "VOTER", "TERM", "LAST-LOG", "COMMIT", "APPLIED", "LAG"
+    );
+    for m in &s.members {
+        let marker = if Some(m.id) == s.leader_id { "*" } else { " " };
+        let lag = match (leader_commit, m.role.as_str()) {
+            (_, "unreachable") | (None, _) => "-".to_string(),
+            (Some(c), _) => c.saturating_sub(m.applied_index).to_string(),
+        };
+        out += &format!(
+            "{:<4} {:<28} {:<12} {:<6} {:>6} {:>10} {:>10} {:>10} {:>6}\n",
+            format!("{}{marker}", m.id),
+            m.address,
+            m.role,
+            if m.voter { "yes" } else { "no" },
+            m.term,
+            m.last_log_index,
+            m.commit_index,
+            m.applied_index,
+            lag
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_client::MemberStatus;
+
+    #[test]
+    fn read_json_has_the_contract_fields() {
+        let m = Message {
+            id: 7,
+            from: "a".into(),
+            to: "b".into(),
+            body: "hi".into(),
+            sent_at_ms: 1_700_000_000_123,
+            read: true,
+        };
+        let v: serde_json::Value = serde_json::from_str(&messages_json(&[m])).unwrap();
+        assert_eq!(v[0]["id"], 7);
+        assert_eq!(v[0]["sent_at"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v[0]["read"], true);
+        let keys: Vec<&String> = v[0].as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 6);
+    }
+
+    #[test]
+    fn status_json_has_the_contract_fields() {
+        let member = MemberStatus {
+            id: 1,
+            address: "a:1".into(),
+            role: "leader".into(),
+            voter: true,
+            term: 3,
+            last_log_index: 9,
+            commit_index: 9,
+            applied_index: 9,
+        };
+        let s = ClusterStatus { leader_id: Some(1), term: 3, members: vec![member] };
+        let v: serde_json::Value = serde_json::from_str(&status_json(&s)).unwrap();
+        assert_eq!(v["leader_id"], 1);
+        assert_eq!(v["members"][0]["voter"], true);
+        assert_eq!(v["members"][0]["role"], "leader");
+        assert!(status_table(&s).contains("1*"));
+    }
+}

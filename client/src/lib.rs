@@ -1,0 +1,24 @@
+//! A client for replicated-chat clusters.
+//!
+//! - [`Client`]: connects given seed addresses, finds the leader with
+//!   `ClusterService.GetStatus`, remembers every member as a fallback, and
+//!   retries through leader changes under one overall deadline.
+//! - Sends carry a client-chosen request id that the cluster de-duplicates,
+//!   so a retry after a failover never delivers a message twice.
+//! - [`Client::subscribe`] resumes from the last message it yielded after a
+//!   reconnect: no gap, no duplicate.
+//!
+//! Layout: [`error`] (the error type and exit-code classes), [`discovery`]
+//! (who leads, which members exist), [`retry`] (what may be retried, backoff),
+//! [`client`] (the calls), [`subscribe`] (the resuming stream).
+
+pub mod client;
+pub mod discovery;
+pub mod error;
+pub mod retry;
+pub mod subscribe;
+
+pub use chat_proto::chat::{Conversation, Message, ReadConsistency};
+pub use chat_proto::cluster::GetStatusResponse as NodeStatus;
+pub use client::{Client, ClientOptions, ClusterStatus, MemberStatus};
+pub use error::{Error, Result};

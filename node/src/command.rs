@@ -1,0 +1,112 @@
+//! What the Raft log carries: [`Command`]s, fully prepared before they are proposed.
+//!
+//! Everything non-deterministic — password hashes, session tokens, timestamps —
+//! is computed by the node that accepts the request, *before* proposing, so every
+//! replica applying the same entry reaches the same state. Checks that depend on
+//! state (does the recipient exist? is the session valid?) happen at apply time,
+//! where they are linearizable, and come back as a [`CommandResult`].
+
+use serde::{Deserialize, Serialize};
+
+/// A state change of the chat state machine. Sessions are named by the SHA-256
+/// of their token, so neither the log nor the database ever holds a usable token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    CreateAccount {
+        username: String,
+        /// argon2 PHC string; the plaintext password never enters the log.
+        password_hash: String,
+        created_at_ms: i64,
+    },
+    OpenSession {
+        username: String,
+        token_hash: [u8; 32],
+        created_at_ms: i64,
+    },
+    CloseSession {
+        token_hash: [u8; 32],
+    },
+    DeleteAccount {
+        token_hash: [u8; 32],
+    },
+    SendMessage {
+        token_hash: [u8; 32],
+        to: String,
+        body: String,
+        sent_at_ms: i64,
+        /// Client-chosen de-duplication key; empty means "no de-duplication".
+        request_id: String,
+    },
+    MarkRead {
+        token_hash: [u8; 32],
+        with: String,
+        /// 0 means every message so far.
+        up_to_id: u64,
+    },
+    DeleteMessages {
+        token_hash: [u8; 32],
+        ids: Vec<u64>,
+    },
+}
+
+impl Command {
+    /// Whether committing this command twice has the same effect as once, so a
+    /// forward that failed ambiguously (did the leader commit it?) may be retried.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            // De-duplicated by request id; the node fills one in when the client gave none.
+            Command::SendMessage { request_id, .. } => !request_id.is_empty(),
+            Command::OpenSession { .. } | Command::MarkRead { .. } => true,
+            // A retry of these reports an error (exists / not found) after a first success.
+            Command::CreateAccount { .. }
+            | Command::CloseSession { .. }
+            | Command::DeleteAccount { .. }
+            | Command::DeleteMessages { .. } => false,
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::CreateAccount { .. } => "create_account",
+            Command::OpenSession { .. } => "open_session",
+            Command::CloseSession { .. } => "close_session",
+            Command::DeleteAccount { .. } => "delete_account",
+            Command::SendMessage { .. } => "send_message",
+            Command::MarkRead { .. } => "mark_read",
+            Command::DeleteMessages { .. } => "delete_messages",
+        }
+    }
+}
+
+/// The outcome of applying one [`Command`]. A rejected command is still a
+/// committed log entry: rejection is deterministic, so it is part of the state.
+pub type CommandResult = Result<Applied, Rejection>;
+
+/// What a successfully applied command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Applied {
+    /// Blank and membership entries, and commands with nothing to report.
+    Done,
+    /// A message id and its timestamp (SendMessage; also returned for a de-duplicated retry).
+    Sent { id: u64, sent_at_ms: i64 },
+    /// How many items a MarkRead / DeleteMessages / DeleteAccount touched.
+    Count(u64),
+}
+
+/// Why the state machine refused a command. Maps one-to-one onto gRPC codes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Rejection {
+    #[error("account {0:?} already exists")]
+    AccountExists(String),
+    #[error("account {0:?} does not exist")]
+    NoSuchAccount(String),
+    #[error("session is not valid (logged out, expired or unknown token)")]
+    InvalidSession,
+    #[error("message {0} does not exist")]
+    NoSuchMessage(u64),
+    #[error("message {0} belongs to other users")]
+    NotYourMessage(u64),
+    #[error("{0}")]
+    Invalid(String),
+}

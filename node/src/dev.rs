@@ -1,0 +1,325 @@
+//! `chat-node dev`: a real N-node cluster on loopback and a prompt to poke it.
+//!
+//! Each node is a child process running this same binary, so `fail N` is a
+//! genuine `kill -9` and `start N` a genuine restart from the node's data dir.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chat_proto::chat::chat_service_client::ChatServiceClient;
+use chat_proto::chat::{CreateAccountRequest, LoginRequest, ReadConversationRequest, SendMessageRequest};
+use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
+use chat_proto::cluster::{GetStatusRequest, GetStatusResponse, Role};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// How many nodes to run (1–9).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
+    pub nodes: u64,
+    /// Directory for node data and logs (node-N/ and node-N.log).
+    #[arg(long, default_value = "./chat-dev")]
+    pub dir: PathBuf,
+    /// gRPC port of node 1; node N listens on base+N-1, its HTTP port 100 above.
+    #[arg(long, default_value_t = 50051)]
+    pub base_port: u16,
+    /// Delete the directory first, starting a brand-new cluster.
+    #[arg(long)]
+    pub clean: bool,
+}
+
+struct Cluster {
+    args: DevArgs,
+    exe: PathBuf,
+    children: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    fn addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.args.base_port as u64 + id - 1)
+    }
+
+    fn http(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.args.base_port as u64 + 100 + id - 1)
+    }
+
+    fn ids(&self) -> impl Iterator<Item = u64> + use<> {
+        1..=self.args.nodes
+    }
+
+    fn is_running(&mut self, id: u64) -> bool {
+        match &mut self.children[(id - 1) as usize] {
+            Some(child) => child.try_wait().map(|status| status.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        if self.is_running(id) {
+            bail!("node {id} is already running");
+        }
+        let log_path = self.args.dir.join(format!("node-{id}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--id")
+            .arg(id.to_string())
+            .arg("--listen")
+            .arg(self.addr(id))
+            .arg("--http")
+            .arg(self.http(id))
+            .arg("--data-dir")
+            .arg(self.args.dir.join(format!("node-{id}")));
+        if id == 1 {
+            cmd.arg("--bootstrap");
+        } else {
+            let seeds: Vec<String> = self.ids().filter(|&i| i != id).map(|i| self.addr(i)).collect();
+            cmd.arg("--join").arg(seeds.join(","));
+        }
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
+        self.children[(id - 1) as usize] = Some(cmd.spawn().context("starting a node process")?);
+        Ok(())
+    }
+
+    /// kill -9: no hand-over, no flush — a crash.
+    async fn fail(&mut self, id: u64) -> anyhow::Result<()> {
+        match self.children[(id - 1) as usize].take() {
+            Some(mut child) => {
+                child.kill().await.context("killing the node")?;
+                Ok(())
+            }
+            None => bail!("node {id} is not running"),
+        }
+    }
+
+    /// SIGTERM every node and wait: the graceful path.
+    async fn stop_all(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            if let Some(pid) = child.id() {
+                // SAFETY: sending a signal to our own child process by pid.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+        }
+        for child in self.children.iter_mut().flatten() {
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+
+    async fn status_of(&self, id: u64) -> Option<GetStatusResponse> {
+        let channel = crate::network::peer::channel(&self.addr(id)).ok()?;
+        let mut request = tonic::Request::new(GetStatusRequest {});
+        request.set_timeout(Duration::from_millis(500));
+        ClusterServiceClient::new(channel).get_status(request).await.ok().map(|r| r.into_inner())
+    }
+
+    async fn print_status(&mut self) {
+        println!(
+            "  {:<4} {:<17} {:<10} {:>5} {:>7} {:>9} {:>9} {:>9}  members",
+            "node", "address", "role", "term", "leader", "last_log", "commit", "applied"
+        );
+        for id in self.ids() {
+            let addr = self.addr(id);
+            if !self.is_running(id) {
+                println!("  {id:<4} {addr:<17} {:<10}", "✗ down");
+                continue;
+            }
+            match self.status_of(id).await {
+                None => println!("  {id:<4} {addr:<17} {:<10}", "… starting"),
+                Some(s) => {
+                    let role = match Role::try_from(s.role).unwrap_or(Role::Unknown) {
+                        Role::Leader => "★ leader",
+                        Role::Follower => "follower",
+                        Role::Candidate => "candidate",
+                        Role::Learner => "learner",
+                        _ => "unknown",
+                    };
+                    let leader = s.leader_id.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+                    let members: Vec<String> = s
+                        .members
+                        .iter()
+                        .map(|m| if m.voter { m.id.to_string() } else { format!("{}(learner)", m.id) })
+                        .collect();
+                    println!(
+                        "  {id:<4} {addr:<17} {role:<10} {:>5} {leader:>7} {:>9} {:>9} {:>9}  {}",
+                        s.term,
+                        s.last_log_index,
+                        s.commit_index,
+                        s.applied_index,
+                        members.join(",")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits until some running node reports a leader and `voters` voters.
+    async fn wait_ready(&mut self, voters: usize, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            for id in self.ids() {
+                if let Some(s) = self.status_of(id).await
+                    && s.leader_id.is_some()
+                    && s.members.iter().filter(|m| m.voter).count() >= voters
+                {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    fn running_ids(&mut self) -> Vec<u64> {
+        self.ids().collect::<Vec<_>>().into_iter().filter(|&id| self.is_running(id)).collect()
+    }
+
+    /// A small end-to-end workload: two users, messages sent through every
+    /// running node in turn, then read back through each and checked.
+    async fn test(&mut self) -> anyhow::Result<()> {
+        let nodes = self.running_ids();
+        if nodes.is_empty() {
+            bail!("no node is running");
+        }
+        let client = |id: u64| -> anyhow::Result<ChatServiceClient<Channel>> {
+            Ok(ChatServiceClient::new(crate::network::peer::channel(&self.addr(id))?))
+        };
+        let tag: u32 = rand::random::<u32>() % 1_000_000;
+        let (alice, bob) = (format!("alice{tag}"), format!("bob{tag}"));
+        let started = Instant::now();
+        let mut first = client(nodes[0])?;
+        for user in [&alice, &bob] {
+            first
+                .create_account(CreateAccountRequest { username: user.clone(), password: "dev-password".into() })
+                .await?;
+        }
+        let token = first
+            .login(LoginRequest { username: alice.clone(), password: "dev-password".into() })
+            .await?
+            .into_inner()
+            .token;
+        let count = 20;
+        for i in 0..count {
+            let via = nodes[i % nodes.len()];
+            let body = format!("message {i} via node {via}");
+            client(via)?
+                .send_message(authed(&token, SendMessageRequest { to: bob.clone(), body, request_id: String::new() }))
+                .await?;
+        }
+        let writes = started.elapsed();
+        for &via in &nodes {
+            let read = client(via)?
+                .read_conversation(authed(
+                    &token,
+                    ReadConversationRequest { with: bob.clone(), limit: 1000, before_id: 0, consistency: 0 },
+                ))
+                .await?
+                .into_inner();
+            if read.messages.len() != count {
+                bail!("node {via} returned {} of {count} messages", read.messages.len());
+            }
+        }
+        println!(
+            "  ✓ PASS: {count} messages written through nodes {nodes:?} in {:.0?} and read back intact from each",
+            writes
+        );
+        Ok(())
+    }
+}
+
+/// A request carrying the session token.
+fn authed<T>(token: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut()
+        .insert(chat_proto::AUTHORIZATION, format!("Bearer {token}").parse().expect("hex token is valid metadata"));
+    r
+}
+
+const HELP: &str = "  commands:
+    status     table of nodes: role, term, leader, log / commit / applied indexes
+    fail N     kill -9 node N (try the leader, then `status`)
+    start N    restart node N from its data dir; it catches up
+    test       write 20 messages through every running node and read them back
+    exit       stop every node gracefully and quit";
+
+/// Runs the dev cluster until `exit` or end of input.
+///
+/// # Errors
+/// When the directory or processes cannot be set up.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    if args.clean && args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir).with_context(|| format!("removing {}", args.dir.display()))?;
+    }
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let exe = std::env::current_exe().context("finding the chat-node binary")?;
+    let n = args.nodes;
+    let mut cluster = Cluster { args, exe, children: (0..n).map(|_| None).collect() };
+
+    println!("replicated-chat dev cluster: {n} node(s), data and logs in {}", cluster.args.dir.display());
+    for id in cluster.ids() {
+        cluster.start(id)?;
+        println!("  node {id}: gRPC {}  http://{}/metrics", cluster.addr(id), cluster.http(id));
+    }
+    print!("  waiting for a leader and {n} voters ...");
+    std::io::stdout().flush()?;
+    if cluster.wait_ready(n as usize, Duration::from_secs(60)).await {
+        println!(" ready");
+    } else {
+        println!(" not ready after 60s; see the node logs");
+    }
+    cluster.print_status().await;
+    println!("{HELP}");
+
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        print!("chat> ");
+        std::io::stdout().flush()?;
+        let Some(line) = lines.next_line().await? else { break };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let node_arg = |cluster: &Cluster| -> anyhow::Result<u64> {
+            let id: u64 =
+                words.get(1).context("which node? e.g. `fail 1`")?.parse().context("node must be a number")?;
+            if !(1..=cluster.args.nodes).contains(&id) {
+                bail!("node must be 1..={}", cluster.args.nodes);
+            }
+            Ok(id)
+        };
+        let result: anyhow::Result<()> = match words.first().copied() {
+            None => Ok(()),
+            Some("status" | "s") => {
+                cluster.print_status().await;
+                Ok(())
+            }
+            Some("fail" | "kill") => match node_arg(&cluster) {
+                Ok(id) => cluster.fail(id).await.map(|_| println!("  node {id} killed (kill -9)")),
+                Err(e) => Err(e),
+            },
+            Some("start") => match node_arg(&cluster) {
+                Ok(id) => cluster.start(id).map(|_| println!("  node {id} starting")),
+                Err(e) => Err(e),
+            },
+            Some("test" | "t") => cluster.test().await,
+            Some("help" | "h" | "?") => {
+                println!("{HELP}");
+                Ok(())
+            }
+            Some("exit" | "quit" | "q") => break,
+            Some(other) => Err(anyhow::anyhow!("unknown command {other:?}; try `help`")),
+        };
+        if let Err(e) = result {
+            println!("  ✗ {e:#}");
+        }
+    }
+    println!("  stopping nodes ...");
+    cluster.stop_all().await;
+    Ok(())
+}

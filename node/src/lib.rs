@@ -1,0 +1,29 @@
+//! `chat-node`: a chat server whose every write is a Raft log entry.
+//!
+//! Layout, one idea per module:
+//! - [`typ`]: the openraft type configuration and aliases.
+//! - [`command`]: what the log carries, and what applying it returns.
+//! - [`store`]: RocksDB-backed Raft log, state machine, snapshots and queries.
+//! - [`network`]: Raft RPC client and follower → leader calls.
+//! - [`node`]: [`node::ChatNode`], write routing, read barriers, membership, hand-over.
+//! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `RaftService`).
+//! - [`server`]: assembling and running a node; the shutdown path.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`], [`telemetry`]: observability.
+//! - [`validate`]: input rules; [`error`]: the error type and its gRPC mapping.
+//! - [`cli`]: flags and environment; [`dev`]: the local multi-node playground.
+
+pub mod cli;
+pub mod command;
+pub mod dev;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod typ;
+pub mod validate;

@@ -1,0 +1,34 @@
+//! `chat-node`: parse arguments, set up logging, run a node (or the dev cluster).
+
+use anyhow::Context;
+use chat_node::cli::{Cli, Command};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Dev(args)) = cli.command {
+        return chat_node::dev::run(args).await;
+    }
+    chat_node::telemetry::init(cli.log.log_format);
+    let http = cli.node.http;
+    let listen = cli.node.listen;
+    let config = cli.node.into_config(std::env::var("POD_NAME").ok().as_deref())?;
+    let grpc = chat_node::server::bind(listen).await?;
+    let http = match http {
+        Some(addr) => Some(chat_node::server::bind(addr).await?),
+        None => None,
+    };
+    chat_node::server::run(config, grpc, http, shutdown_signal()).await.context("node failed")?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down"),
+    }
+}

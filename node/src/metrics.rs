@@ -1,0 +1,93 @@
+//! Prometheus metrics of one node: RPC counts and latencies, Raft state, stored data.
+//!
+//! RPC metrics are recorded as requests finish; Raft and storage gauges are
+//! refreshed when `/metrics` is scraped, so they cost nothing in between.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    pub method: &'static str,
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabel {
+    pub method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabel {
+    pub role: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub rpc_requests: Family<RpcLabels, Counter>,
+    pub rpc_duration: Family<MethodLabel, Histogram>,
+    pub term: Gauge,
+    pub role: Family<RoleLabel, Gauge>,
+    pub last_log_index: Gauge,
+    pub committed_index: Gauge,
+    pub applied_index: Gauge,
+    pub snapshot_index: Gauge,
+    pub members: Gauge,
+    pub accounts: Gauge,
+    pub messages: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("chat");
+        let rpc_requests = Family::<RpcLabels, Counter>::default();
+        registry.register("rpc_requests", "gRPC requests served, by method and status code", rpc_requests.clone());
+        let rpc_duration = Family::<MethodLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        registry.register("rpc_duration_seconds", "gRPC request latency, by method", rpc_duration.clone());
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let term = gauge(&mut registry, "raft_term", "Current Raft term");
+        let role = Family::<RoleLabel, Gauge>::default();
+        registry.register("raft_role", "1 for this node's current Raft role", role.clone());
+        let last_log_index = gauge(&mut registry, "raft_last_log_index", "Index of the last log entry");
+        let committed_index = gauge(&mut registry, "raft_committed_index", "Index of the last committed entry");
+        let applied_index = gauge(&mut registry, "raft_applied_index", "Index of the last applied entry");
+        let snapshot_index =
+            gauge(&mut registry, "raft_snapshot_index", "Last log index covered by the newest snapshot");
+        let members = gauge(&mut registry, "raft_members", "Members (voters and learners) in the configuration");
+        let accounts = gauge(&mut registry, "accounts", "Accounts stored (RocksDB estimate)");
+        let messages = gauge(&mut registry, "messages", "Messages stored (RocksDB estimate)");
+        Self {
+            registry,
+            rpc_requests,
+            rpc_duration,
+            term,
+            role,
+            last_log_index,
+            committed_index,
+            applied_index,
+            snapshot_index,
+            members,
+            accounts,
+            messages,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

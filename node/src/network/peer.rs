@@ -1,0 +1,67 @@
+//! Channels to other nodes and the calls a follower makes on the leader.
+
+use std::time::Duration;
+
+use chat_proto::raft::raft_service_client::RaftServiceClient;
+use chat_proto::raft::{CampaignRequest, Payload, ReadIndexRequest};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::command::{Command, CommandResult};
+use crate::error::{Error, Result};
+use crate::store::{decode, encode};
+use crate::typ::NodeId;
+
+/// How long to wait for a TCP connection to a peer before calling it unreachable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A lazily connecting channel to `addr` (`host:port`). No I/O happens here;
+/// the first call connects, and a broken connection is re-established on use.
+///
+/// # Errors
+/// If `addr` is not a valid authority.
+pub fn channel(addr: &str) -> Result<Channel> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::invalid(format!("address {addr:?} is not host:port: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
+}
+
+fn raft_client(addr: &str) -> Result<RaftServiceClient<Channel>> {
+    Ok(RaftServiceClient::new(channel(addr)?).max_decoding_message_size(64 << 20))
+}
+
+/// Proposes `cmd` through the leader at `addr`.
+///
+/// # Errors
+/// `Unavailable` if the leader cannot be reached or is no longer leader.
+pub async fn forward(addr: &str, cmd: &Command, timeout: Duration) -> Result<CommandResult> {
+    let mut request = tonic::Request::new(Payload { data: encode(cmd) });
+    request.set_timeout(timeout);
+    let reply = raft_client(addr)?.forward(request).await.map_err(Error::from)?;
+    let result: Result<CommandResult, String> = decode(&reply.into_inner().data)?;
+    result.map_err(Error::unavailable)
+}
+
+/// Asks the leader at `addr` for a read index.
+///
+/// # Errors
+/// `Unavailable` if the leader cannot be reached or cannot confirm its leadership.
+pub async fn read_index(addr: &str, timeout: Duration) -> Result<u64> {
+    let mut request = tonic::Request::new(ReadIndexRequest {});
+    request.set_timeout(timeout);
+    Ok(raft_client(addr)?.read_index(request).await.map_err(Error::from)?.into_inner().index)
+}
+
+/// Tells the node at `addr` to start an election now (leader hand-over).
+///
+/// # Errors
+/// If the node cannot be reached.
+pub async fn campaign(addr: &str, from: NodeId, timeout: Duration) -> Result<()> {
+    let mut request = tonic::Request::new(CampaignRequest { from });
+    request.set_timeout(timeout);
+    raft_client(addr)?.campaign(request).await.map_err(Error::from)?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! openraft's `RaftNetwork`: Raft messages as bincode inside the `RaftService` gRPC.
+//!
+//! A transport failure is reported as `Unreachable`, so openraft backs off
+//! instead of hammering a dead peer; an error raised by the remote Raft is
+//! passed through as `RemoteError`.
+
+use chat_proto::raft::Payload;
+use chat_proto::raft::raft_service_client::RaftServiceClient;
+use openraft::error::{InstallSnapshotError, NetworkError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+
+use crate::store::{decode, encode};
+use crate::typ::{Node, NodeId, RaftError, RpcError, TypeConfig};
+
+/// Creates one [`Connection`] per replication stream openraft opens.
+#[derive(Debug, Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
+        let client = super::peer::channel(&node.addr)
+            .map(|c| RaftServiceClient::new(c).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20));
+        Connection { target, client: client.map_err(|e| e.to_string()) }
+    }
+}
+
+pub struct Connection {
+    target: NodeId,
+    client: Result<RaftServiceClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+/// Which `RaftService` method a call goes to.
+enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl Connection {
+    async fn call<Req, Resp, E>(&mut self, method: Method, req: &Req, option: &RPCOption) -> Result<Resp, RpcError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(openraft::error::RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))),
+        };
+        let mut request = tonic::Request::new(Payload { data: encode(req) });
+        request.set_timeout(option.hard_ttl());
+        let reply = match method {
+            Method::AppendEntries => client.append_entries(request).await,
+            Method::Vote => client.vote(request).await,
+            Method::InstallSnapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| match status.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                openraft::error::RPCError::Unreachable(Unreachable::new(&TransportError(status.to_string())))
+            }
+            _ => openraft::error::RPCError::Network(NetworkError::new(&TransportError(status.to_string()))),
+        })?;
+        let result: Result<Resp, RaftError<E>> = decode(&reply.into_inner().data)
+            .map_err(|e| openraft::error::RPCError::Network(NetworkError::new(&TransportError(e.to_string()))))?;
+        result.map_err(|e| openraft::error::RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Connection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
+        self.call(Method::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RpcError<InstallSnapshotError>> {
+        self.call(Method::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcError> {
+        self.call(Method::Vote, &rpc, &option).await
+    }
+}

@@ -1,0 +1,422 @@
+//! [`ChatNode`]: one member of the cluster — its Raft instance, its state, and
+//! the policies every gRPC service shares: where a write goes (proposed here
+//! if leader, forwarded otherwise), how fresh a read is (read-index), how
+//! membership changes, and how leadership is handed over.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError as CWE, RaftError as RE};
+use openraft::{ChangeMembers, ServerState};
+use tokio::time::{Instant, timeout_at};
+
+use crate::command::{Command, CommandResult};
+use crate::error::{Error, Result};
+use crate::network::peer;
+use crate::store::{Db, StateMachine};
+use crate::typ::{ClientWriteError, Node, NodeId, Raft, RaftMetrics};
+
+/// Timing of the node's own policies (Raft's timers live in `openraft::Config`).
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// A write or linearizable read that cannot complete in this time (no leader,
+    /// no quorum) fails with UNAVAILABLE.
+    pub request: Duration,
+    /// How long a leader hand-over may take before the old leader gives up on it.
+    pub hand_over: Duration,
+    /// How long a learner may take to catch up before JoinCluster gives up.
+    pub catch_up: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self { request: Duration::from_secs(5), hand_over: Duration::from_secs(3), catch_up: Duration::from_secs(60) }
+    }
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Linearizable,
+    Stale,
+}
+
+/// A point-in-time summary of this node's view, from Raft's metrics.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub id: NodeId,
+    pub address: String,
+    pub state: ServerState,
+    pub term: u64,
+    pub leader: Option<(NodeId, String)>,
+    pub last_log_index: u64,
+    pub committed_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    /// (id, address, voter, matched index if this node leads)
+    pub members: Vec<(NodeId, String, bool, Option<u64>)>,
+}
+
+pub struct ChatNode {
+    pub id: NodeId,
+    pub address: String,
+    pub raft: Raft,
+    state: StateMachine,
+    timeouts: Timeouts,
+    /// Set while this leader hands leadership over; writes wait for the new leader.
+    handing_over: AtomicBool,
+}
+
+impl std::fmt::Debug for ChatNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatNode").field("id", &self.id).field("address", &self.address).finish()
+    }
+}
+
+impl ChatNode {
+    pub fn new(id: NodeId, address: String, raft: Raft, state: StateMachine, timeouts: Timeouts) -> Arc<Self> {
+        Arc::new(Self { id, address, raft, state, timeouts, handing_over: AtomicBool::new(false) })
+    }
+
+    pub fn db(&self) -> &Db {
+        self.state.db()
+    }
+
+    pub fn state(&self) -> &StateMachine {
+        &self.state
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// The leader's id and address as this node currently believes.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+        Some((id, addr))
+    }
+
+    fn unavailable(&self, message: impl Into<String>) -> Error {
+        Error::Unavailable { message: message.into(), leader: self.leader().filter(|(id, _)| *id != self.id) }
+    }
+
+    /// Waits until Raft's metrics change or `deadline` passes; `false` on deadline.
+    async fn await_change(&self, deadline: Instant) -> bool {
+        let mut rx = self.raft.metrics();
+        rx.mark_unchanged();
+        // Wake at least every 100ms: a forward that failed may succeed again
+        // without any local metrics change (the leader's server came back).
+        let wake = (Instant::now() + Duration::from_millis(100)).min(deadline);
+        let _ = timeout_at(wake, rx.changed()).await;
+        Instant::now() < deadline
+    }
+
+    /// Commits `cmd` through the leader and returns what applying it produced.
+    ///
+    /// Proposed here when this node leads; otherwise forwarded to the leader.
+    /// Retries across leader changes until the request timeout, but only for
+    /// commands that are safe to send twice (see [`Command::is_idempotent`]).
+    ///
+    /// # Errors
+    /// `Unavailable`/`Timeout` when no leader with a quorum commits it in time.
+    pub async fn write(&self, cmd: Command) -> Result<CommandResult> {
+        let deadline = Instant::now() + self.timeouts.request;
+        loop {
+            if self.handing_over.load(Ordering::Acquire) {
+                if !self.await_change(deadline).await {
+                    return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
+                }
+                continue;
+            }
+            match self.leader() {
+                Some((leader, _)) if leader == self.id => {
+                    match timeout_at(deadline, self.raft.client_write(cmd.clone())).await {
+                        Ok(Ok(response)) => return Ok(response.data),
+                        Ok(Err(RE::APIError(CWE::ForwardToLeader(_)))) => {}
+                        Ok(Err(e)) => return Err(self.unavailable(format!("write failed: {e}"))),
+                        Err(_) => {
+                            return Err(Error::Timeout("write not committed in time: no quorum reachable".into()));
+                        }
+                    }
+                }
+                Some((_, addr)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match peer::forward(&addr, &cmd, left).await {
+                        Ok(result) => return Ok(result),
+                        Err(Error::Unavailable { .. }) if cmd.is_idempotent() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => {}
+            }
+            if !self.await_change(deadline).await {
+                return Err(self.unavailable("no leader: the cluster has no quorum or is electing"));
+            }
+        }
+    }
+
+    /// Waits until this node's applied state reflects every write committed
+    /// before the call (for [`Consistency::Linearizable`]); returns at once for `Stale`.
+    ///
+    /// The leader confirms its leadership with a quorum (openraft's read-index);
+    /// a follower asks the leader for that index and waits to apply it locally,
+    /// so reads scale out over followers without ever going back in time.
+    ///
+    /// # Errors
+    /// `Unavailable`/`Timeout` when no leader can confirm a read point in time.
+    pub async fn read_barrier(&self, consistency: Consistency) -> Result<()> {
+        if consistency == Consistency::Stale {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.timeouts.request;
+        loop {
+            let index = match self.leader() {
+                Some((leader, _)) if leader == self.id => match self.read_index_here(deadline).await {
+                    Ok(index) => Some(index),
+                    Err(Error::Timeout(m)) => return Err(Error::Timeout(m)),
+                    Err(_) => None,
+                },
+                Some((_, addr)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match peer::read_index(&addr, left).await {
+                        Ok(index) => Some(index),
+                        Err(Error::Unavailable { .. }) => None,
+                        Err(e) => return Err(e),
+                    }
+                }
+                None => None,
+            };
+            if let Some(index) = index {
+                let left = deadline.saturating_duration_since(Instant::now());
+                return match self.raft.wait(Some(left)).applied_index_at_least(Some(index), "read index").await {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(Error::Timeout(format!("this node did not apply up to read index {index} in time"))),
+                };
+            }
+            if !self.await_change(deadline).await {
+                return Err(self.unavailable("no leader: the cluster has no quorum or is electing"));
+            }
+        }
+    }
+
+    /// As leader: confirms leadership with a quorum and returns the index a read must wait for.
+    ///
+    /// # Errors
+    /// `Unavailable` if this node is not the leader; `Timeout` if no quorum answers in time.
+    pub async fn read_index_here(&self, deadline: Instant) -> Result<u64> {
+        match timeout_at(deadline, self.raft.ensure_linearizable()).await {
+            Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(e)) => Err(self.unavailable(format!("cannot serve a linearizable read here: {e}"))),
+            Err(_) => Err(Error::Timeout("leadership not confirmed in time: no quorum reachable".into())),
+        }
+    }
+
+    /// This node's view of the cluster.
+    pub async fn status(&self) -> Status {
+        let m = self.metrics();
+        let committed = self.raft.with_raft_state(|st| st.committed.map(|c| c.index)).await.ok().flatten();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| {
+                let matched = m.replication.as_ref().map(|r| {
+                    if *id == self.id {
+                        m.last_log_index.unwrap_or(0)
+                    } else {
+                        r.get(id).copied().flatten().map(|l| l.index).unwrap_or(0)
+                    }
+                });
+                (*id, node.addr.clone(), voters.contains(id), matched)
+            })
+            .collect();
+        Status {
+            id: self.id,
+            address: self.address.clone(),
+            state: m.state,
+            term: m.current_term,
+            leader: self.leader(),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            committed_index: committed.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            members,
+        }
+    }
+
+    /// Makes `id` at `address` a voter: learner first, caught up, then promoted.
+    /// Safe to repeat; a known member with a new address gets its address updated.
+    /// Must run on the leader.
+    ///
+    /// # Errors
+    /// `Unavailable` if this node is not the leader or the change cannot commit.
+    pub async fn join(&self, id: NodeId, address: String) -> Result<()> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership().clone();
+        let known = membership.get_node(&id).map(|n| n.addr.clone());
+        let is_voter = membership.voter_ids().any(|v| v == id);
+        let node = Node { addr: address.clone() };
+        match known {
+            Some(addr) if addr == address && is_voter => return Ok(()),
+            Some(addr) if addr != address => {
+                tracing::info!(node = id, old = %addr, new = %address, "updating member address");
+                let change = ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())]));
+                self.raft.change_membership(change, true).await.map_err(|e| self.membership_error(e))?;
+            }
+            Some(_) => {}
+            None => {
+                tracing::info!(node = id, %address, "adding learner");
+                // blocking = true: returns once the learner has caught up with the log.
+                let add = self.raft.add_learner(id, node, true);
+                match tokio::time::timeout(self.timeouts.catch_up, add).await {
+                    Ok(result) => {
+                        result.map_err(|e| self.membership_error(e))?;
+                    }
+                    Err(_) => {
+                        return Err(Error::Timeout(format!(
+                            "node {id} did not catch up within {:?}",
+                            self.timeouts.catch_up
+                        )));
+                    }
+                }
+            }
+        }
+        if !is_voter {
+            tracing::info!(node = id, "promoting learner to voter");
+            let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+            self.raft.change_membership(change, false).await.map_err(|e| self.membership_error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `id` from the cluster (voter or learner). Must run on the leader;
+    /// when `id` is this leader, the caller hands leadership over first.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for the last voter; `Unavailable` if the change cannot commit.
+    pub async fn remove(&self, id: NodeId) -> Result<()> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        if membership.get_node(&id).is_none() {
+            return Ok(());
+        }
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(Error::invalid(format!(
+                    "node {id} is the last voter; a cluster cannot remove its last voter"
+                )));
+            }
+            tracing::info!(node = id, "removing voter");
+            let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+            self.raft.change_membership(change, false).await.map_err(|e| self.membership_error(e))?;
+        } else {
+            tracing::info!(node = id, "removing learner");
+            let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+            self.raft.change_membership(change, false).await.map_err(|e| self.membership_error(e))?;
+        }
+        Ok(())
+    }
+
+    fn membership_error(&self, e: RE<NodeId, ClientWriteError>) -> Error {
+        match e {
+            RE::APIError(CWE::ForwardToLeader(_)) => self.unavailable("not the leader"),
+            // Another change is still committing: transient, the caller retries.
+            RE::APIError(CWE::ChangeMembershipError(e @ ChangeMembershipError::InProgress(_))) => {
+                self.unavailable(format!("membership change refused for now: {e}"))
+            }
+            RE::APIError(CWE::ChangeMembershipError(e)) => Error::invalid(format!("membership change refused: {e}")),
+            other => self.unavailable(format!("membership change failed: {other}")),
+        }
+    }
+
+    /// Hands leadership to `to` (or the most caught-up voter), and waits until
+    /// another node leads. Writes arriving meanwhile wait and then go to the new leader.
+    ///
+    /// openraft 0.9 has no leader-transfer call, so this composes one: stop
+    /// heartbeats once the target has every entry, then ask the target to
+    /// campaign. Its log is the most complete, so it wins as soon as the other
+    /// voters' leader leases lapse (`election_timeout_max`), before any other
+    /// follower's election timer fires.
+    ///
+    /// # Errors
+    /// `InvalidArgument` without another voter; `Unavailable` if not leader or it did not finish in time.
+    pub async fn hand_over(&self, to: Option<NodeId>) -> Result<NodeId> {
+        let m = self.metrics();
+        if m.current_leader != Some(self.id) {
+            return Err(self.unavailable("not the leader"));
+        }
+        let membership = m.membership_config.membership().clone();
+        let matched = |id: &NodeId| {
+            m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index).unwrap_or(0)
+        };
+        let target = match to {
+            Some(t) if t != self.id && membership.voter_ids().any(|v| v == t) => t,
+            Some(t) => return Err(Error::invalid(format!("node {t} is not another voter"))),
+            None => membership
+                .voter_ids()
+                .filter(|v| *v != self.id)
+                .max_by_key(matched)
+                .ok_or_else(|| Error::invalid("no other voter to hand leadership to"))?,
+        };
+        let addr = membership.get_node(&target).map(|n| n.addr.clone()).unwrap_or_default();
+        tracing::info!(to = target, "handing leadership over");
+        self.handing_over.store(true, Ordering::Release);
+        let result = self.do_hand_over(target, &addr).await;
+        self.raft.runtime_config().heartbeat(true);
+        self.handing_over.store(false, Ordering::Release);
+        result
+    }
+
+    /// Returns the id of the node that leads afterwards (normally `target`).
+    async fn do_hand_over(&self, target: NodeId, addr: &str) -> Result<NodeId> {
+        let deadline = Instant::now() + self.timeouts.hand_over;
+        // 1. Let the target catch up with everything this leader has.
+        let last = self.metrics().last_log_index;
+        let waiter = self.raft.wait(Some(deadline.saturating_duration_since(Instant::now())));
+        let caught_up = waiter.metrics(
+            |m| m.replication.as_ref().and_then(|r| r.get(&target).copied().flatten()).map(|l| l.index) >= last,
+            "target caught up",
+        );
+        if caught_up.await.is_err() {
+            return Err(Error::Timeout(format!("node {target} did not catch up in time")));
+        }
+        // 2. Go quiet, so followers' leases on this leader lapse, and let the target campaign.
+        self.raft.runtime_config().heartbeat(false);
+        peer::campaign(addr, self.id, deadline.saturating_duration_since(Instant::now())).await?;
+        // 3. Wait to see someone else lead.
+        let me = self.id;
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.raft.wait(Some(left)).metrics(|m| m.current_leader.is_some_and(|l| l != me), "new leader").await {
+            Ok(m) => Ok(m.current_leader.unwrap_or(target)),
+            Err(_) => Err(Error::Timeout("no new leader emerged in time".into())),
+        }
+    }
+
+    /// Called on the hand-over target: start elections until this node leads
+    /// (or someone else does), for at most the hand-over timeout.
+    pub async fn campaign(&self, from: NodeId) {
+        let deadline = Instant::now() + self.timeouts.hand_over;
+        let mut metrics = self.raft.metrics();
+        tracing::info!(from, "campaigning for leadership at the leader's request");
+        while Instant::now() < deadline {
+            let leader = metrics.borrow().current_leader;
+            if leader.is_some_and(|l| l != from) {
+                return;
+            }
+            if self.raft.trigger().elect().await.is_err() {
+                return;
+            }
+            // Voters refuse while their lease on the old leader lasts; retry
+            // as soon as anything changes, or shortly.
+            let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Assembling and running one node: storage, Raft, the gRPC and HTTP servers,
+//! joining the cluster, and the one shutdown path.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_proto::chat::chat_service_server::ChatServiceServer;
+use chat_proto::cluster::JoinClusterRequest;
+use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
+use chat_proto::cluster::cluster_service_server::ClusterServiceServer;
+use chat_proto::raft::raft_service_server::RaftServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::network::{Network, peer};
+use crate::node::{ChatNode, Timeouts};
+use crate::service::{ChatServiceImpl, ClusterServiceImpl, RaftServiceImpl};
+use crate::store::{Db, LogStore, StateMachine};
+use crate::typ::{Node, NodeId, Raft};
+
+/// Raft timing. The defaults suit a LAN or one machine: a dead leader is
+/// replaced in well under a second.
+#[derive(Debug, Clone)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot (and purge the log behind it) after this many new entries.
+    pub snapshot_threshold: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 150,
+            election_timeout_max_ms: 300,
+            snapshot_threshold: 10_000,
+        }
+    }
+}
+
+/// Everything `chat-node` needs to run one member.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    /// `host:port` other members and clients reach this node at.
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    /// Found a new one-member cluster if the data dir is fresh.
+    pub bootstrap: bool,
+    /// Seeds to ask for admission if the data dir is fresh.
+    pub join: Vec<String>,
+    pub raft: RaftTiming,
+    pub timeouts: Timeouts,
+}
+
+/// A running node: its handle, and a way to stop it and wait for the end.
+pub struct Running {
+    pub node: Arc<ChatNode>,
+    pub metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<Result<()>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Runs the graceful shutdown path and waits for it.
+    ///
+    /// # Errors
+    /// Whatever stopping the servers or Raft reported.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.map_err(|e| Error::Internal(format!("node task: {e}")))?
+    }
+
+    /// Waits until the node stops by itself (it does not, unless asked).
+    ///
+    /// # Errors
+    /// Whatever the node's serve loop reported.
+    pub async fn wait(self) -> Result<()> {
+        self.task.await.map_err(|e| Error::Internal(format!("node task: {e}")))?
+    }
+}
+
+fn raft_config(cfg: &Config) -> Result<Arc<openraft::Config>> {
+    let raft = openraft::Config {
+        cluster_name: "replicated-chat".into(),
+        heartbeat_interval: cfg.raft.heartbeat_ms,
+        election_timeout_min: cfg.raft.election_timeout_min_ms,
+        election_timeout_max: cfg.raft.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.raft.snapshot_threshold),
+        // Keep some log behind the snapshot so a briefly lagging follower
+        // catches up from the log instead of a full snapshot.
+        max_in_snapshot_log_to_keep: (cfg.raft.snapshot_threshold / 10).min(1000),
+        install_snapshot_timeout: 2000,
+        max_payload_entries: 1000,
+        ..Default::default()
+    };
+    Ok(Arc::new(raft.validate().map_err(|e| Error::invalid(format!("raft timing: {e}")))?))
+}
+
+/// Starts a node serving gRPC on `grpc` and, if given, HTTP (health, metrics) on `http`.
+/// Returns once it is serving; the cluster work (bootstrap, join) goes on in the background.
+///
+/// # Errors
+/// When the data dir or DB cannot be opened, or the configuration is invalid.
+pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) -> Result<Running> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| Error::Storage(format!("creating {}: {e}", cfg.data_dir.display())))?;
+    let db = Db::open(&cfg.data_dir.join("db"))
+        .map_err(|e| Error::Storage(format!("opening RocksDB in {}: {e}", cfg.data_dir.display())))?;
+    let state =
+        StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots")).map_err(|e| Error::Storage(e.to_string()))?;
+    let raft = Raft::new(cfg.id, raft_config(&cfg)?, Network, LogStore::new(db), state.clone())
+        .await
+        .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
+    let node = ChatNode::new(cfg.id, cfg.advertise.clone(), raft, state, cfg.timeouts.clone());
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = watch::channel(false);
+
+    let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), grpc, http, stopped));
+    Ok(Running { node, metrics, task, stop })
+}
+
+async fn serve(
+    cfg: Config,
+    node: Arc<ChatNode>,
+    metrics: Arc<Metrics>,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<()> {
+    let local = grpc.local_addr().ok();
+    tracing::info!(id = cfg.id, listen = ?local, advertise = %cfg.advertise, "node serving");
+
+    // The gRPC server stops accepting when `grpc_stop` fires and finishes in-flight calls.
+    let (grpc_stop_tx, mut grpc_stop) = watch::channel(false);
+    let grpc_server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone())))
+        .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())))
+        .add_service(RaftServiceServer::new(RaftServiceImpl::new(node.clone())).max_decoding_message_size(64 << 20))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            let _ = grpc_stop.wait_for(|s| *s).await;
+        });
+    let grpc_task = tokio::spawn(grpc_server);
+
+    let http_task = http.map(|listener| {
+        let stop = stopped.clone();
+        tokio::spawn(crate::http::serve(listener, node.clone(), metrics.clone(), stop))
+    });
+
+    let membership_task = tokio::spawn(establish(cfg.clone(), node.clone(), stopped.clone()));
+
+    let _ = stopped.wait_for(|s| *s).await;
+    membership_task.abort();
+
+    // The shutdown path, in order:
+    // 1. Hand leadership over while still serving, so forwarded writes reach the new leader.
+    if node.metrics().current_leader == Some(node.id)
+        && node.metrics().membership_config.membership().voter_ids().count() > 1
+    {
+        match node.hand_over(None).await {
+            Ok(to) => tracing::info!(to, "leadership handed over"),
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership hand-over failed; followers will elect after their timeout")
+            }
+        }
+    }
+    // 2. Stop accepting, finish in-flight calls.
+    let _ = grpc_stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), grpc_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server error"),
+        Err(_) => tracing::warn!("in-flight calls did not finish in 10s"),
+        _ => {}
+    }
+    // 3. Stop Raft; the DB closes (flushing) when its last handle drops.
+    if let Err(e) = node.raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    if let Some(task) = http_task {
+        task.abort();
+    }
+    tracing::info!(id = cfg.id, "node stopped");
+    Ok(())
+}
+
+/// Brings this node into a cluster, per the start-up contract:
+/// existing data → resume (and fix our advertised address if it moved);
+/// fresh with `bootstrap` → found a one-member cluster; fresh with `join` →
+/// ask the seeds until admitted.
+async fn establish(cfg: Config, node: Arc<ChatNode>, stopped: watch::Receiver<bool>) {
+    let initialized = node.raft.is_initialized().await.unwrap_or(false);
+    if initialized {
+        let known = node.metrics().membership_config.membership().get_node(&cfg.id).map(|n| n.addr.clone());
+        if known.as_deref() == Some(cfg.advertise.as_str()) {
+            tracing::info!(id = cfg.id, "resuming as an existing member");
+            return;
+        }
+        tracing::info!(id = cfg.id, old = ?known, new = %cfg.advertise, "advertised address changed; asking the cluster to update it");
+        let peers: Vec<String> = node
+            .metrics()
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(id, _)| **id != cfg.id)
+            .map(|(_, n)| n.addr.clone())
+            .collect();
+        join_until_admitted(&cfg, &peers, stopped).await;
+        return;
+    }
+    if cfg.bootstrap {
+        let members = BTreeMap::from([(cfg.id, Node { addr: cfg.advertise.clone() })]);
+        match node.raft.initialize(members).await {
+            Ok(()) => tracing::info!(id = cfg.id, "bootstrapped a new cluster"),
+            Err(e) => tracing::warn!(error = %e, "bootstrap skipped"),
+        }
+        return;
+    }
+    if cfg.join.is_empty() {
+        tracing::info!(id = cfg.id, "no data, no --bootstrap, no --join: waiting to be added by a member");
+        return;
+    }
+    join_until_admitted(&cfg, &cfg.join, stopped).await;
+}
+
+/// Calls JoinCluster on each seed in turn, with capped exponential backoff, until one admits us.
+async fn join_until_admitted(cfg: &Config, seeds: &[String], mut stopped: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        for seed in seeds {
+            match join_once(cfg, seed).await {
+                Ok(()) => {
+                    tracing::info!(id = cfg.id, %seed, "admitted to the cluster");
+                    return;
+                }
+                Err(e) => tracing::info!(id = cfg.id, %seed, error = %e, "join attempt failed; will retry"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stopped.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn join_once(cfg: &Config, seed: &str) -> Result<()> {
+    let mut client = ClusterServiceClient::new(peer::channel(seed)?);
+    let mut request = tonic::Request::new(JoinClusterRequest { node_id: cfg.id, address: cfg.advertise.clone() });
+    request.set_timeout(cfg.timeouts.catch_up + Duration::from_secs(5));
+    client.join_cluster(request).await?;
+    Ok(())
+}
+
+/// Runs a node until `shutdown` resolves, then stops it gracefully.
+///
+/// # Errors
+/// As [`start`] and [`Running::shutdown`].
+pub async fn run(
+    cfg: Config,
+    grpc: TcpListener,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let running = start(cfg, grpc, http).await?;
+    shutdown.await;
+    running.shutdown().await
+}
+
+/// Binds a TCP listener, naming the address in the error.
+///
+/// # Errors
+/// When the address is in use or not permitted.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| Error::Internal(format!("binding {addr}: {e}")))
+}

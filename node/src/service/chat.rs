@@ -1,0 +1,329 @@
+//! `ChatServiceImpl`: the public chat API.
+//!
+//! Writes are validated here, prepared (hashes, timestamps, request ids) and
+//! committed through [`ChatNode::write`]; reads pass a read barrier, resolve
+//! the session against the applied state and query it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chat_proto::chat::chat_service_server::ChatService;
+use chat_proto::chat::*;
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::auth;
+use super::observe::observe;
+use crate::command::{Applied, Command, Rejection};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::node::{ChatNode, Consistency};
+use crate::store::query::{self, MessageView};
+use crate::validate;
+
+/// Subscribe reads the backlog from the DB in pages of this many messages.
+const BACKLOG_PAGE: usize = 256;
+
+pub struct ChatServiceImpl {
+    node: Arc<ChatNode>,
+    metrics: Arc<Metrics>,
+}
+
+impl ChatServiceImpl {
+    pub fn new(node: Arc<ChatNode>, metrics: Arc<Metrics>) -> Self {
+        Self { node, metrics }
+    }
+
+    /// Commits a command and turns a rejection into an error.
+    async fn commit(&self, cmd: Command) -> Result<Applied> {
+        Ok(self.node.write(cmd).await??)
+    }
+
+    /// Passes the read barrier, then resolves the caller's session.
+    async fn reader<T>(&self, request: &Request<T>, consistency: i32) -> Result<String> {
+        let token = auth::token_hash(request)?;
+        self.node.read_barrier(consistency_of(consistency)?).await?;
+        Ok(query::session_user(self.node.db(), &token)??)
+    }
+}
+
+fn consistency_of(value: i32) -> Result<Consistency> {
+    match ReadConsistency::try_from(value) {
+        Ok(ReadConsistency::Linearizable) => Ok(Consistency::Linearizable),
+        Ok(ReadConsistency::Stale) => Ok(Consistency::Stale),
+        Err(_) => Err(Error::invalid(format!("consistency {value} is not a ReadConsistency"))),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl From<MessageView> for Message {
+    fn from(v: MessageView) -> Self {
+        Message {
+            id: v.id,
+            from: v.message.from,
+            to: v.message.to,
+            body: v.message.body,
+            sent_at_ms: v.message.sent_at_ms,
+            read: v.read,
+        }
+    }
+}
+
+fn count(applied: Applied) -> u64 {
+    match applied {
+        Applied::Count(n) => n,
+        _ => 0,
+    }
+}
+
+/// Runs CPU-heavy work (argon2) off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("worker failed: {e}")))
+}
+
+type MessageStream = Pin<Box<dyn Stream<Item = Result<Message, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChatService for ChatServiceImpl {
+    #[tracing::instrument(skip_all, fields(username = %request.get_ref().username))]
+    async fn create_account(
+        &self,
+        request: Request<CreateAccountRequest>,
+    ) -> Result<Response<CreateAccountResponse>, Status> {
+        observe(&self.metrics, "CreateAccount", async {
+            let CreateAccountRequest { username, password } = request.into_inner();
+            validate::username("username", &username)?;
+            validate::password(&password)?;
+            let password_hash = blocking(move || auth::hash_password(&password)).await??;
+            self.commit(Command::CreateAccount { username, password_hash, created_at_ms: now_ms() }).await?;
+            Ok(Response::new(CreateAccountResponse {}))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(username = %request.get_ref().username))]
+    async fn login(&self, request: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
+        observe(&self.metrics, "Login", async {
+            let LoginRequest { username, password } = request.into_inner();
+            validate::username("username", &username)?;
+            self.node.read_barrier(Consistency::Linearizable).await?;
+            let wrong = || Error::Unauthenticated("wrong username or password".into());
+            let account = query::account(self.node.db(), &username)?.ok_or_else(wrong)?;
+            if !blocking(move || auth::verify_password(&password, &account.password_hash)).await? {
+                return Err(wrong());
+            }
+            let (token, token_hash) = auth::new_token();
+            self.commit(Command::OpenSession { username: username.clone(), token_hash, created_at_ms: now_ms() })
+                .await?;
+            Ok(Response::new(LoginResponse { token, username }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
+        observe(&self.metrics, "Logout", async {
+            let token_hash = auth::token_hash(&request)?;
+            self.commit(Command::CloseSession { token_hash }).await?;
+            Ok(Response::new(LogoutResponse {}))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_account(
+        &self,
+        request: Request<DeleteAccountRequest>,
+    ) -> Result<Response<DeleteAccountResponse>, Status> {
+        observe(&self.metrics, "DeleteAccount", async {
+            let token_hash = auth::token_hash(&request)?;
+            let deleted = count(self.commit(Command::DeleteAccount { token_hash }).await?);
+            Ok(Response::new(DeleteAccountResponse { messages_deleted: deleted }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_accounts(
+        &self,
+        request: Request<ListAccountsRequest>,
+    ) -> Result<Response<ListAccountsResponse>, Status> {
+        observe(&self.metrics, "ListAccounts", async {
+            let pattern = validate::glob(&request.get_ref().pattern)?;
+            let limit = validate::page_size("page_size", request.get_ref().page_size, 100, 1000)?;
+            self.reader(&request, request.get_ref().consistency).await?;
+            let after = &request.get_ref().page_token;
+            let (usernames, more) = query::list_accounts(self.node.db(), &pattern, after, limit)?;
+            let next_page_token = if more { usernames.last().cloned().unwrap_or_default() } else { String::new() };
+            Ok(Response::new(ListAccountsResponse { usernames, next_page_token }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(to = %request.get_ref().to))]
+    async fn send_message(
+        &self,
+        request: Request<SendMessageRequest>,
+    ) -> Result<Response<SendMessageResponse>, Status> {
+        observe(&self.metrics, "SendMessage", async {
+            let token_hash = auth::token_hash(&request)?;
+            let SendMessageRequest { to, body, request_id } = request.into_inner();
+            validate::username("to", &to)?;
+            validate::body(&body)?;
+            validate::request_id(&request_id)?;
+            // Without a client id, mint one: our own retries across a leader change stay exactly-once.
+            let request_id = if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id };
+            let cmd = Command::SendMessage { token_hash, to, body, sent_at_ms: now_ms(), request_id };
+            match self.commit(cmd).await? {
+                Applied::Sent { id, sent_at_ms } => Ok(Response::new(SendMessageResponse { id, sent_at_ms })),
+                other => Err(Error::Internal(format!("unexpected result of SendMessage: {other:?}"))),
+            }
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(with = %request.get_ref().with))]
+    async fn read_conversation(
+        &self,
+        request: Request<ReadConversationRequest>,
+    ) -> Result<Response<ReadConversationResponse>, Status> {
+        observe(&self.metrics, "ReadConversation", async {
+            let r = request.get_ref();
+            validate::username("with", &r.with)?;
+            let limit = validate::page_size("limit", r.limit, 50, 1000)?;
+            let user = self.reader(&request, r.consistency).await?;
+            let views = query::read_conversation(self.node.db(), &user, &r.with, r.before_id, limit)?;
+            Ok(Response::new(ReadConversationResponse { messages: views.into_iter().map(Message::from).collect() }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(with = %request.get_ref().with))]
+    async fn mark_read(&self, request: Request<MarkReadRequest>) -> Result<Response<MarkReadResponse>, Status> {
+        observe(&self.metrics, "MarkRead", async {
+            let token_hash = auth::token_hash(&request)?;
+            let MarkReadRequest { with, up_to_id } = request.into_inner();
+            validate::username("with", &with)?;
+            let marked = count(self.commit(Command::MarkRead { token_hash, with, up_to_id }).await?);
+            Ok(Response::new(MarkReadResponse { marked }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_messages(
+        &self,
+        request: Request<DeleteMessagesRequest>,
+    ) -> Result<Response<DeleteMessagesResponse>, Status> {
+        observe(&self.metrics, "DeleteMessages", async {
+            let token_hash = auth::token_hash(&request)?;
+            let ids = request.into_inner().ids;
+            if ids.is_empty() {
+                return Err(Error::invalid("ids must name at least one message"));
+            }
+            if ids.len() > validate::MAX_DELETE_IDS {
+                return Err(Error::invalid(format!(
+                    "ids has {} entries; at most {} are allowed",
+                    ids.len(),
+                    validate::MAX_DELETE_IDS
+                )));
+            }
+            if ids.contains(&0) {
+                return Err(Error::Rejected(Rejection::NoSuchMessage(0)));
+            }
+            let deleted = count(self.commit(Command::DeleteMessages { token_hash, ids }).await?);
+            Ok(Response::new(DeleteMessagesResponse { deleted }))
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_conversations(
+        &self,
+        request: Request<ListConversationsRequest>,
+    ) -> Result<Response<ListConversationsResponse>, Status> {
+        observe(&self.metrics, "ListConversations", async {
+            let user = self.reader(&request, request.get_ref().consistency).await?;
+            let conversations = query::list_conversations(self.node.db(), &user)?
+                .into_iter()
+                .map(|c| Conversation { partner: c.partner, unread: c.unread, last_message_id: c.last_message_id })
+                .collect();
+            Ok(Response::new(ListConversationsResponse { conversations }))
+        })
+        .await
+    }
+
+    type SubscribeStream = MessageStream;
+
+    /// Streams the caller's incoming messages after `after_id`: first the
+    /// backlog from the DB, then live ones as they are applied on *this* node
+    /// (any node serves it, followers included). The live channel is joined
+    /// before the backlog is read, and ids only grow, so nothing falls between
+    /// the two and nothing is sent twice.
+    #[tracing::instrument(skip_all)]
+    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        observe(&self.metrics, "Subscribe", async {
+            let token = auth::token_hash(&request)?;
+            // Best effort: a follower cut off from the leader still streams what it has.
+            if let Err(e) = self.node.read_barrier(Consistency::Linearizable).await {
+                tracing::debug!(error = %e, "subscribe without read barrier");
+            }
+            let user = query::session_user(self.node.db(), &token)??;
+            let mut live = self.node.state().subscribe();
+            let db = self.node.db().clone();
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Message, Status>>(BACKLOG_PAGE);
+            let mut last = request.into_inner().after_id;
+            tokio::spawn(async move {
+                'backlog: loop {
+                    // Catch up from the DB until it has nothing newer.
+                    loop {
+                        let page = match query::inbox_after(&db, &user, last, BACKLOG_PAGE) {
+                            Ok(page) => page,
+                            Err(e) => {
+                                let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                                return;
+                            }
+                        };
+                        let full = page.len() == BACKLOG_PAGE;
+                        for view in page {
+                            last = view.id;
+                            if tx.send(Ok(view.into())).await.is_err() {
+                                return;
+                            }
+                        }
+                        if !full {
+                            break;
+                        }
+                    }
+                    // Then follow the live feed.
+                    loop {
+                        let event = tokio::select! {
+                            event = live.recv() => event,
+                            _ = tx.closed() => return,
+                        };
+                        match event {
+                            Ok(d) if d.message.to == user && d.id > last => {
+                                last = d.id;
+                                let view = MessageView { id: d.id, message: d.message.clone(), read: false };
+                                if tx.send(Ok(view.into())).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            // Fell behind the live feed: the DB has everything, resume from it.
+                            Err(RecvError::Lagged(_)) => continue 'backlog,
+                            Err(RecvError::Closed) => return,
+                        }
+                    }
+                }
+            });
+            Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as MessageStream))
+        })
+        .await
+    }
+}

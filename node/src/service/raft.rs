@@ -1,0 +1,115 @@
+//! `RaftServiceImpl`: receives Raft RPCs from peers and serves the follower →
+//! leader calls (forwarded writes, read-index, campaign requests).
+
+use std::sync::Arc;
+
+use chat_proto::raft::raft_service_server::RaftService;
+use chat_proto::raft::{CampaignRequest, CampaignResponse, Payload, ReadIndexRequest, ReadIndexResponse};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use crate::command::{Command, CommandResult};
+use crate::node::ChatNode;
+use crate::store::{decode, encode};
+
+pub struct RaftServiceImpl {
+    node: Arc<ChatNode>,
+}
+
+impl RaftServiceImpl {
+    pub fn new(node: Arc<ChatNode>) -> Self {
+        Self { node }
+    }
+}
+
+fn decode_request<T: serde::de::DeserializeOwned>(req: Request<Payload>) -> Result<T, Status> {
+    decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Payload>, Status> {
+    Ok(Response::new(Payload { data: encode(value) }))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServiceImpl {
+    async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode_request(request)?;
+        reply(&self.node.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode_request(request)?;
+        reply(&self.node.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let rpc = decode_request(request)?;
+        reply(&self.node.raft.install_snapshot(rpc).await)
+    }
+
+    /// Proposes a command a follower prepared. Only proposes here: a node that
+    /// is no longer leader answers with an error string rather than forwarding
+    /// again, so a request never bounces between nodes.
+    #[tracing::instrument(skip_all, fields(node = self.node.id))]
+    async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let cmd: Command = decode_request(request)?;
+        let result: Result<CommandResult, String> = match self.node.raft.client_write(cmd).await {
+            Ok(response) => Ok(response.data),
+            Err(e) => Err(format!("forwarded write failed on node {}: {e}", self.node.id)),
+        };
+        reply(&result)
+    }
+
+    async fn read_index(&self, request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        let deadline = Instant::now() + request_timeout(&request);
+        let index = self.node.read_index_here(deadline).await?;
+        Ok(Response::new(ReadIndexResponse { index }))
+    }
+
+    async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
+        let from = request.into_inner().from;
+        let node = self.node.clone();
+        // Campaign in the background: the old leader only needs to know we started.
+        tokio::spawn(async move { node.campaign(from).await });
+        Ok(Response::new(CampaignResponse {}))
+    }
+}
+
+/// The caller's deadline (`grpc-timeout`), or 5 s.
+fn request_timeout<T>(request: &Request<T>) -> std::time::Duration {
+    request
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+        .unwrap_or(std::time::Duration::from_secs(5))
+}
+
+/// Parses gRPC's `grpc-timeout` header: digits then a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(v: &str) -> Option<std::time::Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    use std::time::Duration as D;
+    Some(match unit {
+        "H" => D::from_secs(n * 3600),
+        "M" => D::from_secs(n * 60),
+        "S" => D::from_secs(n),
+        "m" => D::from_millis(n),
+        "u" => D::from_micros(n),
+        "n" => D::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("250m"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(std::time::Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout(""), None);
+    }
+}

@@ -1,0 +1,240 @@
+//! Applying one [`Command`] to the chat state: checks against the applied
+//! state, then puts every change into the caller's `WriteBatch`.
+//!
+//! Runs on every replica for every committed entry, so it must be
+//! deterministic: it reads only the DB and the command (never the clock or a
+//! random source), and a message's id is the log index of its entry — unique,
+//! and increasing in commit order, which is what paging and Subscribe resume on.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rocksdb::WriteBatch;
+
+use super::keys::{self, cf};
+use super::query::{Account, Session, StoredMessage, Summary};
+use super::{Db, encode};
+use crate::command::{Applied, Command, CommandResult, Rejection};
+use crate::typ::StorageError;
+
+/// What an applied command tells live subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub id: u64,
+    pub message: StoredMessage,
+}
+
+/// The outcome of [`apply`]: the client-visible result, plus a message to push
+/// to subscribers once the batch is written.
+pub struct Outcome {
+    pub result: CommandResult,
+    pub delivered: Option<Delivered>,
+}
+
+impl From<CommandResult> for Outcome {
+    fn from(result: CommandResult) -> Self {
+        Outcome { result, delivered: None }
+    }
+}
+
+/// Applies `cmd`, committed at `index`, into `batch`.
+///
+/// # Errors
+/// Only storage errors; a refused command is an `Ok` outcome holding a [`Rejection`].
+pub fn apply(db: &Db, batch: &mut WriteBatch, index: u64, cmd: &Command) -> Result<Outcome, StorageError> {
+    let mut tx = Tx { db, batch, pending_deletes: HashMap::new() };
+    Ok(match cmd {
+        Command::CreateAccount { username, password_hash, created_at_ms } => {
+            if tx.db.get::<Account>(cf::ACCOUNTS, username.as_bytes())?.is_some() {
+                return Ok(Err(Rejection::AccountExists(username.clone())).into());
+            }
+            let account = Account { password_hash: password_hash.clone(), created_at_ms: *created_at_ms };
+            tx.put(cf::ACCOUNTS, username.as_bytes(), &account);
+            Ok(Applied::Done).into()
+        }
+        Command::OpenSession { username, token_hash, created_at_ms } => {
+            if tx.db.get::<Account>(cf::ACCOUNTS, username.as_bytes())?.is_none() {
+                return Ok(Err(Rejection::NoSuchAccount(username.clone())).into());
+            }
+            let session = Session { username: username.clone(), created_at_ms: *created_at_ms };
+            tx.put(cf::SESSIONS, token_hash, &session);
+            Ok(Applied::Done).into()
+        }
+        Command::CloseSession { token_hash } => match tx.user(token_hash)? {
+            Err(r) => Err(r).into(),
+            Ok(_) => {
+                tx.batch.delete_cf(tx.db.cf(cf::SESSIONS), token_hash);
+                Ok(Applied::Done).into()
+            }
+        },
+        Command::DeleteAccount { token_hash } => match tx.user(token_hash)? {
+            Err(r) => Err(r).into(),
+            Ok(user) => Ok(Applied::Count(tx.delete_account(&user)?)).into(),
+        },
+        Command::SendMessage { token_hash, to, body, sent_at_ms, request_id } => {
+            let from = match tx.user(token_hash)? {
+                Err(r) => return Ok(Err(r).into()),
+                Ok(user) => user,
+            };
+            let request_key = keys::pair(&from, request_id);
+            if !request_id.is_empty()
+                && let Some(sent) = tx.db.get::<Applied>(cf::REQUESTS, &request_key)?
+            {
+                return Ok(Ok(sent).into());
+            }
+            if *to == from {
+                // One conversation key for both sides would merge their summaries.
+                return Ok(Err(Rejection::Invalid("to must name another user, not yourself".into())).into());
+            }
+            if tx.db.get::<Account>(cf::ACCOUNTS, to.as_bytes())?.is_none() {
+                return Ok(Err(Rejection::NoSuchAccount(to.clone())).into());
+            }
+            let message =
+                StoredMessage { from: from.clone(), to: to.clone(), body: body.clone(), sent_at_ms: *sent_at_ms };
+            tx.put(cf::MESSAGES, &keys::index(index), &message);
+            tx.put(cf::CONVERSATIONS, &keys::conversation(&from, to, index), &());
+            tx.put(cf::INBOX, &keys::inbox(to, index), &());
+            let mut theirs = tx.summary(to, &from)?;
+            theirs.unread += 1;
+            theirs.last_message_id = index;
+            tx.put(cf::SUMMARIES, &keys::pair(to, &from), &theirs);
+            let mut mine = tx.summary(&from, to)?;
+            mine.last_message_id = index;
+            tx.put(cf::SUMMARIES, &keys::pair(&from, to), &mine);
+            let sent = Applied::Sent { id: index, sent_at_ms: *sent_at_ms };
+            if !request_id.is_empty() {
+                tx.put(cf::REQUESTS, &request_key, &sent);
+            }
+            Outcome { result: Ok(sent), delivered: Some(Delivered { id: index, message }) }
+        }
+        Command::MarkRead { token_hash, with, up_to_id } => {
+            let user = match tx.user(token_hash)? {
+                Err(r) => return Ok(Err(r).into()),
+                Ok(user) => user,
+            };
+            let Some(mut summary) = tx.db.get::<Summary>(cf::SUMMARIES, &keys::pair(&user, with))? else {
+                return Ok(Ok(Applied::Count(0)).into());
+            };
+            let up_to = if *up_to_id == 0 { summary.last_message_id } else { (*up_to_id).min(summary.last_message_id) };
+            if up_to <= summary.last_read_id {
+                return Ok(Ok(Applied::Count(0)).into());
+            }
+            let marked = super::query::conversation_range(tx.db, &user, with, summary.last_read_id + 1, up_to)?
+                .into_iter()
+                .filter(|(_, message)| message.to == user)
+                .count() as u64;
+            summary.unread = summary.unread.saturating_sub(marked);
+            summary.last_read_id = up_to;
+            tx.put(cf::SUMMARIES, &keys::pair(&user, with), &summary);
+            Ok(Applied::Count(marked)).into()
+        }
+        Command::DeleteMessages { token_hash, ids } => {
+            let user = match tx.user(token_hash)? {
+                Err(r) => return Ok(Err(r).into()),
+                Ok(user) => user,
+            };
+            // Check all, then delete all: a request either fully applies or changes nothing.
+            let ids: BTreeSet<u64> = ids.iter().copied().collect();
+            let mut doomed = Vec::with_capacity(ids.len());
+            for id in ids {
+                match tx.db.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
+                    None => return Ok(Err(Rejection::NoSuchMessage(id)).into()),
+                    Some(m) if m.from != user && m.to != user => return Ok(Err(Rejection::NotYourMessage(id)).into()),
+                    Some(m) => doomed.push((id, m)),
+                }
+            }
+            let count = doomed.len() as u64;
+            for (id, message) in doomed {
+                tx.delete_message(id, &message)?;
+            }
+            Ok(Applied::Count(count)).into()
+        }
+    })
+}
+
+/// The batch being built, with the DB it is read against.
+struct Tx<'a> {
+    db: &'a Db,
+    batch: &'a mut WriteBatch,
+    /// Message ids deleted in this batch, by summary key: reads go to the DB,
+    /// which does not see the batch yet.
+    pending_deletes: HashMap<Vec<u8>, BTreeSet<u64>>,
+}
+
+impl Tx<'_> {
+    fn put<T: serde::Serialize>(&mut self, cf: &str, key: &[u8], value: &T) {
+        self.batch.put_cf(self.db.cf(cf), key, encode(value));
+    }
+
+    fn user(&self, token_hash: &[u8; 32]) -> Result<Result<String, Rejection>, StorageError> {
+        super::query::session_user(self.db, token_hash)
+    }
+
+    fn summary(&self, user: &str, partner: &str) -> Result<Summary, StorageError> {
+        Ok(self.db.get(cf::SUMMARIES, &keys::pair(user, partner))?.unwrap_or_default())
+    }
+
+    /// Removes one message and its index entries; keeps the recipient's unread count true.
+    fn delete_message(&mut self, id: u64, m: &StoredMessage) -> Result<(), StorageError> {
+        self.batch.delete_cf(self.db.cf(cf::MESSAGES), keys::index(id));
+        self.batch.delete_cf(self.db.cf(cf::CONVERSATIONS), keys::conversation(&m.from, &m.to, id));
+        self.batch.delete_cf(self.db.cf(cf::INBOX), keys::inbox(&m.to, id));
+        self.recount_unread(&m.to, &m.from, id)
+    }
+
+    /// Recomputes `user`'s unread count with `partner`, ignoring `deleted`.
+    /// Counting (rather than decrementing) stays right when several messages of
+    /// one conversation are deleted in one batch, since reads do not see the batch.
+    fn recount_unread(&mut self, user: &str, partner: &str, deleted: u64) -> Result<(), StorageError> {
+        let key = keys::pair(user, partner);
+        let Some(mut summary) = self.db.get::<Summary>(cf::SUMMARIES, &key)? else {
+            return Ok(());
+        };
+        let pending = self.pending_deletes.entry(key.clone()).or_default();
+        pending.insert(deleted);
+        let pending = pending.clone();
+        let unread = super::query::conversation_range(self.db, user, partner, summary.last_read_id + 1, u64::MAX)?
+            .into_iter()
+            .filter(|(id, m)| m.to == user && !pending.contains(id))
+            .count() as u64;
+        summary.unread = unread;
+        self.put(cf::SUMMARIES, &key, &summary);
+        Ok(())
+    }
+
+    /// Deletes every trace of `user`: account, sessions, de-duplication records,
+    /// conversation summaries (theirs and their partners') and every message
+    /// they sent or received. Returns how many messages went.
+    fn delete_account(&mut self, user: &str) -> Result<u64, StorageError> {
+        let prefix = keys::user_prefix(user);
+        let mut partners = Vec::new();
+        for item in self.db.raw().prefix_iterator_cf(self.db.cf(cf::SUMMARIES), &prefix) {
+            let (key, _) = item.map_err(super::read_err)?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            partners.push(keys::partner_of(&key, user));
+        }
+        let mut deleted = 0;
+        for partner in &partners {
+            for (id, m) in super::query::conversation_range(self.db, user, partner, 0, u64::MAX)? {
+                self.batch.delete_cf(self.db.cf(cf::MESSAGES), keys::index(id));
+                self.batch.delete_cf(self.db.cf(cf::CONVERSATIONS), keys::conversation(&m.from, &m.to, id));
+                self.batch.delete_cf(self.db.cf(cf::INBOX), keys::inbox(&m.to, id));
+                deleted += 1;
+            }
+            self.batch.delete_cf(self.db.cf(cf::SUMMARIES), keys::pair(partner, user));
+        }
+        let end = keys::prefix_end(&prefix);
+        for name in [cf::SUMMARIES, cf::REQUESTS, cf::INBOX] {
+            self.batch.delete_range_cf(self.db.cf(name), &prefix, &end);
+        }
+        for item in self.db.raw().iterator_cf(self.db.cf(cf::SESSIONS), rocksdb::IteratorMode::Start) {
+            let (key, value) = item.map_err(super::read_err)?;
+            if super::decode::<Session>(&value)?.username == user {
+                self.batch.delete_cf(self.db.cf(cf::SESSIONS), key);
+            }
+        }
+        self.batch.delete_cf(self.db.cf(cf::ACCOUNTS), user.as_bytes());
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,147 @@
+//! Key encoding for every column family.
+//!
+//! Integers are big-endian so that RocksDB's bytewise order is numeric order;
+//! usernames are separated by `\0`, which validation keeps out of names, so a
+//! prefix of one user can never be the prefix of another.
+
+/// Column family names. The log and the state machine share one DB (one WAL),
+/// so a synced log append also makes every earlier state machine write durable.
+pub mod cf {
+    /// Raft log entries by index.
+    pub const LOG: &str = "log";
+    /// Raft's own small records: vote, committed, last purged log id.
+    pub const RAFT: &str = "raft";
+    /// State machine bookkeeping: last applied log id, membership, snapshot meta, id counter.
+    pub const META: &str = "meta";
+    /// username → Account.
+    pub const ACCOUNTS: &str = "accounts";
+    /// token hash → Session.
+    pub const SESSIONS: &str = "sessions";
+    /// message id → StoredMessage.
+    pub const MESSAGES: &str = "messages";
+    /// (low user, high user, id) → () : one conversation, in id order.
+    pub const CONVERSATIONS: &str = "conversations";
+    /// (recipient, id) → () : what Subscribe streams.
+    pub const INBOX: &str = "inbox";
+    /// (user, partner) → ConversationSummary.
+    pub const SUMMARIES: &str = "summaries";
+    /// (sender, request id) → Sent result, for idempotent retries.
+    pub const REQUESTS: &str = "requests";
+
+    /// Column families holding chat state: exactly what a snapshot carries.
+    pub const STATE: [&str; 8] = [META, ACCOUNTS, SESSIONS, MESSAGES, CONVERSATIONS, INBOX, SUMMARIES, REQUESTS];
+    /// Every column family of the DB.
+    pub const ALL: [&str; 10] =
+        [LOG, RAFT, META, ACCOUNTS, SESSIONS, MESSAGES, CONVERSATIONS, INBOX, SUMMARIES, REQUESTS];
+}
+
+pub fn index(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+/// Decodes a big-endian u64 key (or key suffix).
+///
+/// # Panics
+/// Never for keys this module wrote; callers pass the last 8 bytes of such keys.
+pub fn decode_index(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[b.len() - 8..]);
+    u64::from_be_bytes(a)
+}
+
+/// `user \0` : the prefix of everything keyed by one user.
+pub fn user_prefix(user: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user.len() + 1);
+    k.extend_from_slice(user.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `user \0 partner`.
+pub fn pair(user: &str, partner: &str) -> Vec<u8> {
+    let mut k = user_prefix(user);
+    k.extend_from_slice(partner.as_bytes());
+    k
+}
+
+/// The prefix of a conversation: both names in sorted order, so each conversation is stored once.
+pub fn conversation_prefix(a: &str, b: &str) -> Vec<u8> {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    let mut k = pair(lo, hi);
+    k.push(0);
+    k
+}
+
+pub fn conversation(a: &str, b: &str, id: u64) -> Vec<u8> {
+    let mut k = conversation_prefix(a, b);
+    k.extend_from_slice(&index(id));
+    k
+}
+
+pub fn inbox(user: &str, id: u64) -> Vec<u8> {
+    let mut k = user_prefix(user);
+    k.extend_from_slice(&index(id));
+    k
+}
+
+/// Splits `user \0 partner` back into the partner name.
+pub fn partner_of(key: &[u8], user: &str) -> String {
+    String::from_utf8_lossy(&key[user.len() + 1..]).into_owned()
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0xff; 9]
+}
+
+pub mod meta {
+    pub const LAST_APPLIED: &[u8] = b"last_applied";
+    pub const MEMBERSHIP: &[u8] = b"membership";
+}
+
+pub mod raft {
+    pub const VOTE: &[u8] = b"vote";
+    pub const COMMITTED: &[u8] = b"committed";
+    pub const LAST_PURGED: &[u8] = b"last_purged";
+    pub const SNAPSHOT_META: &[u8] = b"snapshot_meta";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_keys_sort_numerically() {
+        assert!(index(255) < index(256));
+        assert!(index(1) < index(u64::MAX));
+        assert_eq!(decode_index(&index(123_456_789)), 123_456_789);
+    }
+
+    #[test]
+    fn conversation_key_is_symmetric() {
+        assert_eq!(conversation("bob", "alice", 7), conversation("alice", "bob", 7));
+        assert_eq!(decode_index(&conversation("bob", "alice", 7)), 7);
+    }
+
+    #[test]
+    fn user_prefixes_do_not_overlap() {
+        // "al" must not be a prefix of "alice"'s keys.
+        assert!(!pair("alice", "x").starts_with(&user_prefix("al")));
+        assert_eq!(partner_of(&pair("alice", "bob"), "alice"), "bob");
+    }
+
+    #[test]
+    fn prefix_end_bounds_the_prefix() {
+        let p = user_prefix("ann");
+        assert!(prefix_end(&p).as_slice() > pair("ann", "zzzz").as_slice());
+        assert!(prefix_end(&p).as_slice() <= user_prefix("ann\u{1}").as_slice());
+        assert_eq!(prefix_end(&[1, 0xff]), vec![2]);
+    }
+}

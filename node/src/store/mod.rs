@@ -1,0 +1,112 @@
+//! Durable storage: the Raft log and the chat state machine in one RocksDB.
+//!
+//! - [`keys`]: key encoding and column family names.
+//! - [`log_store`]: openraft's `RaftLogStorage` (log entries, vote, purge).
+//! - [`state_machine`]: openraft's `RaftStateMachine`: applies commands, builds
+//!   and installs snapshots.
+//! - [`apply`]: the chat logic of applying one command to a write batch.
+//! - [`query`]: read-only views of the chat state used by the gRPC handlers.
+//! - [`snapshot`]: the on-disk snapshot file format.
+//!
+//! One DB with column families rather than two DBs: there is a single WAL, so a
+//! synced write (a log append, a vote) also makes durable every state machine
+//! write before it, and recovery always sees a prefix of history.
+
+pub mod apply;
+pub mod keys;
+pub mod log_store;
+pub mod query;
+pub mod snapshot;
+pub mod state_machine;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::{AnyError, StorageIOError};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::typ::{NodeId, StorageError};
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+/// A shared handle on the node's RocksDB.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<rocksdb::DB>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.inner.path()).finish()
+    }
+}
+
+impl Db {
+    /// Opens (or creates) the DB under `dir` with every column family.
+    ///
+    /// # Errors
+    /// When RocksDB cannot open the directory (permissions, corruption, another process holds its lock).
+    pub fn open(dir: &Path) -> Result<Self, rocksdb::Error> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // Recovery replays the WAL up to the first damaged record and stops: we
+        // keep a consistent prefix rather than refuse to start after a power cut.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
+        opts.increase_parallelism(2);
+        let cfs = keys::cf::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(Self { inner: Arc::new(db) })
+    }
+
+    pub fn raw(&self) -> &rocksdb::DB {
+        &self.inner
+    }
+
+    /// A column family handle.
+    ///
+    /// # Panics
+    /// If `name` is not one of [`keys::cf::ALL`], all of which `open` creates: a programming error.
+    pub fn cf(&self, name: &str) -> &ColumnFamily {
+        self.inner.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is created at open"))
+    }
+
+    /// Reads and decodes one value.
+    pub fn get<T: DeserializeOwned>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, StorageError> {
+        match self.inner.get_pinned_cf(self.cf(cf), key).map_err(read_err)? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes).map(Some),
+        }
+    }
+
+    /// Writes one value and syncs the WAL before returning (for Raft's own records).
+    pub fn put_synced<T: Serialize>(&self, cf: &str, key: &[u8], value: &T) -> Result<(), StorageError> {
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(true);
+        self.inner.put_cf_opt(self.cf(cf), key, encode(value), &opts).map_err(write_err)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.inner.path()
+    }
+}
+
+/// Values are bincode: compact, fast, and stable for the types we store.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    bincode::serialize(value).expect("bincode serialization of in-memory values cannot fail")
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
+    bincode::deserialize(bytes).map_err(|e| read_err(*e))
+}
+
+pub fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::<NodeId>::read(AnyError::new(&e)).into()
+}
+
+pub fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::<NodeId>::write(AnyError::new(&e)).into()
+}

@@ -1,0 +1,209 @@
+//! Read-only views of the chat state, and the value types stored in it.
+//!
+//! Every function reads the node's *applied* state. Whether that is fresh
+//! enough (linearizable or stale) is decided before calling, by the caller
+//! waiting for the right applied index.
+
+use rocksdb::{Direction, IteratorMode, ReadOptions};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, cf};
+use super::{Db, decode, read_err};
+use crate::command::Rejection;
+use crate::typ::StorageError;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub password_hash: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub username: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub from: String,
+    pub to: String,
+    pub body: String,
+    pub sent_at_ms: i64,
+}
+
+/// One user's side of a conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Messages from the partner with an id above `last_read_id`.
+    pub unread: u64,
+    /// Every message from the partner up to here counts as read.
+    pub last_read_id: u64,
+    /// Newest message of the conversation (either direction).
+    pub last_message_id: u64,
+}
+
+/// A message as a reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageView {
+    pub id: u64,
+    pub message: StoredMessage,
+    pub read: bool,
+}
+
+/// A conversation as [`list_conversations`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationView {
+    pub partner: String,
+    pub unread: u64,
+    pub last_message_id: u64,
+}
+
+pub fn account(db: &Db, username: &str) -> Result<Option<Account>, StorageError> {
+    db.get(cf::ACCOUNTS, username.as_bytes())
+}
+
+/// The user a session token hash belongs to, if the session and its account still exist.
+pub fn session_user(db: &Db, token_hash: &[u8; 32]) -> Result<Result<String, Rejection>, StorageError> {
+    let Some(session) = db.get::<Session>(cf::SESSIONS, token_hash)? else {
+        return Ok(Err(Rejection::InvalidSession));
+    };
+    if account(db, &session.username)?.is_none() {
+        return Ok(Err(Rejection::InvalidSession));
+    }
+    Ok(Ok(session.username))
+}
+
+/// Messages of the conversation between `a` and `b` with ids in `from..=to`, oldest first.
+pub fn conversation_range(
+    db: &Db,
+    a: &str,
+    b: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, StoredMessage)>, StorageError> {
+    let prefix = keys::conversation_prefix(a, b);
+    let start = keys::conversation(a, b, from);
+    let mut out = Vec::new();
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
+    for item in db.raw().iterator_cf_opt(db.cf(cf::CONVERSATIONS), opts, IteratorMode::From(&start, Direction::Forward))
+    {
+        let (key, _) = item.map_err(read_err)?;
+        let id = keys::decode_index(&key);
+        if id > to {
+            break;
+        }
+        if let Some(m) = db.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
+            out.push((id, m));
+        }
+    }
+    Ok(out)
+}
+
+/// The newest `limit` messages between `user` and `with` with ids below `before_id`
+/// (0: no bound), oldest first, with read flags.
+pub fn read_conversation(
+    db: &Db,
+    user: &str,
+    with: &str,
+    before_id: u64,
+    limit: usize,
+) -> Result<Vec<MessageView>, StorageError> {
+    let prefix = keys::conversation_prefix(user, with);
+    let upper = if before_id == 0 { keys::prefix_end(&prefix) } else { keys::conversation(user, with, before_id) };
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(prefix.clone());
+    opts.set_iterate_upper_bound(upper);
+    let mut ids = Vec::with_capacity(limit);
+    for item in db.raw().iterator_cf_opt(db.cf(cf::CONVERSATIONS), opts, IteratorMode::End) {
+        if ids.len() == limit {
+            break;
+        }
+        ids.push(keys::decode_index(&item.map_err(read_err)?.0));
+    }
+    ids.reverse();
+    let mine: Summary = db.get(cf::SUMMARIES, &keys::pair(user, with))?.unwrap_or_default();
+    let theirs: Summary = db.get(cf::SUMMARIES, &keys::pair(with, user))?.unwrap_or_default();
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(message) = db.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
+            let reader = if message.to == user { &mine } else { &theirs };
+            out.push(MessageView { id, read: id <= reader.last_read_id, message });
+        }
+    }
+    Ok(out)
+}
+
+/// Messages sent to `user` with ids above `after_id`, oldest first, at most `limit`.
+pub fn inbox_after(db: &Db, user: &str, after_id: u64, limit: usize) -> Result<Vec<MessageView>, StorageError> {
+    let prefix = keys::user_prefix(user);
+    let start = keys::inbox(user, after_id.saturating_add(1));
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
+    let mut out = Vec::new();
+    for item in db.raw().iterator_cf_opt(db.cf(cf::INBOX), opts, IteratorMode::From(&start, Direction::Forward)) {
+        if out.len() == limit {
+            break;
+        }
+        let id = keys::decode_index(&item.map_err(read_err)?.0);
+        if let Some(message) = db.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
+            let summary: Summary = db.get(cf::SUMMARIES, &keys::pair(user, &message.from))?.unwrap_or_default();
+            out.push(MessageView { id, read: id <= summary.last_read_id, message });
+        }
+    }
+    Ok(out)
+}
+
+/// `user`'s conversations, most recent first.
+pub fn list_conversations(db: &Db, user: &str) -> Result<Vec<ConversationView>, StorageError> {
+    let prefix = keys::user_prefix(user);
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
+    let mut out = Vec::new();
+    for item in db.raw().iterator_cf_opt(db.cf(cf::SUMMARIES), opts, IteratorMode::From(&prefix, Direction::Forward)) {
+        let (key, value) = item.map_err(read_err)?;
+        let summary: Summary = decode(&value)?;
+        out.push(ConversationView {
+            partner: keys::partner_of(&key, user),
+            unread: summary.unread,
+            last_message_id: summary.last_message_id,
+        });
+    }
+    out.sort_by(|a, b| b.last_message_id.cmp(&a.last_message_id).then_with(|| a.partner.cmp(&b.partner)));
+    Ok(out)
+}
+
+/// Usernames matching `pattern`, in order, strictly after `after`, at most `limit`.
+/// Returns the page and whether more may follow.
+pub fn list_accounts(
+    db: &Db,
+    pattern: &glob::Pattern,
+    after: &str,
+    limit: usize,
+) -> Result<(Vec<String>, bool), StorageError> {
+    let mut start = after.as_bytes().to_vec();
+    if !after.is_empty() {
+        start.push(0);
+    }
+    let mut names = Vec::new();
+    for item in db.raw().iterator_cf(db.cf(cf::ACCOUNTS), IteratorMode::From(&start, Direction::Forward)) {
+        let (key, _) = item.map_err(read_err)?;
+        let name = String::from_utf8_lossy(&key);
+        if pattern.matches(&name) {
+            if names.len() == limit {
+                return Ok((names, true));
+            }
+            names.push(name.into_owned());
+        }
+    }
+    Ok((names, false))
+}
+
+/// How many accounts and messages are stored (for metrics). Estimates, from RocksDB.
+pub fn estimated_counts(db: &Db) -> (u64, u64) {
+    let estimate = |name: &str| {
+        db.raw().property_int_value_cf(db.cf(name), "rocksdb.estimate-num-keys").ok().flatten().unwrap_or(0)
+    };
+    (estimate(cf::ACCOUNTS), estimate(cf::MESSAGES))
+}

@@ -1,0 +1,255 @@
+//! Multi-node behaviour with real processes: failover, crash recovery,
+//! membership changes with snapshot catch-up, quorum loss, graceful hand-over.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chat_proto::chat::ReadConsistency;
+use chat_proto::cluster::{JoinClusterRequest, RemoveMemberRequest, Role};
+use chat_testkit::*;
+use tonic::Code;
+
+/// Sends `n` messages alice → bob through the given nodes in turn, retrying
+/// through leader changes with the same request id; returns the acked ids.
+async fn send_batch(cluster: &TestCluster, via: &[u64], token: &str, prefix: &str, n: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let node = via[i % via.len()];
+        let request_id = format!("{prefix}-{i}");
+        let id = retry_unavailable(Duration::from_secs(20), || {
+            let mut c = cluster.client(node);
+            let token = token.to_string();
+            let request_id = request_id.clone();
+            async move { send(&mut c, &token, "bob", &format!("{prefix} {i}"), &request_id).await }
+        })
+        .await
+        .unwrap_or_else(|s| panic!("send {prefix}-{i} via node {node}: {s}"));
+        ids.push(id);
+    }
+    ids
+}
+
+async fn assert_has_all(cluster: &TestCluster, via: u64, token: &str, acked: &[u64], consistency: ReadConsistency) {
+    let messages = retry_unavailable(Duration::from_secs(20), || {
+        let mut c = cluster.client(via);
+        let token = token.to_string();
+        async move { read_all(&mut c, &token, "bob", consistency).await }
+    })
+    .await
+    .unwrap();
+    let have: BTreeSet<u64> = messages.iter().map(|m| m.id).collect();
+    let missing: Vec<&u64> = acked.iter().filter(|id| !have.contains(id)).collect();
+    assert!(missing.is_empty(), "node {via} lost acknowledged messages {missing:?}");
+    assert_eq!(have.len(), messages.len(), "node {via} returned duplicates");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_kill_fails_over_without_losing_acknowledged_writes() {
+    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
+    let mut c1 = cluster.client(1);
+    // Step 1: accounts, and writes through every node (followers forward).
+    let token = register(&mut c1, "alice").await;
+    register(&mut c1, "bob").await;
+    let mut acked = send_batch(&cluster, &[1, 2, 3], &token, "before", 30).await;
+
+    // Step 2: kill -9 the leader; a new one is elected among the survivors.
+    let old = cluster.leader().await;
+    cluster.kill(old);
+    let killed_at = Instant::now();
+    let new = cluster.leader().await;
+    assert_ne!(new, old);
+    let survivors: Vec<u64> = cluster.running();
+    acked.extend(send_batch(&cluster, &survivors, &token, "after", 30).await);
+    eprintln!("failover: first write after kill -9 of leader {old} within {:?}", killed_at.elapsed());
+
+    // Step 3: every acknowledged message is readable through each survivor.
+    for &id in &survivors {
+        assert_has_all(&cluster, id, &token, &acked, ReadConsistency::Linearizable).await;
+    }
+
+    // Step 4: the old leader returns and catches up.
+    cluster.restart(old);
+    let leader = cluster.leader().await;
+    let target = cluster.status(leader).await.unwrap().commit_index;
+    eventually("old leader catches up", Duration::from_secs(30), || async {
+        cluster.status(old).await.filter(|s| s.applied_index >= target).map(|_| ())
+    })
+    .await;
+    assert_has_all(&cluster, old, &token, &acked, ReadConsistency::Stale).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn whole_cluster_crash_keeps_acknowledged_writes() {
+    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
+    let mut c = cluster.client(2);
+    let token = register(&mut c, "alice").await;
+    register(&mut c, "bob").await;
+    let acked = send_batch(&cluster, &[1, 2, 3], &token, "m", 40).await;
+
+    // kill -9 every node at once, then bring them all back.
+    for id in [1, 2, 3] {
+        cluster.kill(id);
+    }
+    for id in [1, 2, 3] {
+        cluster.restart(id);
+    }
+    cluster.leader().await;
+    for id in [1, 2, 3] {
+        assert_has_all(&cluster, id, &token, &acked, ReadConsistency::Linearizable).await;
+    }
+    // The session survived too, and the cluster still takes writes.
+    let more = send_batch(&cluster, &[3], &token, "again", 1).await;
+    assert!(more[0] > *acked.iter().max().unwrap(), "ids keep increasing after recovery");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn grow_to_five_and_shrink_to_three_under_writes_with_snapshot_catch_up() {
+    // A tiny snapshot threshold, so the log is purged long before nodes 4 and 5 join.
+    let mut cluster =
+        TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[("CHAT_SNAPSHOT_THRESHOLD", "20")]).await;
+    let mut c = cluster.client(1);
+    let token = register(&mut c, "alice").await;
+    register(&mut c, "bob").await;
+    let mut acked = send_batch(&cluster, &[1, 2, 3], &token, "early", 60).await;
+    let leader = cluster.leader().await;
+    let purged = eventually("log purged behind a snapshot", Duration::from_secs(20), || async {
+        cluster.status(leader).await.filter(|s| s.purged_index > 0).map(|s| s.purged_index)
+    })
+    .await;
+
+    // A writer keeps going through nodes 1..3 while membership changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let token = token.clone();
+        let addrs: Vec<String> = [1, 2, 3].iter().map(|&id| cluster.node(id).addr.clone()).collect();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) && i < 2000 {
+                let addr = &addrs[i % addrs.len()];
+                let request_id = format!("during-{i}");
+                let result = retry_unavailable(Duration::from_secs(20), || {
+                    let mut c = chat_proto::chat::chat_service_client::ChatServiceClient::new(channel(addr));
+                    let (token, request_id) = (token.clone(), request_id.clone());
+                    async move { send(&mut c, &token, "bob", "during", &request_id).await }
+                })
+                .await;
+                ids.push(result.unwrap_or_else(|s| panic!("write during membership change: {s}")));
+                i += 1;
+            }
+            ids
+        })
+    };
+
+    // Grow: nodes 4 and 5 join through the seeds and become voters.
+    cluster.add_node(4);
+    cluster.add_node(5);
+    cluster.wait_voters(5).await;
+    for id in [4, 5] {
+        let s = cluster.status(id).await.unwrap();
+        assert!(
+            s.snapshot_index >= purged,
+            "node {id} caught up through a snapshot (snapshot {} < purged {purged})",
+            s.snapshot_index
+        );
+    }
+
+    // Shrink: remove 5, then 4 (through a node that is not the leader: it forwards).
+    let follower = cluster.running().into_iter().find(|&id| id != leader && id <= 3).unwrap();
+    for id in [5, 4] {
+        cluster.cluster_client(follower).remove_member(RemoveMemberRequest { node_id: id }).await.unwrap();
+    }
+    cluster.wait_voters(3).await;
+    stop.store(true, Ordering::Relaxed);
+    acked.extend(writer.await.unwrap());
+    cluster.kill(4);
+    cluster.kill(5);
+    cluster.remove_node(4);
+    cluster.remove_node(5);
+
+    // JoinCluster is idempotent: repeating it for an existing voter changes nothing.
+    let addr2 = cluster.node(2).addr.clone();
+    cluster.cluster_client(1).join_cluster(JoinClusterRequest { node_id: 2, address: addr2 }).await.unwrap();
+    cluster.wait_voters(3).await;
+
+    for id in [1, 2, 3] {
+        assert_has_all(&cluster, id, &token, &acked, ReadConsistency::Linearizable).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quorum_loss_fails_fast_with_unavailable_and_recovers() {
+    let mut cluster =
+        TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[("CHAT_REQUEST_TIMEOUT_MS", "2000")]).await;
+    let mut c = cluster.client(1);
+    let token = register(&mut c, "alice").await;
+    register(&mut c, "bob").await;
+    send_batch(&cluster, &[1], &token, "ok", 3).await;
+
+    // Two of three down: no quorum.
+    let keep = 1;
+    for id in [2, 3] {
+        cluster.kill(id);
+    }
+    let started = Instant::now();
+    let err = send(&mut cluster.client(keep), &token, "bob", "lost?", "q-1").await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(took < Duration::from_secs(5), "write failed after {took:?}, want within a few seconds");
+    let err = read_all(&mut cluster.client(keep), &token, "bob", ReadConsistency::Linearizable).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    // Stale reads are still served locally.
+    assert!(read_all(&mut cluster.client(keep), &token, "bob", ReadConsistency::Stale).await.is_ok());
+
+    // One node back: quorum again, writes succeed (the same request id is not applied twice).
+    cluster.restart(2);
+    let id = retry_unavailable(Duration::from_secs(20), || {
+        let mut c = cluster.client(keep);
+        let token = token.clone();
+        async move { send(&mut c, &token, "bob", "lost?", "q-1").await }
+    })
+    .await
+    .unwrap();
+    let all = read_all(&mut cluster.client(2), &token, "bob", ReadConsistency::Linearizable).await.unwrap();
+    assert_eq!(all.iter().filter(|m| m.body == "lost?").count(), 1, "retried send applied exactly once");
+    assert!(all.iter().any(|m| m.id == id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
+    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
+    let mut c = cluster.client(1);
+    let token = register(&mut c, "alice").await;
+    register(&mut c, "bob").await;
+    let acked = send_batch(&cluster, &[1, 2, 3], &token, "m", 10).await;
+
+    let old = cluster.leader().await;
+    let started = Instant::now();
+    let status = cluster.terminate(old);
+    assert!(status.success(), "SIGTERM exit status {status:?}");
+    let new = cluster.leader().await;
+    assert_ne!(new, old);
+    let survivor = cluster.running()[0];
+    send_batch(&cluster, &[survivor], &token, "after", 1).await;
+    eprintln!(
+        "graceful hand-over: SIGTERM of leader {old} → write accepted by new leader {new} in {:?}",
+        started.elapsed()
+    );
+    assert!(cluster.log_of(old).contains("leadership handed over"), "the old leader logged its hand-over");
+    assert_has_all(&cluster, survivor, &token, &acked, ReadConsistency::Linearizable).await;
+
+    // Explicit transfer, and removal of the current leader hands over first.
+    let leader = cluster.leader().await;
+    let other = cluster.running().into_iter().find(|&id| id != leader).unwrap();
+    let moved = cluster
+        .cluster_client(leader)
+        .transfer_leader(chat_proto::cluster::TransferLeaderRequest { to: Some(other) })
+        .await
+        .unwrap();
+    assert_eq!(moved.into_inner().new_leader_id, other);
+    let s = cluster.status(other).await.unwrap();
+    assert_eq!(Role::try_from(s.role), Ok(Role::Leader));
+}

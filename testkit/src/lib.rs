@@ -1,0 +1,318 @@
+//! Test kit shared by the workspace's integration tests: real `chat-node`
+//! processes on loopback, each with its own temp data dir and ports found by
+//! binding port 0. Killing one is `kill -9`. Plus small gRPC helpers.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chat_proto::chat::chat_service_client::ChatServiceClient;
+use chat_proto::chat::*;
+use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
+use chat_proto::cluster::{GetStatusRequest, GetStatusResponse, Role};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+pub const PASSWORD: &str = "password-123";
+
+/// Polls `check` until it returns `Some`, or panics after `within` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TestNode {
+    pub id: u64,
+    pub addr: String,
+    pub http: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    extra_env: Vec<(String, String)>,
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The `chat-node` binary next to the running test's target dir (`target/<profile>/`).
+/// Integration tests of the `chat-node` package should pass `env!("CARGO_BIN_EXE_chat-node")` instead.
+///
+/// # Panics
+/// If the binary has not been built (`cargo build -p chat-node` or a workspace test run builds it).
+pub fn chat_node_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join("chat-node");
+    assert!(bin.exists(), "{} not built: run the tests with --workspace or build chat-node first", bin.display());
+    bin
+}
+
+pub struct TestCluster {
+    _root: tempfile::TempDir,
+    binary: PathBuf,
+    root: PathBuf,
+    pub nodes: Vec<TestNode>,
+    env: Vec<(String, String)>,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes (ids 1..=n): node 1 bootstraps, the others join through it.
+    /// Waits until every one is a voter.
+    pub async fn start(binary: impl AsRef<Path>, n: u64, env: &[(&str, &str)]) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let mut cluster = TestCluster {
+            binary: binary.as_ref().to_path_buf(),
+            root: root.path().to_path_buf(),
+            _root: root,
+            nodes: Vec::new(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        for id in 1..=n {
+            cluster.add_node(id);
+        }
+        cluster.wait_voters(n as usize).await;
+        cluster
+    }
+
+    /// Creates and starts node `id`: bootstrap if it is the first, else join via every other node.
+    pub fn add_node(&mut self, id: u64) -> &TestNode {
+        let node = TestNode {
+            id,
+            addr: format!("127.0.0.1:{}", free_port()),
+            http: format!("127.0.0.1:{}", free_port()),
+            dir: self.root.join(format!("node-{id}")),
+            child: None,
+            extra_env: self.env.clone(),
+        };
+        self.nodes.push(node);
+        let idx = self.nodes.len() - 1;
+        self.spawn(idx);
+        &self.nodes[idx]
+    }
+
+    fn spawn(&mut self, idx: usize) {
+        let seeds: Vec<String> =
+            self.nodes.iter().filter(|n| n.id != self.nodes[idx].id).map(|n| n.addr.clone()).collect();
+        let node = &self.nodes[idx];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(format!("node-{}.log", node.id)))
+            .unwrap();
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["--id", &node.id.to_string(), "--listen", &node.addr, "--http", &node.http])
+            .arg("--data-dir")
+            .arg(&node.dir)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if seeds.is_empty() {
+            cmd.arg("--bootstrap");
+        } else {
+            cmd.arg("--join").arg(seeds.join(","));
+        }
+        for (k, v) in &node.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawning chat-node");
+        self.nodes[idx].child = Some(child);
+    }
+
+    /// Every node's gRPC address, in id order.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr.clone()).collect()
+    }
+
+    pub fn node(&self, id: u64) -> &TestNode {
+        self.nodes.iter().find(|n| n.id == id).expect("no such node")
+    }
+
+    fn idx(&self, id: u64) -> usize {
+        self.nodes.iter().position(|n| n.id == id).expect("no such node")
+    }
+
+    /// kill -9.
+    pub fn kill(&mut self, id: u64) {
+        let idx = self.idx(id);
+        if let Some(mut c) = self.nodes[idx].child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns the exit status.
+    pub fn terminate(&mut self, id: u64) -> std::process::ExitStatus {
+        let idx = self.idx(id);
+        let mut c = self.nodes[idx].child.take().expect("node not running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node {id} did not exit within 20s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self, id: u64) {
+        let idx = self.idx(id);
+        assert!(self.nodes[idx].child.is_none(), "node {id} is running");
+        self.spawn(idx);
+    }
+
+    pub fn remove_node(&mut self, id: u64) {
+        let idx = self.idx(id);
+        self.nodes.remove(idx);
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
+    }
+
+    pub async fn status(&self, id: u64) -> Option<GetStatusResponse> {
+        let mut req = Request::new(GetStatusRequest {});
+        req.set_timeout(Duration::from_millis(500));
+        ClusterServiceClient::new(channel(&self.node(id).addr)).get_status(req).await.ok().map(|r| r.into_inner())
+    }
+
+    /// The leader id that a running node reports, once one does.
+    pub async fn leader(&self) -> u64 {
+        eventually("a leader", Duration::from_secs(20), || async {
+            for id in self.running() {
+                if let Some(s) = self.status(id).await
+                    && Role::try_from(s.role) == Ok(Role::Leader)
+                {
+                    return Some(id);
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Waits until the leader reports exactly `n` voters and no learners.
+    pub async fn wait_voters(&self, n: usize) {
+        eventually(&format!("{n} voters"), Duration::from_secs(60), || async {
+            for id in self.running() {
+                if let Some(s) = self.status(id).await
+                    && Role::try_from(s.role) == Ok(Role::Leader)
+                    && s.members.len() == n
+                    && s.members.iter().all(|m| m.voter)
+                {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    pub fn client(&self, id: u64) -> ChatServiceClient<Channel> {
+        ChatServiceClient::new(channel(&self.node(id).addr))
+    }
+
+    pub fn cluster_client(&self, id: u64) -> ClusterServiceClient<Channel> {
+        ClusterServiceClient::new(channel(&self.node(id).addr))
+    }
+
+    pub fn log_of(&self, id: u64) -> String {
+        std::fs::read_to_string(self.root.join(format!("node-{id}.log"))).unwrap_or_default()
+    }
+}
+
+pub fn channel(addr: &str) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_timeout(Duration::from_millis(500)).connect_lazy()
+}
+
+/// Attaches a session token.
+pub fn authed<T>(token: &str, msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r.set_timeout(Duration::from_secs(10));
+    r
+}
+
+/// Registers and logs in `user` through `client`; returns the token.
+pub async fn register(client: &mut ChatServiceClient<Channel>, user: &str) -> String {
+    client.create_account(CreateAccountRequest { username: user.into(), password: PASSWORD.into() }).await.unwrap();
+    client.login(LoginRequest { username: user.into(), password: PASSWORD.into() }).await.unwrap().into_inner().token
+}
+
+pub async fn send(
+    client: &mut ChatServiceClient<Channel>,
+    token: &str,
+    to: &str,
+    body: &str,
+    request_id: &str,
+) -> Result<u64, Status> {
+    let req = SendMessageRequest { to: to.into(), body: body.into(), request_id: request_id.into() };
+    client.send_message(authed(token, req)).await.map(|r| r.into_inner().id)
+}
+
+/// Every message between the token's user and `with`, oldest first.
+pub async fn read_all(
+    client: &mut ChatServiceClient<Channel>,
+    token: &str,
+    with: &str,
+    consistency: ReadConsistency,
+) -> Result<Vec<Message>, Status> {
+    let mut all = Vec::new();
+    let mut before = 0;
+    loop {
+        let req = ReadConversationRequest {
+            with: with.into(),
+            limit: 1000,
+            before_id: before,
+            consistency: consistency as i32,
+        };
+        let page = client.read_conversation(authed(token, req)).await?.into_inner().messages;
+        if page.is_empty() {
+            break;
+        }
+        before = page[0].id;
+        let mut page = page;
+        page.extend(all);
+        all = page;
+    }
+    Ok(all)
+}
+
+/// Retries `op` on UNAVAILABLE (a leader change in progress) until `within`.
+pub async fn retry_unavailable<T, F, Fut>(within: Duration, mut op: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match op().await {
+            Err(s) if s.code() == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            other => return other,
+        }
+    }
+}
