@@ -403,20 +403,22 @@ impl ChatNode {
     /// Called on the hand-over target: start elections until this node leads
     /// (or someone else does), for at most the hand-over timeout.
     pub async fn campaign(&self, from: NodeId) {
+        /// One election round: long enough for the vote requests and replies to
+        /// cross, short enough to retry promptly once the voters' leases lapse.
+        /// (Re-triggering on every metrics change would abort each election with
+        /// the next one: our own term bump is such a change.)
+        const ROUND: Duration = Duration::from_millis(150);
         let deadline = Instant::now() + self.timeouts.hand_over;
-        let mut metrics = self.raft.metrics();
         tracing::info!(from, "campaigning for leadership at the leader's request");
+        let someone_new = |m: &RaftMetrics| m.current_leader.is_some_and(|l| l != from);
         while Instant::now() < deadline {
-            let leader = metrics.borrow().current_leader;
-            if leader.is_some_and(|l| l != from) {
+            if someone_new(&self.metrics()) {
                 return;
             }
             if self.raft.trigger().elect().await.is_err() {
                 return;
             }
-            // Voters refuse while their lease on the old leader lasts; retry
-            // as soon as anything changes, or shortly.
-            let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+            let _ = self.raft.wait(Some(ROUND)).metrics(someone_new, "new leader").await;
         }
     }
 }

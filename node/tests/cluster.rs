@@ -238,7 +238,8 @@ async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
         "graceful hand-over: SIGTERM of leader {old} → write accepted by new leader {new} in {:?}",
         started.elapsed()
     );
-    assert!(cluster.log_of(old).contains("leadership handed over"), "the old leader logged its hand-over");
+    let log = cluster.log_of(old);
+    assert!(log.contains("leadership handed over"), "the old leader logged its hand-over; its log:\n{log}");
     assert_has_all(&cluster, survivor, &token, &acked, ReadConsistency::Linearizable).await;
 
     // Explicit transfer, and removal of the current leader hands over first.
