@@ -12,6 +12,11 @@
 //! synced write (a log append, a vote) also makes durable every state machine
 //! write before it, and recovery always sees a prefix of history.
 
+// openraft's storage traits return its `StorageError` (224 bytes) by value;
+// the helpers here use the same type so `?` flows into the trait methods
+// without a conversion at every call. Errors are rare; the size is irrelevant.
+#![allow(clippy::result_large_err)]
+
 pub mod apply;
 pub mod keys;
 pub mod log_store;
