@@ -20,6 +20,10 @@ struct One {
 }
 
 async fn one_node() -> One {
+    one_node_with_http(None).await
+}
+
+async fn one_node_with_http(http: Option<tokio::net::TcpListener>) -> One {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -32,7 +36,7 @@ async fn one_node() -> One {
         raft: RaftTiming::default(),
         timeouts: Timeouts::default(),
     };
-    let running = server::start(cfg, listener, None).await.unwrap();
+    let running = server::start(cfg, listener, http).await.unwrap();
     let node = running.node.clone();
     eventually("single node leads", Duration::from_secs(10), || async {
         (node.leader().map(|(id, _)| id) == Some(1)).then_some(())
@@ -315,4 +319,48 @@ async fn passwords_and_tokens_never_reach_the_disk_in_plaintext() {
         }
     }
     assert!(scanned > 0);
+}
+
+/// A plain HTTP/1.1 GET over a socket: (status code, body).
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("an HTTP status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_over_http() {
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = http.local_addr().unwrap();
+    let mut t = one_node_with_http(Some(http)).await;
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    eventually("ready", Duration::from_secs(10), || async { (http_get(addr, "/readyz").await.0 == 200).then_some(()) })
+        .await;
+
+    let token = register(&mut t.client, "alice").await;
+    register(&mut t.client, "bob").await;
+    send(&mut t.client, &token, "bob", "hi", "").await.unwrap();
+    let _ = send(&mut t.client, &token, "nobody", "hi", "").await;
+
+    let (code, metrics) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for expected in [
+        "chat_raft_term 1",
+        "chat_raft_role{role=\"leader\"} 1",
+        "chat_rpc_requests_total{method=\"SendMessage\",code=\"ok\"} 1",
+        "chat_rpc_requests_total{method=\"SendMessage\",code=\"not_found\"} 1",
+        "chat_rpc_duration_seconds_count{method=\"CreateAccount\"} 2",
+        "chat_raft_applied_index",
+        "chat_accounts",
+        "chat_messages",
+    ] {
+        assert!(metrics.contains(expected), "metrics lack {expected:?}:\n{metrics}");
+    }
+    assert_eq!(http_get(addr, "/nope").await.0, 404);
 }

@@ -254,3 +254,30 @@ async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
     let s = cluster.status(other).await.unwrap();
     assert_eq!(Role::try_from(s.role), Ok(Role::Leader));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_the_leader_hands_over_first_and_the_cluster_carries_on() {
+    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
+    let mut c = cluster.client(1);
+    let token = register(&mut c, "alice").await;
+    register(&mut c, "bob").await;
+    let acked = send_batch(&cluster, &[1, 2, 3], &token, "m", 10).await;
+
+    // RemoveMember(leader), sent to the leader itself.
+    let old = cluster.leader().await;
+    let reply =
+        cluster.cluster_client(old).remove_member(RemoveMemberRequest { node_id: old }).await.unwrap().into_inner();
+    assert!(reply.members.iter().all(|m| m.id != old), "{:?}", reply.members);
+    cluster.wait_voters(2).await;
+    let new = cluster.leader().await;
+    assert_ne!(new, old);
+    cluster.kill(old);
+    cluster.remove_node(old);
+
+    // Two voters still commit, and nothing acknowledged was lost.
+    let survivors = cluster.running();
+    send_batch(&cluster, &survivors, &token, "after", 5).await;
+    for id in survivors {
+        assert_has_all(&cluster, id, &token, &acked, ReadConsistency::Linearizable).await;
+    }
+}
