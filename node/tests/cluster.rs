@@ -11,6 +11,15 @@ use chat_proto::cluster::{JoinClusterRequest, RemoveMemberRequest, Role};
 use chat_testkit::*;
 use tonic::Code;
 
+/// Where most scenarios start: three nodes, accounts alice and bob; returns alice's token.
+async fn cluster_with_alice_and_bob(env: &[(&str, &str)]) -> (TestCluster, String) {
+    let cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, env).await;
+    let mut c = cluster.client(1);
+    let token = register(&mut c, "alice").await;
+    register(&mut c, "bob").await;
+    (cluster, token)
+}
+
 /// Sends `n` messages alice → bob through the given nodes in turn, retrying
 /// through leader changes with the same request id; returns the acked ids.
 async fn send_batch(cluster: &TestCluster, via: &[u64], token: &str, prefix: &str, n: usize) -> Vec<u64> {
@@ -47,11 +56,8 @@ async fn assert_has_all(cluster: &TestCluster, via: u64, token: &str, acked: &[u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_kill_fails_over_without_losing_acknowledged_writes() {
-    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
-    let mut c1 = cluster.client(1);
     // Step 1: accounts, and writes through every node (followers forward).
-    let token = register(&mut c1, "alice").await;
-    register(&mut c1, "bob").await;
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[]).await;
     let mut acked = send_batch(&cluster, &[1, 2, 3], &token, "before", 30).await;
 
     // Step 2: kill -9 the leader; a new one is elected among the survivors.
@@ -82,10 +88,7 @@ async fn leader_kill_fails_over_without_losing_acknowledged_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn whole_cluster_crash_keeps_acknowledged_writes() {
-    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
-    let mut c = cluster.client(2);
-    let token = register(&mut c, "alice").await;
-    register(&mut c, "bob").await;
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[]).await;
     let acked = send_batch(&cluster, &[1, 2, 3], &token, "m", 40).await;
 
     // kill -9 every node at once, then bring them all back.
@@ -107,11 +110,7 @@ async fn whole_cluster_crash_keeps_acknowledged_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn grow_to_five_and_shrink_to_three_under_writes_with_snapshot_catch_up() {
     // A tiny snapshot threshold, so the log is purged long before nodes 4 and 5 join.
-    let mut cluster =
-        TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[("CHAT_SNAPSHOT_THRESHOLD", "20")]).await;
-    let mut c = cluster.client(1);
-    let token = register(&mut c, "alice").await;
-    register(&mut c, "bob").await;
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[("CHAT_SNAPSHOT_THRESHOLD", "20")]).await;
     let mut acked = send_batch(&cluster, &[1, 2, 3], &token, "early", 60).await;
     let leader = cluster.leader().await;
     let purged = eventually("log purged behind a snapshot", Duration::from_secs(20), || async {
@@ -182,11 +181,7 @@ async fn grow_to_five_and_shrink_to_three_under_writes_with_snapshot_catch_up() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn quorum_loss_fails_fast_with_unavailable_and_recovers() {
-    let mut cluster =
-        TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[("CHAT_REQUEST_TIMEOUT_MS", "2000")]).await;
-    let mut c = cluster.client(1);
-    let token = register(&mut c, "alice").await;
-    register(&mut c, "bob").await;
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[("CHAT_REQUEST_TIMEOUT_MS", "2000")]).await;
     send_batch(&cluster, &[1], &token, "ok", 3).await;
 
     // Two of three down: no quorum.
@@ -220,10 +215,7 @@ async fn quorum_loss_fails_fast_with_unavailable_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
-    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
-    let mut c = cluster.client(1);
-    let token = register(&mut c, "alice").await;
-    register(&mut c, "bob").await;
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[]).await;
     let acked = send_batch(&cluster, &[1, 2, 3], &token, "m", 10).await;
 
     let old = cluster.leader().await;
@@ -257,10 +249,7 @@ async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_the_leader_hands_over_first_and_the_cluster_carries_on() {
-    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
-    let mut c = cluster.client(1);
-    let token = register(&mut c, "alice").await;
-    register(&mut c, "bob").await;
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[]).await;
     let acked = send_batch(&cluster, &[1, 2, 3], &token, "m", 10).await;
 
     // RemoveMember(leader), sent to the leader itself.
