@@ -115,3 +115,30 @@ pub fn read_err(e: impl std::error::Error + 'static) -> StorageError {
 pub fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::<NodeId>::write(AnyError::new(&e)).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::typ::TypeConfig;
+
+    /// A fresh DB in a temp dir per case; the dir is the guard that keeps it alive.
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().map_err(write_err)?;
+            let db = Db::open(&dir.path().join("db")).map_err(write_err)?;
+            let state = StateMachine::new(db.clone(), &dir.path().join("snapshots")).map_err(write_err)?;
+            Ok((dir, LogStore::new(db), state))
+        }
+    }
+
+    /// openraft's own conformance suite for log stores and state machines:
+    /// log state, truncation, purge, votes, membership, snapshots.
+    #[test]
+    fn passes_the_openraft_storage_suite() {
+        Suite::test_all(Builder).unwrap();
+    }
+}
