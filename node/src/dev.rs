@@ -100,6 +100,48 @@ impl Cluster {
         }
     }
 
+    /// The leader as the first answering running node reports it: (id, term).
+    async fn current_leader(&mut self) -> Option<(u64, u64)> {
+        for id in self.running_ids() {
+            if let Some(s) = self.status_of(id).await
+                && let Some(leader) = s.leader_id
+            {
+                return Some((leader, s.term));
+            }
+        }
+        None
+    }
+
+    /// `fail N`, and if N led, how long the survivors took to elect a new leader.
+    async fn fail_and_report(&mut self, id: u64) -> anyhow::Result<()> {
+        let was_leader = self.current_leader().await.is_some_and(|(leader, _)| leader == id);
+        self.fail(id).await?;
+        println!("  node {id} killed (kill -9){}", if was_leader { ", it was the leader" } else { "" });
+        if !was_leader {
+            return Ok(());
+        }
+        let running = self.running_ids().len() as u64;
+        if running <= self.args.nodes / 2 {
+            println!(
+                "  no majority left ({running} of {} running): writes fail with UNAVAILABLE until one returns",
+                self.args.nodes
+            );
+            return Ok(());
+        }
+        let killed = Instant::now();
+        while killed.elapsed() < Duration::from_secs(10) {
+            if let Some((leader, term)) = self.current_leader().await
+                && leader != id
+            {
+                println!("  ★ node {leader} leads in term {term}, {:.0?} after the kill", killed.elapsed());
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        println!("  no new leader after 10s: is a majority still running?");
+        Ok(())
+    }
+
     /// SIGTERM every node and wait: the graceful path.
     async fn stop_all(&mut self) {
         for child in self.children.iter_mut().flatten() {
@@ -300,7 +342,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                 Ok(())
             }
             Some("fail" | "kill") => match node_arg(&cluster) {
-                Ok(id) => cluster.fail(id).await.map(|_| println!("  node {id} killed (kill -9)")),
+                Ok(id) => cluster.fail_and_report(id).await,
                 Err(e) => Err(e),
             },
             Some("start") => match node_arg(&cluster) {
