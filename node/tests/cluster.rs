@@ -270,3 +270,45 @@ async fn removing_the_leader_hands_over_first_and_the_cluster_carries_on() {
         assert_has_all(&cluster, id, &token, &acked, ReadConsistency::Linearizable).await;
     }
 }
+
+/// A base port with base..base+2 and base+100..base+102 free (what `dev --nodes 3` uses).
+fn free_port_block() -> u16 {
+    for _ in 0..200 {
+        let base = 20_000 + rand::random::<u16>() % 30_000;
+        let ports = (0..3).flat_map(|i| [base + i, base + 100 + i]);
+        if ports.into_iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free block of ports");
+}
+
+#[test]
+fn dev_playground_forms_a_cluster_survives_a_kill_and_exits_cleanly() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_port_block().to_string();
+    let mut dev = std::process::Command::new(env!("CARGO_BIN_EXE_chat-node"))
+        .args(["dev", "--nodes", "3", "--base-port", &base, "--dir"])
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The prompt reads commands only once the cluster is ready, so a script can be piped in.
+    dev.stdin.take().unwrap().write_all(b"status\ntest\nfail 1\ntest\nbogus\nexit\n").unwrap();
+    let out = dev.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dev exited with {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ready"), "{stdout}");
+    assert!(stdout.contains("★ leader"), "{stdout}");
+    assert_eq!(stdout.matches("✓ PASS").count(), 2, "both workloads pass, before and after the kill:\n{stdout}");
+    assert!(stdout.contains("node 1 killed"), "{stdout}");
+    assert!(stdout.contains("unknown command \"bogus\""), "{stdout}");
+}
