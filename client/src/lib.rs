@@ -10,11 +10,13 @@
 //!
 //! Layout: [`error`] (the error type and exit-code classes), [`discovery`]
 //! (who leads, which members exist), [`retry`] (what may be retried, backoff),
-//! [`client`] (the calls), [`subscribe`] (the resuming stream).
+//! [`client`] (the calls), [`subscribe`] (the resuming stream), [`load`] (a
+//! SendMessage load generator for benchmarks).
 
 pub mod client;
 pub mod discovery;
 pub mod error;
+pub mod load;
 pub mod retry;
 pub mod subscribe;
 

@@ -123,6 +123,16 @@ async fn the_whole_command_set() {
     ok(&kchat(&cluster, other.path(), &["delete-account", "--yes"], None));
     assert_eq!(ok(&kchat(&cluster, b, &["users", "carol"], None)).trim(), "");
 
+    // A small load run: one row per concurrency level, every message acknowledged.
+    let rows = json(&kchat(&cluster, a, &["bench", "--clients", "1,4", "--messages", "40", "-o", "json"], None));
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!((rows[1]["clients"].as_u64(), rows[1]["messages"].as_u64()), (Some(4), Some(40)));
+    assert!(
+        rows.iter().all(|r| r["per_second"].as_f64().unwrap() > 0.0
+            && r["p99_ms"].as_f64().unwrap() >= r["p50_ms"].as_f64().unwrap())
+    );
+
     // An unreachable cluster is exit code 2.
     let mut down = Command::new(env!("CARGO_BIN_EXE_kubectl-chat"));
     down.args(["--addr", "127.0.0.1:9", "--timeout", "2", "status"]).env("XDG_CONFIG_HOME", a);

@@ -77,6 +77,8 @@ pub enum Command {
     Chat(cmd::live::Chat),
     /// Members of the cluster: roles, terms, indexes, lag.
     Status(cmd::status::Status),
+    /// Load test: SendMessage throughput and latency at several concurrency levels.
+    Bench(cmd::bench::Bench),
 }
 
 /// What every subcommand gets: a connected client, where sessions live, output format.
@@ -140,6 +142,7 @@ impl Cli {
             Command::Watch(c) => c.run(&ctx).await,
             Command::Chat(c) => c.run(&ctx).await,
             Command::Status(c) => c.run(&ctx).await,
+            Command::Bench(c) => c.run(&ctx).await,
         }
     }
 }
