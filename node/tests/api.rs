@@ -290,6 +290,13 @@ async fn subscribe_streams_backlog_then_live_and_resumes() {
     let mut resumed = c.subscribe(authed(&bob, SubscribeRequest { after_id: first })).await.unwrap().into_inner();
     assert_eq!(next(&mut resumed).await.id, live);
     assert_eq!(code(c.subscribe(SubscribeRequest { after_id: 0 }).await).0, Code::Unauthenticated);
+
+    // Logging out ends a live stream at its next delivery.
+    let mut live = c.subscribe(authed(&bob, SubscribeRequest { after_id: live })).await.unwrap().into_inner();
+    c.logout(authed(&bob, LogoutRequest {})).await.unwrap();
+    send(c, &alice, "bob", "after logout", "").await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), live.next()).await.expect("stream stalled").unwrap();
+    assert_eq!(ended.unwrap_err().code(), Code::Unauthenticated, "no message reaches a logged-out session");
 }
 
 #[tokio::test]

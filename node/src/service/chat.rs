@@ -279,9 +279,17 @@ impl ChatService for ChatServiceImpl {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Message, Status>>(BACKLOG_PAGE);
             let mut last = request.into_inner().after_id;
             tokio::spawn(async move {
+                // A stream lives no longer than its session: checked before each
+                // delivery, so a logout or account deletion ends it.
+                let session_ended = || !matches!(query::session_user(&db, &token), Ok(Ok(ref u)) if *u == user);
+                let unauthenticated = || Status::unauthenticated("session ended (logged out or account deleted)");
                 'backlog: loop {
                     // Catch up from the DB until it has nothing newer.
                     loop {
+                        if session_ended() {
+                            let _ = tx.send(Err(unauthenticated())).await;
+                            return;
+                        }
                         let page = match query::inbox_after(&db, &user, last, BACKLOG_PAGE) {
                             Ok(page) => page,
                             Err(e) => {
@@ -308,6 +316,10 @@ impl ChatService for ChatServiceImpl {
                         };
                         match event {
                             Ok(d) if d.message.to == user && d.id > last => {
+                                if session_ended() {
+                                    let _ = tx.send(Err(unauthenticated())).await;
+                                    return;
+                                }
                                 last = d.id;
                                 let view = MessageView { id: d.id, message: d.message.clone(), read: false };
                                 if tx.send(Ok(view.into())).await.is_err() {
