@@ -312,3 +312,32 @@ fn dev_playground_forms_a_cluster_survives_a_kill_and_exits_cleanly() {
     assert!(stdout.contains("node 1 killed"), "{stdout}");
     assert!(stdout.contains("unknown command \"bogus\""), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_restarting_at_a_new_address_is_updated_and_catches_up() {
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[]).await;
+    let mut acked = send_batch(&cluster, &[1, 2, 3], &token, "before", 10).await;
+    let leader = cluster.leader().await;
+    let moved = cluster.running().into_iter().find(|&id| id != leader).unwrap();
+
+    // Stop a follower, and bring it back from the same data dir on another port.
+    cluster.kill(moved);
+    let new_addr = cluster.move_to_new_port(moved);
+    acked.extend(send_batch(&cluster, &[leader], &token, "while-away", 10).await);
+    cluster.restart(moved);
+
+    // The cluster learns the new address, and the member catches up through it.
+    eventually("membership shows the new address", Duration::from_secs(30), || async {
+        let s = cluster.status(leader).await?;
+        s.members.iter().any(|m| m.id == moved && m.address == new_addr && m.voter).then_some(())
+    })
+    .await;
+    acked.extend(send_batch(&cluster, &[moved], &token, "after", 5).await);
+    let target = cluster.status(leader).await.unwrap().commit_index;
+    eventually("moved member catches up", Duration::from_secs(30), || async {
+        cluster.status(moved).await.filter(|s| s.applied_index >= target).map(|_| ())
+    })
+    .await;
+    assert_has_all(&cluster, moved, &token, &acked, ReadConsistency::Stale).await;
+    cluster.wait_voters(3).await;
+}

@@ -183,6 +183,14 @@ impl TestCluster {
         self.spawn(idx);
     }
 
+    /// Gives a stopped node a new gRPC port, as if it came back at another address.
+    pub fn move_to_new_port(&mut self, id: u64) -> String {
+        let idx = self.idx(id);
+        assert!(self.nodes[idx].child.is_none(), "stop node {id} first");
+        self.nodes[idx].addr = format!("127.0.0.1:{}", free_port());
+        self.nodes[idx].addr.clone()
+    }
+
     pub fn remove_node(&mut self, id: u64) {
         let idx = self.idx(id);
         self.nodes.remove(idx);
