@@ -68,6 +68,11 @@ pub struct ChatNode {
     timeouts: Timeouts,
     /// Set while this leader hands leadership over; writes wait for the new leader.
     handing_over: AtomicBool,
+    /// Serialises membership changes on this node. openraft refuses a change while
+    /// another is committing; queueing here turns concurrent joins (a StatefulSet
+    /// scaling up starts pods in parallel) into an orderly sequence instead of
+    /// errors and client backoff. A tokio Mutex: it is held across awaits.
+    membership_changes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ChatNode {
@@ -78,7 +83,15 @@ impl std::fmt::Debug for ChatNode {
 
 impl ChatNode {
     pub fn new(id: NodeId, address: String, raft: Raft, state: StateMachine, timeouts: Timeouts) -> Arc<Self> {
-        Arc::new(Self { id, address, raft, state, timeouts, handing_over: AtomicBool::new(false) })
+        Arc::new(Self {
+            id,
+            address,
+            raft,
+            state,
+            timeouts,
+            handing_over: AtomicBool::new(false),
+            membership_changes: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub fn db(&self) -> &Db {
@@ -258,6 +271,7 @@ impl ChatNode {
     /// # Errors
     /// `Unavailable` if this node is not the leader or the change cannot commit.
     pub async fn join(&self, id: NodeId, address: String) -> Result<()> {
+        let _one_at_a_time = self.membership_changes.lock().await;
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
         let known = membership.get_node(&id).map(|n| n.addr.clone());
@@ -302,6 +316,7 @@ impl ChatNode {
     /// # Errors
     /// `InvalidArgument` for the last voter; `Unavailable` if the change cannot commit.
     pub async fn remove(&self, id: NodeId) -> Result<()> {
+        let _one_at_a_time = self.membership_changes.lock().await;
         let m = self.metrics();
         let membership = m.membership_config.membership();
         if membership.get_node(&id).is_none() {
