@@ -32,6 +32,3 @@ pub type RaftMetrics = openraft::RaftMetrics<NodeId, Node>;
 pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
 pub type RpcError<E = openraft::error::Infallible> = openraft::error::RPCError<NodeId, Node, RaftError<E>>;
 pub type ClientWriteError = openraft::error::ClientWriteError<NodeId, Node>;
-pub type ClientWriteResponse = openraft::raft::ClientWriteResponse<TypeConfig>;
-pub type CheckIsLeaderError = openraft::error::CheckIsLeaderError<NodeId, Node>;
-pub type ForwardToLeader = openraft::error::ForwardToLeader<NodeId, Node>;
