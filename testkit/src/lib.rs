@@ -75,7 +75,34 @@ pub struct TestCluster {
     env: Vec<(String, String)>,
 }
 
+/// When a test fails, the nodes' logs are the evidence: print their tails
+/// before the temp dir holding them is removed.
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let ids: Vec<u64> = self.nodes.iter().map(|n| n.id).collect();
+        for id in ids {
+            let state = match self.nodes_exit_status(id) {
+                Some(status) => format!("exited by itself: {status}"),
+                None => "running, or killed by the test".to_string(),
+            };
+            let log = self.log_of(id);
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(80)..];
+            eprintln!("----- node {id} ({state}) log, last {} lines -----\n{}", tail.len(), tail.join("\n"));
+        }
+    }
+}
+
 impl TestCluster {
+    /// How a node's process ended, if it ended on its own.
+    fn nodes_exit_status(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let idx = self.nodes.iter().position(|n| n.id == id)?;
+        self.nodes[idx].child.as_mut()?.try_wait().ok().flatten()
+    }
+
     /// Starts `n` nodes (ids 1..=n): node 1 bootstraps, the others join through it.
     /// Waits until every one is a voter.
     pub async fn start(binary: impl AsRef<Path>, n: u64, env: &[(&str, &str)]) -> Self {
