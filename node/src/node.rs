@@ -287,27 +287,34 @@ impl ChatNode {
             Some(_) => {}
             None => {
                 tracing::info!(node = id, %address, "adding learner");
-                // blocking = true: returns once the learner has caught up with the log.
-                let add = self.raft.add_learner(id, node, true);
-                match tokio::time::timeout(self.timeouts.catch_up, add).await {
-                    Ok(result) => {
-                        result.map_err(|e| self.membership_error(e))?;
-                    }
-                    Err(_) => {
-                        return Err(Error::Timeout(format!(
-                            "node {id} did not catch up within {:?}",
-                            self.timeouts.catch_up
-                        )));
-                    }
-                }
+                // Not openraft's blocking mode: it returns as soon as the learner is
+                // within `replication_lag_threshold` (5000 entries) — at once on a
+                // young cluster, before a snapshot has even been sent.
+                self.raft.add_learner(id, node, false).await.map_err(|e| self.membership_error(e))?;
             }
         }
         if !is_voter {
+            self.wait_caught_up(id).await?;
             tracing::info!(node = id, "promoting learner to voter");
             let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
             self.raft.change_membership(change, false).await.map_err(|e| self.membership_error(e))?;
         }
         Ok(())
+    }
+
+    /// Waits until learner `id` has every entry this leader had when the wait began.
+    async fn wait_caught_up(&self, id: NodeId) -> Result<()> {
+        let target = self.metrics().last_log_index.unwrap_or(0);
+        let matched = move |m: &RaftMetrics| {
+            m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten()).is_some_and(|l| l.index >= target)
+        };
+        match self.raft.wait(Some(self.timeouts.catch_up)).metrics(matched, "learner caught up").await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::Timeout(format!(
+                "node {id} did not catch up to index {target} within {:?}",
+                self.timeouts.catch_up
+            ))),
+        }
     }
 
     /// Removes `id` from the cluster (voter or learner). Must run on the leader;

@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::network::{Network, peer};
 use crate::node::{ChatNode, Timeouts};
 use crate::service::{ChatServiceImpl, ClusterServiceImpl, RaftServiceImpl};
-use crate::store::{Db, LogStore, StateMachine};
+use crate::store::{Db, Flusher, LogStore, StateMachine};
 use crate::typ::{Node, NodeId, Raft};
 
 /// Raft timing. The defaults suit a LAN or one machine: a dead leader is
@@ -118,21 +118,30 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
         .map_err(|e| Error::Storage(format!("opening RocksDB in {}: {e}", cfg.data_dir.display())))?;
     let state =
         StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots")).map_err(|e| Error::Storage(e.to_string()))?;
-    let raft = Raft::new(cfg.id, raft_config(&cfg)?, Network, LogStore::new(db), state.clone())
+    let (log_store, flusher) = LogStore::new(db.clone());
+    let raft = Raft::new(cfg.id, raft_config(&cfg)?, Network, log_store, state.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
     let node = ChatNode::new(cfg.id, cfg.advertise.clone(), raft, state, cfg.timeouts.clone());
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = watch::channel(false);
 
-    let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), grpc, http, stopped));
+    let storage = Storage { db, flusher };
+    let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), storage, grpc, http, stopped));
     Ok(Running { node, metrics, task, stop })
+}
+
+/// What the shutdown path closes last, after Raft.
+struct Storage {
+    db: Db,
+    flusher: Flusher,
 }
 
 async fn serve(
     cfg: Config,
     node: Arc<ChatNode>,
     metrics: Arc<Metrics>,
+    storage: Storage,
     grpc: TcpListener,
     http: Option<TcpListener>,
     mut stopped: watch::Receiver<bool>,
@@ -181,13 +190,21 @@ async fn serve(
         Err(_) => tracing::warn!("in-flight calls did not finish in 10s"),
         _ => {}
     }
-    // 3. Stop Raft; the DB closes (flushing) when its last handle drops.
+    // 3. Stop Raft, then the log flusher (joined), then RocksDB's background
+    //    work: nothing may still be touching the DB when the process exits.
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
     if let Some(task) = http_task {
         task.abort();
     }
+    let Storage { db, flusher } = storage;
+    tokio::task::spawn_blocking(move || {
+        flusher.stop();
+        db.quiesce();
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("closing storage: {e}")))?;
     tracing::info!(id = cfg.id, "node stopped");
     Ok(())
 }

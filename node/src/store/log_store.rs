@@ -19,25 +19,60 @@ use super::keys::{self, cf};
 use super::{Db, decode, encode, read_err, write_err};
 use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
 
+/// What the flusher thread is asked to do.
+enum Flush {
+    /// Acknowledge this append once the WAL holding it is synced.
+    Append(LogFlushed<TypeConfig>),
+    /// Sync what is pending, then end.
+    Stop,
+}
+
 /// The log store. Cheap to clone: openraft asks for separate readers.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Db,
-    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    flusher: mpsc::Sender<Flush>,
+}
+
+/// Owns the flusher thread. [`Flusher::stop`] ends and joins it, so that the
+/// thread's DB handle is gone before the process exits: RocksDB aborts
+/// ("pthread lock: Invalid argument") if a DB is still closing during exit.
+#[derive(Debug)]
+pub struct Flusher {
+    tx: mpsc::Sender<Flush>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Syncs whatever is pending and waits for the thread to end. Call after Raft has stopped.
+    pub fn stop(mut self) {
+        let _ = self.tx.send(Flush::Stop);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Flush {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Flush::Append(_) => "Append",
+            Flush::Stop => "Stop",
+        })
+    }
 }
 
 impl LogStore {
-    pub fn new(db: Db) -> Self {
-        let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let flush_db = db.clone();
+    pub fn new(db: Db) -> (Self, Flusher) {
+        let (tx, rx) = mpsc::channel::<Flush>();
+        let flush_db = db.downgrade();
         // A plain thread, not a tokio task: fsync blocks, and it must never
-        // stall the runtime that drives Raft and gRPC. It ends when every
-        // sender (every LogStore clone) is dropped.
-        std::thread::Builder::new()
+        // stall the runtime that drives Raft and gRPC.
+        let thread = std::thread::Builder::new()
             .name("raft-log-flush".into())
             .spawn(move || flush_loop(flush_db, rx))
             .expect("spawning the log flusher thread");
-        Self { db, flusher: tx }
+        (Self { db, flusher: tx.clone() }, Flusher { tx, thread: Some(thread) })
     }
 
     fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
@@ -45,13 +80,24 @@ impl LogStore {
     }
 }
 
-fn flush_loop(db: Db, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
-    while let Ok(first) = rx.recv() {
-        let mut waiting = vec![first];
-        waiting.extend(rx.try_iter());
+fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>) {
+    let mut stopping = false;
+    while !stopping && let Ok(first) = rx.recv() {
+        let mut waiting = Vec::new();
+        for request in std::iter::once(first).chain(rx.try_iter()) {
+            match request {
+                Flush::Append(callback) => waiting.push(callback),
+                Flush::Stop => stopping = true,
+            }
+        }
         // Every entry of every waiting append was written before its callback
         // was queued, so this one sync covers them all.
-        let result = db.raw().flush_wal(true).map_err(std::io::Error::other);
+        // Upgraded only while syncing: appends come from a live Raft, whose
+        // LogStore holds the DB open, so this is never the last handle.
+        let result = match db.upgrade() {
+            Some(db) => db.raw().flush_wal(true).map_err(std::io::Error::other),
+            None => Err(std::io::Error::other("the database is closed")),
+        };
         for callback in waiting {
             callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }
@@ -128,7 +174,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.db.raw().write(batch).map_err(write_err)?;
         // The flusher acknowledges once the WAL holding this batch is synced.
-        if let Err(mpsc::SendError(callback)) = self.flusher.send(callback) {
+        if let Err(mpsc::SendError(Flush::Append(callback))) = self.flusher.send(Flush::Append(callback)) {
             callback.log_io_completed(Err(std::io::Error::other("log flusher stopped")));
         }
         Ok(())

@@ -34,7 +34,7 @@ use serde::de::DeserializeOwned;
 
 use crate::typ::{NodeId, StorageError};
 
-pub use log_store::LogStore;
+pub use log_store::{Flusher, LogStore};
 pub use state_machine::StateMachine;
 
 /// A shared handle on the node's RocksDB.
@@ -67,6 +67,11 @@ impl Db {
         Ok(Self { inner: Arc::new(db) })
     }
 
+    /// A handle that does not keep the DB open (see [`WeakDb`]).
+    pub fn downgrade(&self) -> WeakDb {
+        WeakDb(Arc::downgrade(&self.inner))
+    }
+
     pub fn raw(&self) -> &rocksdb::DB {
         &self.inner
     }
@@ -96,6 +101,27 @@ impl Db {
 
     pub fn path(&self) -> &Path {
         self.inner.path()
+    }
+
+    /// Syncs the WAL and stops RocksDB's background flushes and compactions,
+    /// waiting for running ones: the last step before the process may exit.
+    pub fn quiesce(&self) {
+        if let Err(e) = self.inner.flush_wal(true) {
+            tracing::warn!(error = %e, "final WAL sync");
+        }
+        self.inner.cancel_all_background_work(true);
+    }
+}
+
+/// A non-owning DB handle for threads that must never be the one to close
+/// RocksDB: a DB closed on a detached thread can race process exit, and RocksDB
+/// then aborts ("pthread lock: Invalid argument").
+#[derive(Debug, Clone)]
+pub struct WeakDb(std::sync::Weak<rocksdb::DB>);
+
+impl WeakDb {
+    pub fn upgrade(&self) -> Option<Db> {
+        self.0.upgrade().map(|inner| Db { inner })
     }
 }
 
@@ -131,7 +157,8 @@ mod tests {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let db = Db::open(&dir.path().join("db")).map_err(write_err)?;
             let state = StateMachine::new(db.clone(), &dir.path().join("snapshots")).map_err(write_err)?;
-            Ok((dir, LogStore::new(db), state))
+            // The flusher thread ends by itself once every LogStore clone is gone.
+            Ok((dir, LogStore::new(db).0, state))
         }
     }
 
