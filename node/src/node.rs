@@ -239,12 +239,8 @@ impl ChatNode {
         let members = membership
             .nodes()
             .map(|(id, node)| {
-                let matched = m.replication.as_ref().map(|r| {
-                    if *id == self.id {
-                        m.last_log_index.unwrap_or(0)
-                    } else {
-                        r.get(id).copied().flatten().map(|l| l.index).unwrap_or(0)
-                    }
+                let matched = m.replication.as_ref().map(|_| {
+                    if *id == self.id { m.last_log_index.unwrap_or(0) } else { matched_index(&m, *id).unwrap_or(0) }
                 });
                 (*id, node.addr.clone(), voters.contains(id), matched)
             })
@@ -294,7 +290,7 @@ impl ChatNode {
             }
         }
         if !is_voter {
-            self.wait_caught_up(id).await?;
+            self.wait_caught_up(id, self.timeouts.catch_up).await?;
             tracing::info!(node = id, "promoting learner to voter");
             let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
             self.raft.change_membership(change, false).await.map_err(|e| self.membership_error(e))?;
@@ -302,18 +298,14 @@ impl ChatNode {
         Ok(())
     }
 
-    /// Waits until learner `id` has every entry this leader had when the wait began.
-    async fn wait_caught_up(&self, id: NodeId) -> Result<()> {
+    /// Waits, at most `within`, until member `id` has every entry this leader
+    /// had when the wait began (a learner before promotion, a hand-over target).
+    async fn wait_caught_up(&self, id: NodeId, within: Duration) -> Result<()> {
         let target = self.metrics().last_log_index.unwrap_or(0);
-        let matched = move |m: &RaftMetrics| {
-            m.replication.as_ref().and_then(|r| r.get(&id).copied().flatten()).is_some_and(|l| l.index >= target)
-        };
-        match self.raft.wait(Some(self.timeouts.catch_up)).metrics(matched, "learner caught up").await {
+        let caught_up = move |m: &RaftMetrics| matched_index(m, id).is_some_and(|i| i >= target);
+        match self.raft.wait(Some(within)).metrics(caught_up, "caught up").await {
             Ok(_) => Ok(()),
-            Err(_) => Err(Error::Timeout(format!(
-                "node {id} did not catch up to index {target} within {:?}",
-                self.timeouts.catch_up
-            ))),
+            Err(_) => Err(Error::Timeout(format!("node {id} did not catch up to index {target} within {within:?}"))),
         }
     }
 
@@ -376,9 +368,7 @@ impl ChatNode {
             return Err(self.unavailable("not the leader"));
         }
         let membership = m.membership_config.membership().clone();
-        let matched = |id: &NodeId| {
-            m.replication.as_ref().and_then(|r| r.get(id).copied().flatten()).map(|l| l.index).unwrap_or(0)
-        };
+        let matched = |id: &NodeId| matched_index(&m, *id).unwrap_or(0);
         let target = match to {
             Some(t) if t != self.id && membership.voter_ids().any(|v| v == t) => t,
             Some(t) => return Err(Error::invalid(format!("node {t} is not another voter"))),
@@ -401,15 +391,7 @@ impl ChatNode {
     async fn do_hand_over(&self, target: NodeId, addr: &str) -> Result<NodeId> {
         let deadline = Instant::now() + self.timeouts.hand_over;
         // 1. Let the target catch up with everything this leader has.
-        let last = self.metrics().last_log_index;
-        let waiter = self.raft.wait(Some(deadline.saturating_duration_since(Instant::now())));
-        let caught_up = waiter.metrics(
-            |m| m.replication.as_ref().and_then(|r| r.get(&target).copied().flatten()).map(|l| l.index) >= last,
-            "target caught up",
-        );
-        if caught_up.await.is_err() {
-            return Err(Error::Timeout(format!("node {target} did not catch up in time")));
-        }
+        self.wait_caught_up(target, deadline.saturating_duration_since(Instant::now())).await?;
         // 2. Go quiet, so followers' leases on this leader lapse, and let the target campaign.
         self.raft.runtime_config().heartbeat(false);
         peer::campaign(addr, self.id, deadline.saturating_duration_since(Instant::now())).await?;
@@ -443,4 +425,10 @@ impl ChatNode {
             let _ = self.raft.wait(Some(ROUND)).metrics(someone_new, "new leader").await;
         }
     }
+}
+
+/// The highest log index the leader knows member `id` holds: `None` when this
+/// node is not the leader or `id` has acknowledged nothing yet.
+fn matched_index(m: &RaftMetrics, id: NodeId) -> Option<u64> {
+    m.replication.as_ref()?.get(&id).copied().flatten().map(|l| l.index)
 }

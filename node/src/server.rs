@@ -118,7 +118,7 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
         .map_err(|e| Error::Storage(format!("opening RocksDB in {}: {e}", cfg.data_dir.display())))?;
     let state =
         StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots")).map_err(|e| Error::Storage(e.to_string()))?;
-    let (log_store, flusher) = LogStore::new(db.clone());
+    let (log_store, flusher) = LogStore::new(db);
     let raft = Raft::new(cfg.id, raft_config(&cfg)?, Network, log_store, state.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
@@ -126,22 +126,15 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = watch::channel(false);
 
-    let storage = Storage { db, flusher };
-    let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), storage, grpc, http, stopped));
+    let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), flusher, grpc, http, stopped));
     Ok(Running { node, metrics, task, stop })
-}
-
-/// What the shutdown path closes last, after Raft.
-struct Storage {
-    db: Db,
-    flusher: Flusher,
 }
 
 async fn serve(
     cfg: Config,
     node: Arc<ChatNode>,
     metrics: Arc<Metrics>,
-    storage: Storage,
+    flusher: Flusher,
     grpc: TcpListener,
     http: Option<TcpListener>,
     mut stopped: watch::Receiver<bool>,
@@ -198,10 +191,10 @@ async fn serve(
     if let Some(task) = http_task {
         task.abort();
     }
-    let Storage { db, flusher } = storage;
+    let closing = node.clone();
     tokio::task::spawn_blocking(move || {
         flusher.stop();
-        db.quiesce();
+        closing.db().quiesce();
     })
     .await
     .map_err(|e| Error::Internal(format!("closing storage: {e}")))?;

@@ -53,15 +53,6 @@ impl Flusher {
     }
 }
 
-impl std::fmt::Debug for Flush {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Flush::Append(_) => "Append",
-            Flush::Stop => "Stop",
-        })
-    }
-}
-
 impl LogStore {
     pub fn new(db: Db) -> (Self, Flusher) {
         let (tx, rx) = mpsc::channel::<Flush>();
