@@ -137,20 +137,69 @@ impl TestCluster {
         &self.nodes[idx]
     }
 
+    /// Starts node `idx` and waits until it serves. Ports come from binding
+    /// port 0 and releasing it, so another process may take one before the node
+    /// binds it: a fresh node then gets new ports, a restarted one retries its own.
     fn spawn(&mut self, idx: usize) {
+        let fresh = !self.nodes[idx].dir.exists();
+        for attempt in 1..=5 {
+            let serving_before = self.serving_count(idx);
+            self.spawn_once(idx);
+            match self.wait_serving(idx, serving_before) {
+                Ok(()) => return,
+                Err(status) => {
+                    assert!(
+                        attempt < 5,
+                        "node {} could not start ({status}); log:\n{}",
+                        self.nodes[idx].id,
+                        self.log_of(self.nodes[idx].id)
+                    );
+                    if fresh {
+                        self.nodes[idx].addr = format!("127.0.0.1:{}", free_port());
+                        self.nodes[idx].http = format!("127.0.0.1:{}", free_port());
+                    } else {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        }
+    }
+
+    fn log_path(&self, id: u64) -> PathBuf {
+        self.root.join(format!("node-{id}.log"))
+    }
+
+    /// How many times node `idx` has logged that it serves (its log is appended across restarts).
+    fn serving_count(&self, idx: usize) -> usize {
+        self.log_of(self.nodes[idx].id).matches("node serving").count()
+    }
+
+    /// Waits until node `idx` logs one more "node serving" than `before`, or exits.
+    fn wait_serving(&mut self, idx: usize, before: usize) -> Result<(), std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.serving_count(idx) > before {
+                return Ok(());
+            }
+            let child = self.nodes[idx].child.as_mut().expect("just spawned");
+            if let Some(status) = child.try_wait().expect("polling a child") {
+                self.nodes[idx].child = None;
+                return Err(status);
+            }
+            assert!(Instant::now() < deadline, "node {} did not start serving within 30s", self.nodes[idx].id);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn spawn_once(&mut self, idx: usize) {
         let seeds: Vec<String> =
             self.nodes.iter().filter(|n| n.id != self.nodes[idx].id).map(|n| n.addr.clone()).collect();
         let node = &self.nodes[idx];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.join(format!("node-{}.log", node.id)))
-            .unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(node.id)).unwrap();
         let mut cmd = Command::new(&self.binary);
         cmd.args(["--id", &node.id.to_string(), "--listen", &node.addr, "--http", &node.http])
             .arg("--data-dir")
             .arg(&node.dir)
-            .env("RUST_LOG", "info,openraft=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -159,9 +208,16 @@ impl TestCluster {
         } else {
             cmd.arg("--join").arg(seeds.join(","));
         }
+        let mut filter = "info,openraft=warn".to_string();
         for (k, v) in &node.extra_env {
-            cmd.env(k, v);
+            if k == "RUST_LOG" {
+                filter = v.clone();
+            } else {
+                cmd.env(k, v);
+            }
         }
+        // "node serving" is the readiness signal `wait_serving` reads, whatever the caller's filter.
+        cmd.env("RUST_LOG", format!("{filter},chat_node::server=info"));
         let child = cmd.spawn().expect("spawning chat-node");
         self.nodes[idx].child = Some(child);
     }
@@ -233,17 +289,22 @@ impl TestCluster {
         ClusterServiceClient::new(channel(&self.node(id).addr)).get_status(req).await.ok().map(|r| r.into_inner())
     }
 
-    /// The leader id that a running node reports, once one does.
+    /// The current leader's id, once there is one.
+    ///
+    /// A node restarted from its data may briefly still call itself leader of
+    /// an old term (its persisted vote), until it hears the new term. So the
+    /// answer is the leader of the highest term any running node reports; while
+    /// no leader holds that term (an election), keep waiting.
     pub async fn leader(&self) -> u64 {
-        eventually("a leader", Duration::from_secs(20), || async {
+        eventually("a leader of the current term", Duration::from_secs(20), || async {
+            let mut views = Vec::new();
             for id in self.running() {
-                if let Some(s) = self.status(id).await
-                    && Role::try_from(s.role) == Ok(Role::Leader)
-                {
-                    return Some(id);
+                if let Some(s) = self.status(id).await {
+                    views.push((id, s));
                 }
             }
-            None
+            let term = views.iter().map(|(_, s)| s.term).max()?;
+            views.iter().find(|(_, s)| s.term == term && Role::try_from(s.role) == Ok(Role::Leader)).map(|(id, _)| *id)
         })
         .await
     }
@@ -274,7 +335,7 @@ impl TestCluster {
     }
 
     pub fn log_of(&self, id: u64) -> String {
-        std::fs::read_to_string(self.root.join(format!("node-{id}.log"))).unwrap_or_default()
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
     }
 }
 
