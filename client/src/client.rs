@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::dial::{Dial, TcpDial};
 use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, Idempotence, should_retry};
@@ -70,7 +71,16 @@ impl Client {
     /// # Errors
     /// `Invalid` for an empty or malformed seed list.
     pub fn new(seeds: Vec<String>, options: ClientOptions) -> Result<Self> {
-        let discovery = Arc::new(Discovery::new(seeds, options.connect_timeout)?);
+        Self::with_dial(seeds, options, Arc::new(TcpDial))
+    }
+
+    /// A client that reaches members through `dial` (e.g. a Kubernetes
+    /// port-forward) instead of direct TCP.
+    ///
+    /// # Errors
+    /// `Invalid` for an empty or malformed seed list.
+    pub fn with_dial(seeds: Vec<String>, options: ClientOptions, dial: Arc<dyn Dial>) -> Result<Self> {
+        let discovery = Arc::new(Discovery::new(seeds, dial, options.connect_timeout)?);
         Ok(Self { discovery, options, token: None })
     }
 

@@ -2,13 +2,14 @@
 //! forgotten as soon as a call suggests it is stale.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
 use chat_proto::cluster::{GetStatusRequest, GetStatusResponse};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use crate::dial::Dial;
 use crate::error::{Error, Result};
 
 /// How long one member gets to answer `GetStatus` during discovery.
@@ -17,6 +18,7 @@ pub const STATUS_TIMEOUT: Duration = Duration::from_millis(1500);
 #[derive(Debug)]
 pub struct Discovery {
     seeds: Vec<String>,
+    dial: Arc<dyn Dial>,
     connect_timeout: Duration,
     /// A std Mutex: held only to copy small values in and out, never across an await.
     state: Mutex<State>,
@@ -32,12 +34,12 @@ struct State {
 impl Discovery {
     /// # Errors
     /// `Invalid` when no seed is given or a seed is not `host:port`.
-    pub fn new(seeds: Vec<String>, connect_timeout: Duration) -> Result<Self> {
+    pub fn new(seeds: Vec<String>, dial: Arc<dyn Dial>, connect_timeout: Duration) -> Result<Self> {
         let seeds: Vec<String> = seeds.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         if seeds.is_empty() {
             return Err(Error::Invalid("no cluster address given".into()));
         }
-        let d = Self { seeds, connect_timeout, state: Mutex::new(State::default()) };
+        let d = Self { seeds, dial, connect_timeout, state: Mutex::new(State::default()) };
         for seed in &d.seeds {
             d.channel(seed)?;
         }
@@ -60,11 +62,7 @@ impl Discovery {
         if let Some(c) = self.lock().channels.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Error::Invalid(format!("address {addr:?} is not host:port: {e}")))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = self.dial.dial(addr, self.connect_timeout)?;
         self.lock().channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }

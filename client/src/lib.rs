@@ -8,12 +8,14 @@
 //! - [`Client::subscribe`] resumes from the last message it yielded after a
 //!   reconnect: no gap, no duplicate.
 //!
-//! Layout: [`error`] (the error type and exit-code classes), [`discovery`]
+//! Layout: [`error`] (the error type and exit-code classes), [`dial`] (how a
+//! member address is reached: TCP, or a caller's connector), [`discovery`]
 //! (who leads, which members exist), [`retry`] (what may be retried, backoff),
 //! [`client`] (the calls), [`subscribe`] (the resuming stream), [`load`] (a
 //! SendMessage load generator for benchmarks).
 
 pub mod client;
+pub mod dial;
 pub mod discovery;
 pub mod error;
 pub mod load;
@@ -23,4 +25,5 @@ pub mod subscribe;
 pub use chat_proto::chat::{Conversation, Message, ReadConsistency};
 pub use chat_proto::cluster::GetStatusResponse as NodeStatus;
 pub use client::{Client, ClientOptions, ClusterStatus, MemberStatus};
+pub use dial::{Dial, TcpDial};
 pub use error::{Error, Result};

@@ -260,6 +260,28 @@ impl ChatNode {
         }
     }
 
+    /// Founds a one-member cluster with this node as its voter, if it belongs to
+    /// none yet. Returns whether it founded one.
+    ///
+    /// # Errors
+    /// `Internal` if Raft refuses (e.g. it is shutting down).
+    pub async fn initialize(&self) -> Result<bool> {
+        let _one_at_a_time = self.membership_changes.lock().await;
+        if self.raft.is_initialized().await.map_err(|e| Error::Internal(format!("raft: {e}")))? {
+            return Ok(false);
+        }
+        let members = BTreeMap::from([(self.id, Node { addr: self.address.clone() })]);
+        match self.raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!(id = self.id, "founded a new cluster");
+                Ok(true)
+            }
+            // Raced with a leader that reached us first: we belong to a cluster now.
+            Err(openraft::error::RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),
+            Err(e) => Err(Error::Internal(format!("initializing raft: {e}"))),
+        }
+    }
+
     /// Makes `id` at `address` a voter: learner first, caught up, then promoted.
     /// Safe to repeat; a known member with a new address gets its address updated.
     /// Must run on the leader.

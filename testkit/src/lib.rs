@@ -43,6 +43,8 @@ pub struct TestNode {
     pub dir: PathBuf,
     child: Option<Child>,
     extra_env: Vec<(String, String)>,
+    /// Started with neither --bootstrap nor --join (as operator-managed pods are).
+    bare: bool,
 }
 
 impl Drop for TestNode {
@@ -121,9 +123,43 @@ impl TestCluster {
         cluster
     }
 
+    /// A cluster with no nodes yet, for tests that add bare nodes and let
+    /// someone else (the operator) found and grow the cluster.
+    pub fn empty(binary: impl AsRef<Path>, env: &[(&str, &str)]) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        TestCluster {
+            binary: binary.as_ref().to_path_buf(),
+            root: root.path().to_path_buf(),
+            _root: root,
+            nodes: Vec::new(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        }
+    }
+
     /// Creates and starts node `id`: bootstrap if it is the first, else join via every other node.
     pub fn add_node(&mut self, id: u64) -> &TestNode {
+        self.add(id, false)
+    }
+
+    /// Creates and starts node `id` with neither --bootstrap nor --join: it
+    /// serves and waits to be initialized or added, like a pod the operator manages.
+    pub fn add_bare_node(&mut self, id: u64) -> &TestNode {
+        self.add(id, true)
+    }
+
+    /// kill -9, delete the node's data (a lost volume), and start it again bare
+    /// at the same address.
+    pub fn wipe(&mut self, id: u64) {
+        self.kill(id);
+        let idx = self.idx(id);
+        std::fs::remove_dir_all(&self.nodes[idx].dir).unwrap();
+        self.nodes[idx].bare = true;
+        self.spawn(idx);
+    }
+
+    fn add(&mut self, id: u64, bare: bool) -> &TestNode {
         let node = TestNode {
+            bare,
             id,
             addr: format!("127.0.0.1:{}", free_port()),
             http: format!("127.0.0.1:{}", free_port()),
@@ -203,7 +239,9 @@ impl TestCluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
-        if seeds.is_empty() {
+        if node.bare {
+            // Waits to be initialized or added.
+        } else if seeds.is_empty() {
             cmd.arg("--bootstrap");
         } else {
             cmd.arg("--join").arg(seeds.join(","));

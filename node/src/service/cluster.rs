@@ -104,6 +104,15 @@ impl ClusterService for ClusterServiceImpl {
         observe(&self.metrics, "GetStatus", async { Ok(Response::new(to_proto(&self.node.status().await))) }).await
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn initialize(&self, _request: Request<InitializeRequest>) -> Result<Response<InitializeResponse>, Status> {
+        observe(&self.metrics, "Initialize", async {
+            let founded = self.node.initialize().await?;
+            Ok(Response::new(InitializeResponse { members: self.members().await, founded }))
+        })
+        .await
+    }
+
     #[tracing::instrument(skip_all, fields(node_id = request.get_ref().node_id, address = %request.get_ref().address))]
     async fn join_cluster(
         &self,

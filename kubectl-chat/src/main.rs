@@ -6,6 +6,7 @@
 
 mod cli;
 mod cmd;
+mod connect;
 mod output;
 mod password;
 mod session;

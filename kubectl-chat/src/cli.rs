@@ -1,10 +1,12 @@
 //! Global flags, the subcommand list, and the connection they share.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chat_client::{Client, ClientOptions};
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::cmd;
+use crate::connect::{Connection, Target};
 use crate::session::{Session, SessionStore};
 
 #[derive(Debug, Parser)]
@@ -19,8 +21,8 @@ pub struct Cli {
     /// Cluster members to connect to directly (host:port, comma-separated).
     #[arg(long, env = "CHAT_ADDR", value_delimiter = ',', global = true)]
     pub addr: Vec<String>,
-    /// Path to the kubeconfig file (kube mode).
-    #[arg(long, env = "KUBECONFIG", global = true)]
+    /// Path to the kubeconfig file (kube mode; default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true)]
     pub kubeconfig: Option<String>,
     /// The kubeconfig context to use (kube mode).
     #[arg(long, global = true)]
@@ -109,24 +111,17 @@ impl Ctx {
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
-        let addrs: Vec<String> = self.addr.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
-        if addrs.is_empty() {
-            bail!(
-                "no cluster address: pass --addr HOST:PORT (or set CHAT_ADDR). \
-                 Kube mode (--cluster/--namespace through the Kubernetes API) is not available in this build yet"
-            );
-        }
         let options =
             ClientOptions { deadline: std::time::Duration::from_secs(self.timeout), ..ClientOptions::default() };
-        let client = Client::new(addrs.clone(), options)?;
-        let mut sorted = addrs;
-        sorted.sort();
-        let ctx = Ctx {
-            client,
-            store: SessionStore::default_location()?,
-            cluster_key: format!("addr:{}", sorted.join(",")),
-            output: self.output,
+        let target = Target {
+            addrs: &self.addr,
+            kubeconfig: self.kubeconfig.as_deref(),
+            context: self.context.as_deref(),
+            namespace: self.namespace.as_deref(),
+            cluster: self.cluster.as_deref(),
         };
+        let Connection { client, cluster_key } = Connection::open(&target, options).await?;
+        let ctx = Ctx { client, store: SessionStore::default_location()?, cluster_key, output: self.output };
         match self.command {
             Command::Register(c) => c.run(&ctx).await,
             Command::Login(c) => c.run(&ctx).await,

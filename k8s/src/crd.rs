@@ -1,0 +1,285 @@
+//! The `ReplicatedChat` custom resource (group `chat.replicated.dev`, version
+//! `v1alpha1`). `crds/` holds the CRD generated from these types by
+//! `chat-operator crdgen`; a test fails if the two drift.
+//!
+//! Defaults live in serde attributes so they reach the CRD schema too: the API
+//! server fills them in, and `kubectl get -o yaml` shows what is in effect.
+//! Only type-level rules are in the schema (replicas ≥ 1, enums); everything
+//! else (an empty image, a malformed quantity, inconsistent Raft timing) is
+//! judged by the operator, which answers with a Degraded condition and an Event
+//! naming the field, instead of a bare API rejection.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Raft-replicated chat cluster: a StatefulSet of `chat-node` pods whose
+/// membership the operator keeps equal to `replicas`.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "chat.replicated.dev",
+    version = "v1alpha1",
+    kind = "ReplicatedChat",
+    plural = "replicatedchats",
+    shortname = "rchat",
+    category = "all",
+    doc = "A Raft-replicated chat cluster managed by chat-operator",
+    namespaced,
+    status = "ReplicatedChatStatus",
+    derive = "PartialEq",
+    scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".spec.replicas"}"#,
+    printcolumn = r#"{"name":"Ready","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Leader","type":"string","jsonPath":".status.leader"}"#,
+    printcolumn = r#"{"name":"Term","type":"integer","jsonPath":".status.term"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicatedChatSpec {
+    /// Number of Raft voters. Odd numbers make the most of each pod: 4 tolerates
+    /// no more failures than 3.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1))]
+    pub replicas: i32,
+    /// The chat-node image.
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// CPU and memory of each node container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    #[serde(default)]
+    pub raft: RaftSpec,
+    #[serde(default)]
+    pub service: ServiceSpec,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Replaces the default, which prefers spreading pods across nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+fn default_replicas() -> i32 {
+    3
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Each node's persistent volume.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    #[serde(default = "default_storage_size")]
+    pub size: Quantity,
+    /// Storage class of the volumes (default: the cluster's default class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// What happens to a removed member's volume after a scale-down: `Delete`
+    /// (a later scale-up starts that member fresh) or `Retain` (kept for
+    /// inspection; a member that comes back with it rejoins as a learner).
+    #[serde(default = "default_on_scale_down")]
+    pub on_scale_down: VolumePolicy,
+    /// What happens to all volumes when the ReplicatedChat is deleted.
+    #[serde(default = "default_on_delete")]
+    pub on_delete: VolumePolicy,
+}
+
+fn default_storage_size() -> Quantity {
+    Quantity("1Gi".into())
+}
+fn default_on_scale_down() -> VolumePolicy {
+    VolumePolicy::Delete
+}
+fn default_on_delete() -> VolumePolicy {
+    VolumePolicy::Delete
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_storage_size(),
+            storage_class_name: None,
+            on_scale_down: default_on_scale_down(),
+            on_delete: default_on_delete(),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum VolumePolicy {
+    Delete,
+    Retain,
+}
+
+impl VolumePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delete => "Delete",
+            Self::Retain => "Retain",
+        }
+    }
+}
+
+/// Raft timing. The defaults are etcd's (heartbeat 100 ms, election timeout
+/// 1 s), safe on a busy cluster network; failover takes about one election timeout.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RaftSpec {
+    #[serde(default = "default_heartbeat_ms")]
+    #[schemars(range(min = 1))]
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout; at least 3 heartbeats.
+    #[serde(default = "default_election_min_ms")]
+    #[schemars(range(min = 1))]
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout; above the lower bound.
+    #[serde(default = "default_election_max_ms")]
+    #[schemars(range(min = 1))]
+    pub election_timeout_max_ms: u64,
+    /// Log entries between snapshots.
+    #[serde(default = "default_snapshot_threshold")]
+    #[schemars(range(min = 1))]
+    pub snapshot_threshold: u64,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    100
+}
+fn default_election_min_ms() -> u64 {
+    1000
+}
+fn default_election_max_ms() -> u64 {
+    2000
+}
+fn default_snapshot_threshold() -> u64 {
+    10_000
+}
+
+impl Default for RaftSpec {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: default_heartbeat_ms(),
+            election_timeout_min_ms: default_election_min_ms(),
+            election_timeout_max_ms: default_election_max_ms(),
+            snapshot_threshold: default_snapshot_threshold(),
+        }
+    }
+}
+
+/// The client Service (it routes to the leader only).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    #[serde(default = "default_service_type", rename = "type")]
+    pub type_: ServiceType,
+    #[serde(default = "default_service_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+fn default_service_type() -> ServiceType {
+    ServiceType::ClusterIP
+}
+fn default_service_port() -> i32 {
+    i32::from(crate::names::GRPC_PORT)
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self { type_: default_service_type(), port: default_service_port() }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIP => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// What the operator observed, written only by the operator.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicatedChatStatus {
+    /// Raft voters (the scale subresource's replicas).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Members that answer and have applied what the leader committed.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the pods, for the scale subresource (HPA).
+    #[serde(default)]
+    pub selector: String,
+    /// Pod name of the current leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Raft term of the current leader.
+    #[serde(default)]
+    pub term: u64,
+    #[serde(default)]
+    pub members: Vec<MemberStatus>,
+    /// Set once the cluster has been founded; never founded again after that,
+    /// even if every volume is lost.
+    #[serde(default)]
+    pub bootstrapped: bool,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// One Raft member as the leader sees it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    pub id: u64,
+    pub pod: String,
+    /// `voter` or `learner`.
+    pub role: String,
+    /// Highest log index known replicated to the member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_index: Option<u64>,
+}
+
+/// Condition types the operator sets.
+pub mod condition {
+    pub const AVAILABLE: &str = "Available";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const DEGRADED: &str = "Degraded";
+}

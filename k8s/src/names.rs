@@ -1,0 +1,155 @@
+//! The names, labels and ports the operator gives a cluster's objects, in one
+//! place: the operator creates them, `kubectl chat` and the e2e suite find
+//! them, and nobody spells them twice.
+
+use std::collections::BTreeMap;
+
+/// API group of the custom resource, also the prefix of our labels.
+pub const GROUP: &str = "chat.replicated.dev";
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "chat-operator";
+/// Label the operator moves to the pod that leads; the client Service selects it.
+pub const ROLE_LABEL: &str = "chat.replicated.dev/role";
+pub const ROLE_LEADER: &str = "leader";
+/// gRPC port of every node: client API, cluster admin and Raft traffic.
+pub const GRPC_PORT: u16 = 50051;
+/// HTTP port of every node: /healthz, /readyz, /metrics.
+pub const HTTP_PORT: u16 = 8080;
+/// Where a node's volume is mounted.
+pub const DATA_DIR: &str = "/var/lib/chat";
+/// Name of the volume claim template (PVCs are `data-<pod>`).
+pub const DATA_VOLUME: &str = "data";
+
+/// The names of everything one ReplicatedChat owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNames {
+    /// The ReplicatedChat's own name.
+    pub cluster: String,
+    pub namespace: String,
+}
+
+impl ClusterNames {
+    pub fn new(cluster: impl Into<String>, namespace: impl Into<String>) -> Self {
+        Self { cluster: cluster.into(), namespace: namespace.into() }
+    }
+
+    /// The StatefulSet; pods are `<statefulset>-<ordinal>`.
+    pub fn statefulset(&self) -> String {
+        self.cluster.clone()
+    }
+
+    /// The client Service: selects only the leader pod.
+    pub fn client_service(&self) -> String {
+        self.cluster.clone()
+    }
+
+    /// The headless Service that gives every pod a DNS name, ready or not.
+    pub fn peers_service(&self) -> String {
+        format!("{}-peers", self.cluster)
+    }
+
+    pub fn pod_disruption_budget(&self) -> String {
+        self.cluster.clone()
+    }
+
+    /// The nodes' ServiceAccount (no API access: nodes never talk to Kubernetes).
+    pub fn service_account(&self) -> String {
+        format!("{}-node", self.cluster)
+    }
+
+    pub fn pod(&self, ordinal: u64) -> String {
+        format!("{}-{ordinal}", self.statefulset())
+    }
+
+    pub fn pvc(&self, ordinal: u64) -> String {
+        format!("{DATA_VOLUME}-{}", self.pod(ordinal))
+    }
+
+    /// The address pod `ordinal` advertises to its peers and clients (pod DNS
+    /// through the peers Service).
+    pub fn pod_address(&self, ordinal: u64) -> String {
+        format!("{}.{}.{}.svc:{GRPC_PORT}", self.pod(ordinal), self.peers_service(), self.namespace)
+    }
+
+    /// Labels that select every pod of this cluster (StatefulSet selector).
+    pub fn selector_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_string(), "replicated-chat".to_string()),
+            ("app.kubernetes.io/instance".to_string(), self.cluster.clone()),
+        ])
+    }
+
+    /// Standard labels on every owned object.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.selector_labels();
+        labels.insert("app.kubernetes.io/component".into(), "chat-node".into());
+        labels.insert("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into());
+        labels.insert("app.kubernetes.io/part-of".into(), "replicated-chat".into());
+        labels
+    }
+
+    /// The client Service's selector: this cluster's pods, leader only.
+    pub fn leader_selector(&self) -> BTreeMap<String, String> {
+        let mut labels = self.selector_labels();
+        labels.insert(ROLE_LABEL.into(), ROLE_LEADER.into());
+        labels
+    }
+
+    /// `key=value,…` form of [`ClusterNames::selector_labels`] for list calls and `status.selector`.
+    pub fn selector_string(&self) -> String {
+        label_selector(&self.selector_labels())
+    }
+}
+
+/// `k=v,k=v` for a label map (sorted, as a BTreeMap iterates).
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// The ordinal at the end of a StatefulSet pod name: `demo-2` → 2. It is also the node's Raft id.
+pub fn ordinal(pod: &str) -> Option<u64> {
+    pod.rsplit_once('-')?.1.parse().ok()
+}
+
+/// The pod and port an advertised address names: `demo-1.demo-peers.ns.svc:50051`
+/// → (`demo-1`, 50051). A bare `demo-1:50051` works too.
+pub fn pod_and_port(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let pod = host.split('.').next().filter(|p| !p.is_empty())?;
+    Some((pod.to_string(), port.parse().ok()?))
+}
+
+/// The namespace a pod DNS address names: `demo-1.demo-peers.chat.svc:50051` → `chat`.
+pub fn namespace_of(addr: &str) -> Option<&str> {
+    let host = addr.rsplit_once(':')?.0;
+    host.split('.').nth(2).filter(|ns| !ns.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_cluster_name() {
+        let n = ClusterNames::new("demo", "chat");
+        assert_eq!(n.pod(2), "demo-2");
+        assert_eq!(n.pvc(2), "data-demo-2");
+        assert_eq!(n.pod_address(1), "demo-1.demo-peers.chat.svc:50051");
+        assert_eq!(n.selector_string(), "app.kubernetes.io/instance=demo,app.kubernetes.io/name=replicated-chat");
+        assert_eq!(n.leader_selector().get(ROLE_LABEL).map(String::as_str), Some("leader"));
+    }
+
+    #[test]
+    fn addresses_map_back_to_pods() {
+        let n = ClusterNames::new("demo", "chat");
+        assert_eq!(pod_and_port(&n.pod_address(1)), Some(("demo-1".into(), 50051)));
+        assert_eq!(pod_and_port("demo-0:7"), Some(("demo-0".into(), 7)));
+        assert_eq!(pod_and_port("demo-0"), None);
+        assert_eq!(pod_and_port(":1"), None);
+        assert_eq!(pod_and_port("a:notaport"), None);
+        assert_eq!(namespace_of(&n.pod_address(1)), Some("chat"));
+        assert_eq!(namespace_of("demo-0:7"), None);
+        assert_eq!(ordinal("demo-12"), Some(12));
+        assert_eq!(ordinal("demo"), None);
+    }
+}

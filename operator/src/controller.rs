@@ -1,0 +1,142 @@
+//! The controller: its shared [`Context`], the instrumented [`reconcile`]
+//! entry point (finalizer handling around `reconcile::apply`/`cleanup`), the
+//! error policy, and [`run`], which wires the watches.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chat_k8s::ReplicatedChat;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::error::{Error, Result};
+use crate::leader_watch::LeaderWatch;
+use crate::metrics::{ErrorLabel, Metrics};
+use crate::nodes::Nodes;
+use crate::reconcile;
+
+/// Marks a ReplicatedChat whose deletion we still need to see (to stop its leader watch).
+pub const FINALIZER: &str = "chat.replicated.dev/cleanup";
+/// Backoff after a failed reconcile.
+pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub nodes: Nodes,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub leader_watch: LeaderWatch,
+}
+
+impl Context {
+    /// Publishes an Event about `cluster`, related to `pod` if the event concerns
+    /// one member (which also gives each pod its own event series: a repeated
+    /// event keeps its first note). A failure to publish is logged, not fatal:
+    /// Events are for humans, the status is the record.
+    pub async fn publish(
+        &self,
+        cluster: &ReplicatedChat,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+        pod: Option<String>,
+    ) {
+        tracing::info!(cluster = %cluster.name_any(), reason, %note, "event");
+        let secondary = pod.map(|name| ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name),
+            namespace: cluster.namespace(),
+            ..ObjectReference::default()
+        });
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary };
+        if let Err(e) = self.recorder.publish(&event, &cluster.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+/// Reconciles one ReplicatedChat (instrumented; the logic is in [`reconcile`]).
+///
+/// # Errors
+/// Whatever the step that failed reported.
+#[tracing::instrument(skip_all, fields(cluster = %cluster.name_any(), namespace = cluster.namespace()))]
+pub async fn reconcile(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciles.inc();
+    let started = std::time::Instant::now();
+    let ns = cluster.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<ReplicatedChat> = Api::namespaced(ctx.client.clone(), &ns);
+    let outcome = finalizer(&api, FINALIZER, cluster, |event| async {
+        match event {
+            Finalizer::Apply(c) => reconcile::apply(c, ctx.clone()).await,
+            Finalizer::Cleanup(c) => reconcile::cleanup(c, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    outcome
+}
+
+pub fn error_policy(cluster: Arc<ReplicatedChat>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(cluster = %cluster.name_any(), %error, "reconcile failed");
+    ctx.metrics.failures.get_or_create(&ErrorLabel { error: error.metric_label() }).inc();
+    Action::requeue(RETRY_AFTER_ERROR)
+}
+
+/// The reporter name Events carry: the operator, and which replica of it.
+pub fn reporter() -> Reporter {
+    Reporter { controller: "chat-operator".into(), instance: std::env::var("POD_NAME").ok() }
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+///
+/// # Errors
+/// When the ReplicatedChat CRD is not installed (or not readable).
+pub async fn run(client: Client, nodes: Nodes, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let rchats = Api::<ReplicatedChat>::all(client.clone());
+    rchats.list(&ListParams::default().limit(1)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot list ReplicatedChats ({e}); is the CRD installed? `chat-operator crdgen | kubectl apply -f -`"
+        )
+    })?;
+    let (leader_watch, leader_moves) = LeaderWatch::new(nodes.clone());
+    let recorder = Recorder::new(client.clone(), reporter());
+    let ctx = Arc::new(Context { client: client.clone(), nodes, recorder, metrics, leader_watch });
+    let pods = Api::<Pod>::all(client.clone());
+    let pod_watch = watcher::Config::default().labels("app.kubernetes.io/name=replicated-chat");
+    ready.store(true, Ordering::Relaxed);
+    Controller::new(rchats, watcher::Config::default().any_semantic())
+        .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Service>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<ServiceAccount>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<PodDisruptionBudget>::all(client), watcher::Config::default())
+        // Pods belong to the StatefulSet, not to us: map them by their instance label.
+        .watches(pods, pod_watch, |pod: Pod| {
+            let instance = pod.labels().get("app.kubernetes.io/instance")?.clone();
+            Some(ObjectRef::new(&instance).within(&pod.namespace()?))
+        })
+        .reconcile_on(leader_moves)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|outcome| async move {
+            match outcome {
+                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    Ok(())
+}

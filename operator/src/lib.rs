@@ -1,0 +1,29 @@
+//! chat-operator: reconciles `ReplicatedChat` resources into Raft clusters of
+//! `chat-node` pods, and keeps their membership, leader label and status true.
+//!
+//! Layout:
+//! - [`controller`]: Context, the instrumented reconcile entry, error policy, `run`.
+//! - [`reconcile`]: one reconcile in its commented order; cleanup on delete.
+//! - [`validate`]: judging a spec (errors stop, warnings report).
+//! - [`resources`]: pure builders of the owned objects (StatefulSet, Services, PDB, ServiceAccount).
+//! - [`plan`]: the pure membership planner (bootstrap once, scale up/down, lost volumes).
+//! - [`nodes`]: talking to chat nodes (GetStatus, Initialize, Join, Remove, TransferLeader).
+//! - [`labels`]: moving the leader label without ever labelling two pods.
+//! - [`leader_watch`]: polls each cluster's leader and triggers a reconcile when it moves.
+//! - [`status`]: status and conditions.
+//! - [`metrics`], [`http`]: Prometheus metrics, /healthz /readyz /metrics.
+//! - [`crdgen`]: the CRD as YAML.
+
+pub mod controller;
+pub mod crdgen;
+pub mod error;
+pub mod http;
+pub mod labels;
+pub mod leader_watch;
+pub mod metrics;
+pub mod nodes;
+pub mod plan;
+pub mod reconcile;
+pub mod resources;
+pub mod status;
+pub mod validate;

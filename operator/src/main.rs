@@ -1,0 +1,96 @@
+//! `chat-operator`: `run` the controller, or print the CRD (`crdgen`).
+//! Thin: parse arguments, set up logging, call the library.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use chat_client::TcpDial;
+use chat_k8s::portforward::PortForwardDial;
+use chat_operator::controller;
+use chat_operator::http::{self, Health};
+use chat_operator::metrics::Metrics;
+use chat_operator::nodes::{Nodes, pod_dns};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "chat-operator", version, about = "Kubernetes operator for replicated-chat clusters")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controller (in cluster, or out of cluster through your kubeconfig).
+    Run(RunArgs),
+    /// Print the ReplicatedChat CustomResourceDefinition as YAML.
+    Crdgen,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, env = "CHAT_OPERATOR_HTTP", default_value = "0.0.0.0:8080")]
+    http: SocketAddr,
+    /// How to reach chat pods: `dns` (in cluster), `port-forward` (through the
+    /// API server, for running on a laptop), or `auto` (dns inside a pod).
+    #[arg(long, env = "CHAT_OPERATOR_DIAL", value_enum, default_value = "auto")]
+    dial: DialMode,
+    /// Log format; the level comes from RUST_LOG (default: info).
+    #[arg(long, env = "CHAT_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DialMode {
+    Auto,
+    Dns,
+    PortForward,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Crdgen => {
+            print!("{}", chat_operator::crdgen::crd_yaml());
+            Ok(())
+        }
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let client = kube::Client::try_default().await.context("connecting to Kubernetes (in-cluster or kubeconfig)")?;
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    let port_forward = match args.dial {
+        DialMode::Auto => !in_cluster,
+        DialMode::Dns => false,
+        DialMode::PortForward => true,
+    };
+    let dial: Arc<dyn chat_client::Dial> = if port_forward {
+        tracing::info!("reaching pods through port-forward (out of cluster)");
+        Arc::new(PortForwardDial::new(client.clone(), client.default_namespace().to_string()))
+    } else {
+        Arc::new(TcpDial)
+    };
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
+    tokio::spawn(http::serve(listener, Health { metrics: metrics.clone(), ready: ready.clone() }));
+    tracing::info!(http = %args.http, "chat-operator starting");
+    controller::run(client, Nodes::new(dial, pod_dns()), metrics, ready).await
+}

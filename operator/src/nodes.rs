@@ -1,0 +1,195 @@
+//! Talking to the chat nodes over their ClusterService: observe every pod's
+//! view, found the cluster, add and remove members, hand leadership over.
+//!
+//! In the cluster the operator dials pod DNS names directly; run out of
+//! cluster (development), it dials through port-forwards ([`chat_k8s::portforward`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chat_client::Dial;
+use chat_k8s::ClusterNames;
+use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
+use chat_proto::cluster::{
+    GetStatusRequest, GetStatusResponse, InitializeRequest, JoinClusterRequest, Member, RemoveMemberRequest, Role,
+    TransferLeaderRequest,
+};
+use futures::future::join_all;
+use tonic::transport::Channel;
+
+use crate::error::{Error, Result};
+
+/// How long one pod gets to answer GetStatus.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
+/// A join returns once the new member has caught up; a large snapshot takes a
+/// while. The call is idempotent, so a timeout only means "ask again later".
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where each member is reached: its pod DNS name (the default), or a fixed
+/// map for tests running nodes on loopback.
+pub type AddressBook = Arc<dyn Fn(&ClusterNames, u64) -> String + Send + Sync>;
+
+/// The default address book: `<pod>.<peers>.<ns>.svc:<port>`, what pods advertise.
+pub fn pod_dns() -> AddressBook {
+    Arc::new(|names: &ClusterNames, ordinal| names.pod_address(ordinal))
+}
+
+/// One pod's answer (or silence).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodView {
+    pub ordinal: u64,
+    pub address: String,
+    /// `None` when the pod did not answer.
+    pub status: Option<GetStatusResponse>,
+}
+
+impl PodView {
+    /// Answers, but belongs to no cluster: an empty volume.
+    pub fn is_blank(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.members.is_empty())
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.role == Role::Leader as i32)
+    }
+}
+
+/// Every pod's view at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    pub pods: Vec<PodView>,
+}
+
+impl Observation {
+    /// The leader of the highest term any pod reports. A restarted old leader
+    /// briefly claims its old term; the newer term wins.
+    pub fn leader(&self) -> Option<&PodView> {
+        self.pods.iter().filter(|p| p.is_leader()).max_by_key(|p| p.status.as_ref().map_or(0, |s| s.term))
+    }
+
+    /// The membership as the leader knows it.
+    pub fn members(&self) -> Option<&[Member]> {
+        Some(&self.leader()?.status.as_ref()?.members)
+    }
+
+    /// True once any pod reports belonging to a cluster.
+    pub fn any_member(&self) -> bool {
+        self.pods.iter().any(|p| p.status.as_ref().is_some_and(|s| !s.members.is_empty()))
+    }
+
+    pub fn pod(&self, ordinal: u64) -> Option<&PodView> {
+        self.pods.iter().find(|p| p.ordinal == ordinal)
+    }
+}
+
+/// The operator's handle on the nodes of every cluster.
+#[derive(Clone)]
+pub struct Nodes {
+    dial: Arc<dyn Dial>,
+    addresses: AddressBook,
+    /// One lazily connecting channel per address, reused by every call: the
+    /// leader watch polls every pod several times a second. A std Mutex: only
+    /// held to look up or insert, never across an await.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Nodes {
+    pub fn new(dial: Arc<dyn Dial>, addresses: AddressBook) -> Self {
+        Self { dial, addresses, channels: Arc::default() }
+    }
+
+    pub fn address(&self, names: &ClusterNames, ordinal: u64) -> String {
+        (self.addresses)(names, ordinal)
+    }
+
+    fn client(&self, addr: &str) -> Result<ClusterServiceClient<Channel>> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = self.dial.dial(addr, CONNECT_TIMEOUT).map_err(|e| Error::Node(e.to_string()))?;
+                channels.insert(addr.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(ClusterServiceClient::new(channel))
+    }
+
+    /// Asks every pod in `ordinals` for its view, all at once.
+    pub async fn observe(&self, names: &ClusterNames, ordinals: &[u64]) -> Observation {
+        let asks = ordinals.iter().map(|&ordinal| async move {
+            let address = self.address(names, ordinal);
+            let status = match self.client(&address) {
+                Ok(mut client) => {
+                    let mut request = tonic::Request::new(GetStatusRequest {});
+                    request.set_timeout(STATUS_TIMEOUT);
+                    match tokio::time::timeout(STATUS_TIMEOUT, client.get_status(request)).await {
+                        Ok(Ok(response)) => Some(response.into_inner()),
+                        _ => None,
+                    }
+                }
+                Err(_) => None,
+            };
+            PodView { ordinal, address, status }
+        });
+        Observation { pods: join_all(asks).await }
+    }
+
+    /// Founds the cluster on pod `ordinal`. Returns whether it founded one
+    /// (false: it already belonged to a cluster).
+    ///
+    /// # Errors
+    /// `Node` when the pod cannot be reached or refuses.
+    pub async fn initialize(&self, names: &ClusterNames, ordinal: u64) -> Result<bool> {
+        let mut client = self.client(&self.address(names, ordinal))?;
+        let response = call(CHANGE_TIMEOUT, client.initialize(InitializeRequest {})).await?;
+        Ok(response.founded)
+    }
+
+    /// Adds pod `ordinal` through the leader at `leader`: learner, caught up, voter.
+    ///
+    /// # Errors
+    /// `Node` on failure or timeout (safe to retry).
+    pub async fn join(&self, leader: &str, names: &ClusterNames, ordinal: u64) -> Result<Vec<Member>> {
+        let request = JoinClusterRequest { node_id: ordinal, address: self.address(names, ordinal) };
+        let mut client = self.client(leader)?;
+        Ok(call(JOIN_TIMEOUT, client.join_cluster(request)).await?.members)
+    }
+
+    /// Removes member `id` through the leader at `leader`.
+    ///
+    /// # Errors
+    /// `Node` on failure or timeout (safe to retry).
+    pub async fn remove(&self, leader: &str, id: u64) -> Result<Vec<Member>> {
+        let mut client = self.client(leader)?;
+        Ok(call(CHANGE_TIMEOUT, client.remove_member(RemoveMemberRequest { node_id: id })).await?.members)
+    }
+
+    /// Hands leadership from the leader at `leader` to `to` (or the most caught-up voter).
+    ///
+    /// # Errors
+    /// `Node` on failure or timeout.
+    pub async fn transfer_leader(&self, leader: &str, to: Option<u64>) -> Result<u64> {
+        let mut client = self.client(leader)?;
+        Ok(call(CHANGE_TIMEOUT, client.transfer_leader(TransferLeaderRequest { to })).await?.new_leader_id)
+    }
+}
+
+async fn call<T>(
+    within: Duration,
+    rpc: impl Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    match tokio::time::timeout(within, rpc).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(Error::Node(format!("{:?}: {}", status.code(), status.message()))),
+        Err(_) => Err(Error::Node(format!("no answer within {within:?}"))),
+    }
+}
+
+/// A fixed address book (tests): ordinal → address.
+pub fn fixed(addresses: BTreeMap<u64, String>) -> AddressBook {
+    Arc::new(move |_: &ClusterNames, ordinal| addresses.get(&ordinal).cloned().unwrap_or_else(|| "unknown:1".into()))
+}

@@ -1,0 +1,229 @@
+//! One reconcile of one ReplicatedChat, in a fixed order (each step's comment
+//! says why it comes where it does). Kubernetes objects are written with
+//! server-side apply under one field manager; membership moves one step per
+//! reconcile; the status says what happened and why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_k8s::names::{FIELD_MANAGER, ROLE_LABEL, ROLE_LEADER, ordinal};
+use chat_k8s::{ClusterNames, ReplicatedChat, ReplicatedChatStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::controller::Context;
+use crate::error::{Error, Result};
+use crate::labels::move_leader_label;
+use crate::leader_watch::Seen;
+use crate::metrics::ActionLabel;
+use crate::nodes::Observation;
+use crate::plan::{Step, plan};
+use crate::resources::{self, pdb, service_account, services, statefulset};
+use crate::status;
+use crate::validate::{Severity, validate};
+
+/// Requeue while a membership change is under way: the next step follows promptly.
+pub const REQUEUE_BUSY: Duration = Duration::from_millis(500);
+/// Requeue while waiting for pods or an election.
+pub const REQUEUE_WAITING: Duration = Duration::from_secs(2);
+/// Requeue when steady; the leader watch and object watches wake us sooner.
+pub const REQUEUE_STEADY: Duration = Duration::from_secs(60);
+
+/// Brings the cluster one step closer to its spec.
+///
+/// # Errors
+/// API or node failures; the controller retries with backoff.
+pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Action> {
+    let names = resources::names(&cluster);
+    let ns = names.namespace.clone();
+    let rchats: Api<ReplicatedChat> = Api::namespaced(ctx.client.clone(), &ns);
+    let new_generation = cluster.status.as_ref().and_then(|s| s.observed_generation) != cluster.metadata.generation;
+
+    // 1. Judge the spec before touching anything: a bad spec must not roll out.
+    let findings = validate(&cluster.spec);
+    let errors: Vec<String> =
+        findings.iter().filter(|f| f.severity == Severity::Error).map(ToString::to_string).collect();
+    let warnings: Vec<String> =
+        findings.iter().filter(|f| f.severity == Severity::Warning).map(ToString::to_string).collect();
+    if !errors.is_empty() {
+        if new_generation {
+            ctx.publish(&cluster, EventType::Warning, "InvalidSpec", "Validate", errors.join("; "), None).await;
+        }
+        patch_status(&rchats, &cluster, status::invalid(&cluster, &names, &errors, Timestamp::now())).await?;
+        // A spec edit wakes us; retrying the same spec would only repeat the verdict.
+        return Ok(Action::await_change());
+    }
+    if new_generation && !warnings.is_empty() {
+        ctx.publish(&cluster, EventType::Warning, "SpecWarning", "Validate", warnings.join("; "), None).await;
+    }
+
+    // 2. What the pods need before they start: identity, network, disruption budget.
+    ssa(&ctx, &ns, &service_account::build(&cluster)).await?;
+    ssa(&ctx, &ns, &services::peers(&cluster)).await?;
+    ssa(&ctx, &ns, &services::client(&cluster)).await?;
+    ssa(&ctx, &ns, &pdb::build(&cluster)).await?;
+
+    // 3. Observe: which pods exist, and what each reports about the cluster.
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods = pods_api.list(&ListParams::default().labels(&names.selector_string())).await?.items;
+    let mut ordinals: Vec<u64> = pods.iter().filter_map(|p| ordinal(&p.name_any())).collect();
+    ordinals.sort_unstable();
+    let current = ordinals.last().map_or(0, |o| i32::try_from(o + 1).unwrap_or(i32::MAX));
+    let observation = ctx.nodes.observe(&names, &ordinals).await;
+
+    // 4. Decide, then size the StatefulSet: it grows before members join and
+    //    shrinks only after they have left Raft.
+    let mut bootstrapped = cluster.status.as_ref().is_some_and(|s| s.bootstrapped);
+    let plan = plan(cluster.spec.replicas, bootstrapped, current, &observation);
+    ssa(&ctx, &ns, &statefulset::build(&cluster, plan.statefulset_replicas)).await?;
+
+    // 5. One membership step.
+    if let Err(e) = execute(&ctx, &cluster, &names, &observation, &plan.step, &mut bootstrapped).await {
+        let note = format!("{}: {e}", status::describe(&plan.step, &names));
+        let pod = plan.step.member().map(|m| names.pod(m));
+        ctx.publish(&cluster, EventType::Warning, "MembershipStepFailed", "ChangeMembership", note, pod).await;
+        return Err(e);
+    }
+
+    // 6. Leader label: the client Service follows it.
+    let labelled: Vec<String> = pods
+        .iter()
+        .filter(|p| p.labels().get(ROLE_LABEL).map(String::as_str) == Some(ROLE_LEADER))
+        .map(ResourceExt::name_any)
+        .collect();
+    let leader = observation.leader().map(|l| names.pod(l.ordinal)).filter(|l| pods.iter().any(|p| p.name_any() == *l));
+    if move_leader_label(&pods_api, &labelled, leader.as_deref()).await? {
+        ctx.metrics.leader_changes.inc();
+        let term = observation.leader().and_then(|l| l.status.as_ref()).map_or(0, |s| s.term);
+        let from = if labelled.is_empty() { "none".to_string() } else { labelled.join(",") };
+        let note = format!("{from} → {} (term {term})", leader.as_deref().unwrap_or("none"));
+        ctx.publish(&cluster, EventType::Normal, "LeaderChanged", "Relabel", note, leader.clone()).await;
+    }
+
+    // 7. Status, only when it changed (no write per reconcile).
+    let status =
+        status::observed(&cluster, &names, &observation, &plan.step, bootstrapped, &warnings, Timestamp::now());
+    if cluster.status.as_ref() != Some(&status) {
+        patch_status(&rchats, &cluster, status).await?;
+    }
+
+    // 8. Keep watching the leader between reconciles.
+    ctx.leader_watch.update(
+        kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()),
+        Seen { names, ordinals, leader: observation.leader().map(|l| l.ordinal) },
+    );
+    Ok(match plan.step {
+        Step::Steady => Action::requeue(REQUEUE_STEADY),
+        Step::Wait(_) => Action::requeue(REQUEUE_WAITING),
+        _ => Action::requeue(REQUEUE_BUSY),
+    })
+}
+
+/// The ReplicatedChat is being deleted. Owned objects go by garbage collection
+/// (owner references); volumes per `spec.storage.onDelete` (the StatefulSet's
+/// retention policy). What is left is ours: stop watching.
+///
+/// # Errors
+/// None today; the signature leaves room for cleanup that can fail.
+pub async fn cleanup(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.leader_watch.forget(&kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()));
+    let note = format!("owned objects are garbage-collected; volumes: {}", cluster.spec.storage.on_delete.as_str());
+    ctx.publish(&cluster, EventType::Normal, "Deleted", "Cleanup", note, None).await;
+    Ok(Action::await_change())
+}
+
+/// Carries out one planned step, with an Event for each change.
+async fn execute(
+    ctx: &Context,
+    cluster: &ReplicatedChat,
+    names: &ClusterNames,
+    observation: &Observation,
+    step: &Step,
+    bootstrapped: &mut bool,
+) -> Result<()> {
+    let leader = observation.leader().map(|l| l.address.clone());
+    let count = |action| ctx.metrics.membership_actions.get_or_create(&ActionLabel { action }).inc();
+    let (reason, note) = match step {
+        Step::Steady | Step::Wait(_) => return Ok(()),
+        Step::Bootstrap => {
+            let founded = ctx.nodes.initialize(names, 0).await?;
+            *bootstrapped = true;
+            count("bootstrap");
+            if founded {
+                ("Bootstrapped", format!("founded the cluster on {}", names.pod(0)))
+            } else {
+                ("Adopted", format!("{} already belonged to a cluster", names.pod(0)))
+            }
+        }
+        Step::AdoptExisting => {
+            *bootstrapped = true;
+            ("Adopted", "a pod already belongs to a cluster; not founding another".to_string())
+        }
+        Step::Join { ordinal } => {
+            let leader = leader.ok_or(Error::Node("no leader".into()))?;
+            ctx.nodes.join(&leader, names, *ordinal).await?;
+            count("join");
+            ("MemberJoined", format!("{} joined as a voter", names.pod(*ordinal)))
+        }
+        Step::Evict { id } => {
+            let leader = leader.ok_or(Error::Node("no leader".into()))?;
+            ctx.nodes.remove(&leader, *id).await?;
+            count("evict");
+            ("MemberLostData", format!("{} came back without its data; removed, it will rejoin", names.pod(*id)))
+        }
+        Step::TransferLeader { from } => {
+            let leader = leader.ok_or(Error::Node("no leader".into()))?;
+            let keep = u64::try_from(cluster.spec.replicas).unwrap_or(1);
+            // The most caught-up voter that stays.
+            let to = observation
+                .members()
+                .unwrap_or_default()
+                .iter()
+                .filter(|m| m.voter && m.id < keep)
+                .max_by_key(|m| m.matched_index.unwrap_or(0))
+                .map(|m| m.id);
+            let new = ctx.nodes.transfer_leader(&leader, to).await?;
+            count("transfer_leader");
+            (
+                "LeaderHandedOver",
+                format!("{} → {} before removing {}", names.pod(*from), names.pod(new), names.pod(*from)),
+            )
+        }
+        Step::Remove { id } => {
+            let leader = leader.ok_or(Error::Node("no leader".into()))?;
+            ctx.nodes.remove(&leader, *id).await?;
+            count("remove");
+            ("MemberRemoved", format!("{} left the Raft membership", names.pod(*id)))
+        }
+    };
+    let type_ = if reason == "MemberLostData" { EventType::Warning } else { EventType::Normal };
+    ctx.publish(cluster, type_, reason, "ChangeMembership", note, step.member().map(|m| names.pod(m))).await;
+    Ok(())
+}
+
+/// Server-side apply of an owned object, forcing our field manager's ownership.
+async fn ssa<K>(ctx: &Context, ns: &str, object: &K) -> Result<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = object.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
+}
+
+async fn patch_status(api: &Api<ReplicatedChat>, cluster: &ReplicatedChat, status: ReplicatedChatStatus) -> Result<()> {
+    let patch = json!({"status": status});
+    api.patch_status(&cluster.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The two Services: a headless one for Raft traffic and pod DNS, and the
+//! client Service that routes only to the pod labelled leader.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use chat_k8s::ReplicatedChat;
+use chat_k8s::names::GRPC_PORT;
+
+use super::{names, owned_meta};
+
+/// Headless, and publishing not-ready pods: a member that is catching up (not
+/// ready) must still be reachable by its peers, or it never catches up.
+pub fn peers(cluster: &ReplicatedChat) -> Service {
+    let names = names(cluster);
+    Service {
+        metadata: owned_meta(cluster, names.peers_service()),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(names.selector_labels()),
+            ports: Some(vec![grpc_port(i32::from(GRPC_PORT))]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// Selects the leader only, so clients reach it without a forwarding hop.
+pub fn client(cluster: &ReplicatedChat) -> Service {
+    let names = names(cluster);
+    Service {
+        metadata: owned_meta(cluster, names.client_service()),
+        spec: Some(ServiceSpec {
+            type_: Some(cluster.spec.service.type_.as_str().into()),
+            selector: Some(names.leader_selector()),
+            ports: Some(vec![grpc_port(cluster.spec.service.port)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn grpc_port(port: i32) -> ServicePort {
+    ServicePort {
+        name: Some("grpc".into()),
+        port,
+        target_port: Some(IntOrString::String("grpc".into())),
+        app_protocol: Some("kubernetes.io/h2c".into()),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::tests::cluster;
+
+    #[test]
+    fn the_client_service_selects_the_leader_and_peers_see_everyone() {
+        let c = cluster(3);
+        let client = client(&c).spec.unwrap();
+        assert_eq!(client.selector.unwrap()["chat.replicated.dev/role"], "leader");
+        assert_eq!(client.ports.unwrap()[0].port, 50051);
+        let peers = peers(&c).spec.unwrap();
+        assert_eq!(peers.cluster_ip.as_deref(), Some("None"));
+        assert_eq!(peers.publish_not_ready_addresses, Some(true));
+        assert!(!peers.selector.unwrap().contains_key("chat.replicated.dev/role"));
+    }
+}

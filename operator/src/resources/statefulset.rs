@@ -1,0 +1,241 @@
+//! The StatefulSet of nodes: stable pod names (the ordinal is the Raft id),
+//! one volume each, pods told their advertised DNS address.
+//!
+//! Pods start with neither `--bootstrap` nor `--join`: a node with an empty
+//! volume waits to be added, and the operator decides who founds the cluster
+//! (once) and who joins it. So a pod that comes back with a lost volume can
+//! never found a second cluster by itself.
+
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use chat_k8s::ReplicatedChat;
+use chat_k8s::names::{DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT};
+
+use super::{names, owned_meta};
+
+/// UID/GID the node runs as (the `nonroot` user of distroless-style images).
+pub const NODE_UID: i64 = 65532;
+
+/// The StatefulSet with `replicas` pods. `replicas` comes from the membership
+/// planner, not straight from the spec: on scale-down the set shrinks only
+/// after the members are out of Raft.
+pub fn build(cluster: &ReplicatedChat, replicas: i32) -> StatefulSet {
+    let names = names(cluster);
+    let spec = &cluster.spec;
+    let mut pod_labels = names.labels();
+    // The role label is the operator's to move; never part of the template.
+    pod_labels.remove(chat_k8s::names::ROLE_LABEL);
+    StatefulSet {
+        metadata: owned_meta(cluster, names.statefulset()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(replicas),
+            service_name: Some(names.peers_service()),
+            // Parallel: new pods wait to be admitted, and are not ready until
+            // they are; OrderedReady would stall behind the first of them.
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector { match_labels: Some(names.selector_labels()), ..LabelSelector::default() },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..Default::default()
+            }),
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_scaled: Some(spec.storage.on_scale_down.as_str().into()),
+                when_deleted: Some(spec.storage.on_delete.as_str().into()),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: (!spec.pod_annotations.is_empty()).then(|| spec.pod_annotations.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(cluster)),
+            },
+            volume_claim_templates: Some(vec![PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(DATA_VOLUME.into()),
+                    labels: Some(names.selector_labels()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(PersistentVolumeClaimSpec {
+                    access_modes: Some(vec!["ReadWriteOnce".into()]),
+                    storage_class_name: spec.storage.storage_class_name.clone(),
+                    resources: Some(VolumeResourceRequirements {
+                        requests: Some([("storage".to_string(), spec.storage.size.clone())].into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}
+
+fn pod_spec(cluster: &ReplicatedChat) -> PodSpec {
+    let names = names(cluster);
+    let spec = &cluster.spec;
+    PodSpec {
+        service_account_name: Some(names.service_account()),
+        automount_service_account_token: Some(false),
+        // chat-node hands leadership over on SIGTERM; give it time to.
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(NODE_UID),
+            run_as_group: Some(NODE_UID),
+            fs_group: Some(NODE_UID),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        affinity: Some(spec.affinity.clone().unwrap_or_else(|| spread_across_nodes(cluster))),
+        containers: vec![container(cluster)],
+        ..PodSpec::default()
+    }
+}
+
+fn container(cluster: &ReplicatedChat) -> Container {
+    let names = names(cluster);
+    let raft = &cluster.spec.raft;
+    let field = |path: &str| EnvVar {
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: path.into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let env = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
+    let probe = |path: &str, failure_threshold| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(5),
+        failure_threshold: Some(failure_threshold),
+        ..Default::default()
+    };
+    Container {
+        name: "chat-node".into(),
+        image: Some(cluster.spec.image.clone()),
+        image_pull_policy: cluster.spec.image_pull_policy.map(|p| p.as_str().into()),
+        env: Some(vec![
+            EnvVar { name: "POD_NAME".into(), ..field("metadata.name") },
+            EnvVar { name: "POD_NAMESPACE".into(), ..field("metadata.namespace") },
+            env("CHAT_LISTEN", format!("0.0.0.0:{GRPC_PORT}")),
+            // Kubernetes expands $(VAR) from the variables above.
+            env("CHAT_ADVERTISE", format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc:{GRPC_PORT}", names.peers_service())),
+            env("CHAT_HTTP", format!("0.0.0.0:{HTTP_PORT}")),
+            env("CHAT_DATA_DIR", DATA_DIR.into()),
+            env("CHAT_LOG_FORMAT", "json".into()),
+            env("CHAT_HEARTBEAT_MS", raft.heartbeat_ms.to_string()),
+            env("CHAT_ELECTION_TIMEOUT_MIN_MS", raft.election_timeout_min_ms.to_string()),
+            env("CHAT_ELECTION_TIMEOUT_MAX_MS", raft.election_timeout_max_ms.to_string()),
+            env("CHAT_SNAPSHOT_THRESHOLD", raft.snapshot_threshold.to_string()),
+        ]),
+        ports: Some(vec![
+            ContainerPort { name: Some("grpc".into()), container_port: i32::from(GRPC_PORT), ..Default::default() },
+            ContainerPort { name: Some("http".into()), container_port: i32::from(HTTP_PORT), ..Default::default() },
+        ]),
+        readiness_probe: Some(probe("/readyz", 1)),
+        liveness_probe: Some(probe("/healthz", 6)),
+        resources: cluster.spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: DATA_VOLUME.into(),
+            mount_path: DATA_DIR.into(),
+            ..Default::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+/// Prefer one pod per node: losing a node then costs one member, not a quorum.
+/// A preference, not a rule, so a one-node kind cluster still schedules.
+fn spread_across_nodes(cluster: &ReplicatedChat) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                weight: 100,
+                pod_affinity_term: PodAffinityTerm {
+                    topology_key: "kubernetes.io/hostname".into(),
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(names(cluster).selector_labels()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::tests::cluster;
+
+    fn env_of(sts: &StatefulSet) -> std::collections::BTreeMap<String, String> {
+        let c = &sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+        c.env.as_ref().unwrap().iter().filter_map(|e| Some((e.name.clone(), e.value.clone()?))).collect()
+    }
+
+    #[test]
+    fn pods_advertise_their_dns_name_and_never_bootstrap_themselves() {
+        let sts = build(&cluster(3), 3);
+        let env = env_of(&sts);
+        assert_eq!(env["CHAT_ADVERTISE"], "$(POD_NAME).demo-peers.$(POD_NAMESPACE).svc:50051");
+        assert!(!env.contains_key("CHAT_BOOTSTRAP") && !env.contains_key("CHAT_JOIN"));
+        assert_eq!(env["CHAT_ELECTION_TIMEOUT_MIN_MS"], "1000");
+        let spec = sts.spec.unwrap();
+        assert_eq!(spec.service_name.as_deref(), Some("demo-peers"));
+        assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    }
+
+    #[test]
+    fn replicas_come_from_the_planner_not_the_spec() {
+        assert_eq!(build(&cluster(3), 5).spec.unwrap().replicas, Some(5));
+    }
+
+    #[test]
+    fn pods_are_locked_down() {
+        let sts = build(&cluster(3), 3);
+        let pod = sts.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+        let sc = pod.containers[0].security_context.clone().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert!(pod.affinity.unwrap().pod_anti_affinity.is_some(), "spread across nodes by default");
+    }
+
+    #[test]
+    fn volume_policy_follows_the_spec() {
+        let mut c = cluster(3);
+        c.spec.storage.on_scale_down = chat_k8s::crd::VolumePolicy::Retain;
+        let policy = build(&c, 3).spec.unwrap().persistent_volume_claim_retention_policy.unwrap();
+        assert_eq!(policy.when_scaled.as_deref(), Some("Retain"));
+        assert_eq!(policy.when_deleted.as_deref(), Some("Delete"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Judging a spec before acting on it. Errors stop the reconcile short of
+//! touching the pods (Degraded condition + Warning Event naming the field);
+//! warnings are reported the same way but the cluster is still reconciled.
+
+use chat_k8s::ReplicatedChatSpec;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// JSON path of the field, e.g. `spec.storage.size`.
+    pub field: &'static str,
+    pub message: String,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Everything wrong with `spec`, errors first.
+pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut error = |field, message: String| out.push(Finding { field, message, severity: Severity::Error });
+    if spec.image.trim().is_empty() {
+        error("spec.image", "must name the chat-node image".into());
+    }
+    if spec.replicas < 1 {
+        error("spec.replicas", format!("must be at least 1, got {}", spec.replicas));
+    }
+    if let Err(e) = check_quantity(&spec.storage.size) {
+        error("spec.storage.size", e);
+    }
+    if let Some(resources) = &spec.resources {
+        for (name, q) in resources.requests.iter().flatten().chain(resources.limits.iter().flatten()) {
+            if let Err(e) = check_quantity(q) {
+                error("spec.resources", format!("{name}: {e}"));
+            }
+        }
+    }
+    let raft = &spec.raft;
+    if raft.election_timeout_min_ms < raft.heartbeat_ms.saturating_mul(3) {
+        error(
+            "spec.raft.electionTimeoutMinMs",
+            format!(
+                "must be at least 3 heartbeats ({} ms), got {} ms: followers would call elections between heartbeats",
+                raft.heartbeat_ms.saturating_mul(3),
+                raft.election_timeout_min_ms
+            ),
+        );
+    }
+    if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+        error(
+            "spec.raft.electionTimeoutMaxMs",
+            format!(
+                "must be above electionTimeoutMinMs ({} ms), got {} ms",
+                raft.election_timeout_min_ms, raft.election_timeout_max_ms
+            ),
+        );
+    }
+    if spec.replicas > 1 && spec.replicas % 2 == 0 {
+        out.push(Finding {
+            field: "spec.replicas",
+            message: format!(
+                "{} is even: it tolerates no more failures than {} and needs a larger quorum",
+                spec.replicas,
+                spec.replicas - 1
+            ),
+            severity: Severity::Warning,
+        });
+    }
+    out
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional suffix
+/// (binary Ki…Ei, decimal m, k…E, or an exponent).
+fn check_quantity(q: &Quantity) -> Result<(), String> {
+    let s = q.0.trim();
+    let bad = || format!("{s:?} is not a quantity (e.g. 1Gi, 500Mi, 250m, 2)");
+    let number_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(number_end);
+    let digits = number.trim_start_matches(['+', '-']);
+    if digits.is_empty() || digits.matches('.').count() > 1 || !digits.chars().any(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if number.starts_with('-') {
+        return Err(format!("{s:?} is negative"));
+    }
+    let known = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E"];
+    let exponent = suffix.strip_prefix(['e', 'E']).is_some_and(|e| {
+        let e = e.trim_start_matches(['+', '-']);
+        !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
+    });
+    if known.contains(&suffix) || exponent { Ok(()) } else { Err(bad()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> ReplicatedChatSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_default_spec_is_clean() {
+        assert_eq!(validate(&spec(serde_json::json!({"image": "chat-node:1"}))), vec![]);
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let s = spec(serde_json::json!({
+            "image": " ", "replicas": 4, "storage": {"size": "lots"},
+            "raft": {"heartbeatMs": 100, "electionTimeoutMinMs": 200, "electionTimeoutMaxMs": 200},
+            "resources": {"limits": {"memory": "1Gb"}}
+        }));
+        let found: Vec<(&str, Severity)> = validate(&s).iter().map(|f| (f.field, f.severity)).collect();
+        assert_eq!(
+            found,
+            [
+                ("spec.image", Severity::Error),
+                ("spec.storage.size", Severity::Error),
+                ("spec.resources", Severity::Error),
+                ("spec.raft.electionTimeoutMinMs", Severity::Error),
+                ("spec.raft.electionTimeoutMaxMs", Severity::Error),
+                ("spec.replicas", Severity::Warning),
+            ]
+        );
+    }
+
+    #[test]
+    fn quantities() {
+        for good in ["1Gi", "500Mi", "250m", "2", "1.5G", "1e3", "0.5"] {
+            assert_eq!(check_quantity(&Quantity(good.into())), Ok(()), "{good}");
+        }
+        for bad in ["", "Gi", "1Gb", "lots", "1..2Gi", "-1Gi", "1e"] {
+            assert!(check_quantity(&Quantity(bad.into())).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Reconcile, end to end but offline: the Kubernetes API is the scripted mock
+//! server (each request's method, path and body asserted), the chat nodes are
+//! real `chat-node` processes on loopback. Every request made is also checked
+//! against the Helm chart's RBAC rules.
+//!
+//! Scenarios: create (finalizer, bootstrap once, joins, steady), scale down
+//! (leader handed over first, members removed highest first, the StatefulSet
+//! shrinking only after), the leader label moving old-off-then-new-on, a voter
+//! that lost its volume, an invalid spec, deletion.
+
+mod fixtures;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chat_operator::controller::FINALIZER;
+use chat_proto::cluster::{Role, TransferLeaderRequest};
+use chat_testkit::{TestCluster, chat_node_binary, eventually};
+use fixtures::*;
+use http::Method;
+use serde_json::{Value, json};
+
+fn addresses(nodes: &TestCluster) -> BTreeMap<u64, String> {
+    nodes.nodes.iter().map(|n| (n.id, n.addr.clone())).collect()
+}
+
+/// Pods demo-0..demo-<n-1>, `leader` carrying the leader label.
+fn pods(n: u64, leader: Option<u64>) -> Vec<Value> {
+    (0..n).map(|i| pod(i, Some(i) == leader)).collect()
+}
+
+fn paths(requests: &[Request]) -> Vec<String> {
+    requests.iter().map(|r| format!("{} {}", r.method, r.path)).collect()
+}
+
+/// A cluster of `n` real nodes (ids 0..n) founded and grown by the test kit itself.
+async fn running_cluster(n: u64) -> TestCluster {
+    let mut nodes = TestCluster::empty(chat_node_binary(), &[]);
+    for id in 0..n {
+        nodes.add_node(id);
+    }
+    nodes.wait_voters(n as usize).await;
+    nodes
+}
+
+async fn wait_leader(nodes: &TestCluster, id: u64) {
+    eventually(&format!("node {id} leads"), Duration::from_secs(20), || async {
+        nodes.status(id).await.filter(|s| s.role == Role::Leader as i32).map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_adds_the_finalizer_founds_once_and_grows_to_three_voters() {
+    let mut nodes = TestCluster::empty(chat_node_binary(), &[]);
+    for id in 0..3 {
+        nodes.add_bare_node(id);
+    }
+    let (ctx, mut api) = context(addresses(&nodes));
+
+    // 1. A new object first gets our finalizer, and nothing else happens.
+    let mut new = rchat(json!({}), None);
+    new.metadata.finalizers = None;
+    let (outcome, requests) = reconcile(&ctx, &mut api, &new, pods(3, None)).await;
+    outcome.unwrap();
+    assert_eq!(paths(&requests), [format!("PATCH {RCHAT}")]);
+    assert!(requests[0].body.to_string().contains(FINALIZER), "{}", requests[0].body);
+
+    // 2. Owned objects in order, the StatefulSet at full size, the cluster founded on demo-0.
+    let (outcome, requests) = reconcile(&ctx, &mut api, &rchat(json!({}), None), pods(3, None)).await;
+    outcome.unwrap();
+    let mut expected: Vec<String> = owned_before_pods().iter().map(|p| format!("PATCH {p}")).collect();
+    expected.extend([format!("GET {PODS}"), format!("PATCH {STS}"), format!("POST {EVENTS}")]);
+    expected.push(format!("PATCH {RCHAT}/status"));
+    assert_eq!(paths(&requests), expected);
+    assert_eq!(statefulset_replicas(&requests), Some(3));
+    let sts = &requests[5].body;
+    assert_eq!(sts["metadata"]["ownerReferences"][0]["kind"], "ReplicatedChat");
+    assert_eq!(events(&requests), ["Bootstrapped"]);
+    let mut status = status_sent(&requests).unwrap();
+    assert_eq!(status["bootstrapped"], true);
+    wait_leader(&nodes, 0).await;
+    for other in [1, 2] {
+        assert!(nodes.status(other).await.unwrap().members.is_empty(), "only demo-0 founded a cluster");
+    }
+
+    // 3. Joins, lowest ordinal first; the leader gets its label on the way.
+    let mut labelled = None;
+    for ordinal in [1u64, 2] {
+        let object = rchat(json!({}), Some(status.clone()));
+        let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(3, labelled)).await;
+        outcome.unwrap();
+        assert!(events(&requests).contains(&"MemberJoined".to_string()), "{requests:#?}");
+        let note = requests.iter().find(|r| r.event_reason() == Some("MemberJoined")).unwrap().body["note"].clone();
+        assert_eq!(note, format!("demo-{ordinal} joined as a voter"));
+        if labelled.is_none() {
+            let label = requests.iter().find(|r| r.is(&Method::PATCH, &format!("{PODS}/demo-0"))).expect("labelled");
+            assert_eq!(label.body["metadata"]["labels"]["chat.replicated.dev/role"], "leader");
+            assert!(events(&requests).contains(&"LeaderChanged".to_string()));
+            labelled = Some(0);
+        }
+        status = status_sent(&requests).unwrap_or(status);
+    }
+    nodes.wait_voters(3).await;
+
+    // 4. Steady: no event, no label change, and a status that says so.
+    let object = rchat(json!({}), Some(status));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(3, Some(0))).await;
+    outcome.unwrap();
+    assert_eq!(events(&requests), Vec::<String>::new());
+    let status = status_sent(&requests).expect("status changed since the last reconcile");
+    assert_eq!((status["replicas"].as_i64(), status["readyReplicas"].as_i64()), (Some(3), Some(3)));
+    assert_eq!(status["leader"], "demo-0");
+    assert_eq!(status["selector"], "app.kubernetes.io/instance=demo,app.kubernetes.io/name=replicated-chat");
+    assert_eq!(condition(&status, "Available")["status"], "True");
+    assert_eq!(condition(&status, "Progressing")["status"], "False");
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+    assert_eq!(status["members"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_down_hands_over_removes_highest_first_and_only_then_shrinks() {
+    let mut nodes = running_cluster(5).await;
+    // Put leadership on a member the scale-down removes.
+    let leader = nodes.leader().await;
+    let mut admin = nodes.cluster_client(leader);
+    admin.transfer_leader(TransferLeaderRequest { to: Some(4) }).await.unwrap();
+    wait_leader(&nodes, 4).await;
+    let (ctx, mut api) = context(addresses(&nodes));
+    let spec = json!({"replicas": 3});
+    let status = json!({"bootstrapped": true});
+
+    // 1. The leader is surplus: hand leadership to a member that stays. The StatefulSet keeps 5.
+    let object = rchat(spec.clone(), Some(status.clone()));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(5, Some(4))).await;
+    outcome.unwrap();
+    assert_eq!(statefulset_replicas(&requests), Some(5));
+    assert_eq!(events(&requests), ["LeaderHandedOver"]);
+    let new_leader = nodes.leader().await;
+    assert!(new_leader < 3, "leadership went to a member that stays, not {new_leader}");
+
+    // 2. Member 4 leaves Raft; the label moves off demo-4 before it goes on the new leader.
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(5, Some(4))).await;
+    outcome.unwrap();
+    assert_eq!(statefulset_replicas(&requests), Some(5), "pods stay until their members are out");
+    let off = requests.iter().position(|r| r.is(&Method::PATCH, &format!("{PODS}/demo-4"))).expect("unlabelled");
+    let on =
+        requests.iter().position(|r| r.is(&Method::PATCH, &format!("{PODS}/demo-{new_leader}"))).expect("labelled");
+    assert!(off < on, "old label removed before the new one is set: {:?}", paths(&requests));
+    assert_eq!(requests[off].body, json!({"metadata": {"labels": {"chat.replicated.dev/role": null}}}));
+    assert_eq!(events(&requests), ["MemberRemoved", "LeaderChanged"]);
+    nodes.kill(4); // what the StatefulSet does once it shrinks
+
+    // 3. Member 3 next; the StatefulSet may drop demo-4 now.
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(4, Some(new_leader))).await;
+    outcome.unwrap();
+    assert_eq!(statefulset_replicas(&requests), Some(4));
+    assert_eq!(events(&requests), ["MemberRemoved"], "{requests:#?}");
+    nodes.kill(3);
+
+    // 4. Steady at three voters.
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(3, Some(new_leader))).await;
+    outcome.unwrap();
+    assert_eq!(statefulset_replicas(&requests), Some(3));
+    assert_eq!(events(&requests), Vec::<String>::new());
+    let status = status_sent(&requests).unwrap();
+    assert_eq!(status["replicas"], 3);
+    let s = nodes.status(new_leader).await.unwrap();
+    assert_eq!(s.members.iter().map(|m| m.id).collect::<Vec<_>>(), [0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_voter_that_lost_its_volume_is_removed_and_rejoins_as_a_new_member() {
+    let mut nodes = running_cluster(3).await;
+    let leader = nodes.leader().await;
+    let lost = if leader == 2 { 1 } else { 2 };
+    nodes.wipe(lost);
+    let (ctx, mut api) = context(addresses(&nodes));
+    let object = rchat(json!({}), Some(json!({"bootstrapped": true})));
+
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(3, Some(leader))).await;
+    outcome.unwrap();
+    assert_eq!(events(&requests), ["MemberLostData"]);
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(3, Some(leader))).await;
+    outcome.unwrap();
+    assert_eq!(events(&requests), ["MemberJoined"]);
+    nodes.wait_voters(3).await;
+    assert!(nodes.status(lost).await.unwrap().applied_index > 0, "the new member caught up");
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_not_rolled_out() {
+    let (ctx, mut api) = context(BTreeMap::new());
+    let object = rchat(json!({"image": "", "storage": {"size": "lots"}}), None);
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
+    assert!(outcome.is_ok(), "no crash loop: {outcome:?}");
+    assert_eq!(paths(&requests), [format!("POST {EVENTS}"), format!("PATCH {RCHAT}/status")]);
+    assert_eq!(requests[0].body["type"], "Warning");
+    assert_eq!(requests[0].body["reason"], "InvalidSpec");
+    let note = requests[0].body["note"].as_str().unwrap();
+    assert!(note.contains("spec.image") && note.contains("spec.storage.size"), "{note}");
+    let status = status_sent(&requests).unwrap();
+    assert_eq!(condition(&status, "Degraded")["status"], "True");
+    assert_eq!(condition(&status, "Degraded")["reason"], "InvalidSpec");
+    assert_eq!(status["observedGeneration"], 1);
+
+    // Seen this generation already: the status stays, no second Event.
+    let object = rchat(json!({"image": "", "storage": {"size": "lots"}}), Some(status));
+    let (_, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
+    assert_eq!(paths(&requests), [format!("PATCH {RCHAT}/status")]);
+}
+
+#[tokio::test]
+async fn deletion_stops_the_watch_reports_and_releases_the_finalizer() {
+    let (ctx, mut api) = context(BTreeMap::new());
+    let mut object = rchat(json!({}), Some(json!({"bootstrapped": true})));
+    object.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
+    outcome.unwrap();
+    assert_eq!(paths(&requests), [format!("POST {EVENTS}"), format!("PATCH {RCHAT}")]);
+    assert_eq!(requests[0].body["reason"], "Deleted");
+    assert!(
+        !requests[1].body.to_string().contains(&format!("\"{FINALIZER}\"]"))
+            || requests[1].body.to_string().contains("remove")
+    );
+}
