@@ -12,7 +12,7 @@
 //! - [`leader_watch`]: polls each cluster's leader and triggers a reconcile when it moves.
 //! - [`status`]: status and conditions.
 //! - [`metrics`], [`http`]: Prometheus metrics, /healthz /readyz /metrics.
-//! - [`crdgen`]: the CRD as YAML.
+//! - [`crdgen`]: the CRD as YAML; [`render`]: the objects a manifest would produce, offline.
 
 pub mod controller;
 pub mod crdgen;
@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod plan;
 pub mod reconcile;
+pub mod render;
 pub mod resources;
 pub mod status;
 pub mod validate;

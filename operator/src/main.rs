@@ -27,6 +27,12 @@ enum Command {
     Run(RunArgs),
     /// Print the ReplicatedChat CustomResourceDefinition as YAML.
     Crdgen,
+    /// Print the objects the operator would create for a ReplicatedChat manifest (offline).
+    Render {
+        /// The ReplicatedChat manifest (YAML); `-` reads stdin.
+        #[arg(long, short = 'f')]
+        file: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +67,15 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crdgen => {
             print!("{}", chat_operator::crdgen::crd_yaml());
+            Ok(())
+        }
+        Command::Render { file } => {
+            let manifest = if file == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?
+            };
+            print!("{}", chat_operator::render::render(&manifest)?);
             Ok(())
         }
         Command::Run(args) => run(args).await,
