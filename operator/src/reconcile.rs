@@ -42,8 +42,7 @@ pub const REQUEUE_STEADY: Duration = Duration::from_secs(60);
 /// API or node failures; the controller retries with backoff.
 pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Action> {
     let names = resources::names(&cluster);
-    let ns = names.namespace.clone();
-    let rchats: Api<ReplicatedChat> = Api::namespaced(ctx.client.clone(), &ns);
+    let rchats: Api<ReplicatedChat> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let new_generation = cluster.status.as_ref().and_then(|s| s.observed_generation) != cluster.metadata.generation;
 
     // 1. Judge the spec before touching anything: a bad spec must not roll out.
@@ -56,13 +55,39 @@ pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Ac
         if new_generation {
             ctx.publish(&cluster, EventType::Warning, "InvalidSpec", "Validate", errors.join("; "), None).await;
         }
-        patch_status(&rchats, &cluster, status::invalid(&cluster, &names, &errors, Timestamp::now())).await?;
+        patch_status(&rchats, &cluster, status::invalid(&cluster, &names, "InvalidSpec", &errors, Timestamp::now()))
+            .await?;
         // A spec edit wakes us; retrying the same spec would only repeat the verdict.
         return Ok(Action::await_change());
     }
     if new_generation && !warnings.is_empty() {
         ctx.publish(&cluster, EventType::Warning, "SpecWarning", "Validate", warnings.join("; "), None).await;
     }
+    match converge(&cluster, &ctx, &names, &rchats, &warnings).await {
+        // The API server refused an object we built from the spec (e.g. a change
+        // to a StatefulSet field Kubernetes keeps immutable): report, do not spin.
+        Err(Error::Kube(kube::Error::Api(refusal))) if refusal.code == 422 => {
+            let problem = format!("the API server refused an object built from this spec: {}", refusal.message);
+            if new_generation {
+                ctx.publish(&cluster, EventType::Warning, "Refused", "Apply", problem.clone(), None).await;
+            }
+            let status = status::invalid(&cluster, &names, "Refused", &[problem], Timestamp::now());
+            patch_status(&rchats, &cluster, status).await?;
+            Ok(Action::await_change())
+        }
+        other => other,
+    }
+}
+
+/// Steps 2–8: objects, observation, membership, label, status.
+async fn converge(
+    cluster: &Arc<ReplicatedChat>,
+    ctx: &Arc<Context>,
+    names: &ClusterNames,
+    rchats: &Api<ReplicatedChat>,
+    warnings: &[String],
+) -> Result<Action> {
+    let (cluster, ctx, names, ns) = (cluster.clone(), ctx.clone(), names.clone(), names.namespace.clone());
 
     // 2. What the pods need before they start: identity, network, disruption budget.
     ssa(&ctx, &ns, &service_account::build(&cluster)).await?;
@@ -108,10 +133,9 @@ pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Ac
     }
 
     // 7. Status, only when it changed (no write per reconcile).
-    let status =
-        status::observed(&cluster, &names, &observation, &plan.step, bootstrapped, &warnings, Timestamp::now());
+    let status = status::observed(&cluster, &names, &observation, &plan.step, bootstrapped, warnings, Timestamp::now());
     if cluster.status.as_ref() != Some(&status) {
-        patch_status(&rchats, &cluster, status).await?;
+        patch_status(rchats, &cluster, status).await?;
     }
 
     // 8. Keep watching the leader between reconciles.

@@ -127,17 +127,19 @@ pub fn observed(
     }
 }
 
-/// The status of a spec the operator refuses to act on: Degraded with the reasons.
+/// The status of a spec the operator (reason `InvalidSpec`) or the API server
+/// (reason `Refused`) will not act on: Degraded with the reasons.
 pub fn invalid(
     cluster: &ReplicatedChat,
     names: &ClusterNames,
+    reason: &str,
     problems: &[String],
     now: Timestamp,
 ) -> ReplicatedChatStatus {
     let previous = cluster.status.clone().unwrap_or_default();
     let conds = [
-        Cond::new(DEGRADED, true, "InvalidSpec", problems.join("; ")),
-        Cond::new(PROGRESSING, false, "InvalidSpec", "fix the spec to continue"),
+        Cond::new(DEGRADED, true, reason, problems.join("; ")),
+        Cond::new(PROGRESSING, false, reason, "fix the spec to continue"),
     ];
     let mut kept: Vec<Condition> = previous.conditions.iter().filter(|c| c.type_ == AVAILABLE).cloned().collect();
     kept.extend(conditions(&previous.conditions, &conds, cluster.metadata.generation, now));

@@ -225,3 +225,26 @@ async fn deletion_stops_the_watch_reports_and_releases_the_finalizer() {
             || requests[1].body.to_string().contains("remove")
     );
 }
+
+#[tokio::test]
+async fn a_statefulset_the_api_server_refuses_is_reported_not_retried_in_a_loop() {
+    let (ctx, mut api) = context(BTreeMap::new());
+    let object = rchat(json!({}), Some(json!({"bootstrapped": true})));
+    let task = tokio::spawn(chat_operator::controller::reconcile(std::sync::Arc::new(object.clone()), ctx.clone()));
+    for path in owned_before_pods() {
+        api.next(Method::PATCH, path).await.echo();
+    }
+    api.next(Method::GET, PODS).await.ok(chat_k8s::testing::list("Pod", "v1", vec![]));
+    let message = "StatefulSet.apps \"demo\" is invalid: spec: Forbidden: updates to statefulset spec for fields \
+                   other than 'replicas', 'ordinals', 'template', 'updateStrategy' are forbidden";
+    api.next(Method::PATCH, STS).await.fail(http::StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message);
+    let event = api.next(Method::POST, EVENTS).await;
+    assert_eq!((event.body["type"].as_str(), event.body["reason"].as_str()), (Some("Warning"), Some("Refused")));
+    assert!(event.body["note"].as_str().unwrap().contains("Forbidden"), "{}", event.body);
+    event.echo();
+    let status = api.next(Method::PATCH, &format!("{RCHAT}/status")).await;
+    assert_eq!(condition(&status.body["status"], "Degraded")["reason"], "Refused");
+    status.ok(serde_json::to_value(&object).unwrap());
+    let action = task.await.unwrap().expect("a refusal is reported, not returned as an error");
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+}
