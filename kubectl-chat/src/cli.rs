@@ -13,6 +13,7 @@ use crate::session::{Session, SessionStore};
 #[command(
     name = "kubectl-chat",
     bin_name = "kubectl chat",
+    args_override_self = true,
     version,
     about = "Chat on a replicated-chat cluster, directly (--addr) or through Kubernetes",
     after_help = "Examples:\n  kubectl chat --addr 127.0.0.1:50051 register alice\n  kubectl chat login alice\n  kubectl chat send bob hello there\n  kubectl chat read bob\n  kubectl chat status -o json"

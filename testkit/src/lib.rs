@@ -56,17 +56,22 @@ impl Drop for TestNode {
     }
 }
 
-/// The `chat-node` binary next to the running test's target dir (`target/<profile>/`).
-/// Integration tests of the `chat-node` package should pass `env!("CARGO_BIN_EXE_chat-node")` instead.
+/// A binary of this workspace next to the running test's target dir (`target/<profile>/`).
 ///
 /// # Panics
-/// If the binary has not been built (`cargo build -p chat-node` or a workspace test run builds it).
-pub fn chat_node_binary() -> PathBuf {
+/// If it has not been built (a workspace test run builds every binary).
+pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
-    let bin = dir.join("chat-node");
-    assert!(bin.exists(), "{} not built: run the tests with --workspace or build chat-node first", bin.display());
+    let bin = dir.join(name);
+    assert!(bin.exists(), "{} not built: run the tests with --workspace or build it first", bin.display());
     bin
+}
+
+/// The `chat-node` binary ([`workspace_binary`]). Integration tests of the
+/// `chat-node` package should pass `env!("CARGO_BIN_EXE_chat-node")` instead.
+pub fn chat_node_binary() -> PathBuf {
+    workspace_binary("chat-node")
 }
 
 pub struct TestCluster {

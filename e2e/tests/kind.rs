@@ -1,0 +1,279 @@
+//! The whole product on the Kubernetes cluster KUBECONFIG points to (kind for
+//! users; see the README's quickstart): install the chart, create a
+//! 3-replica ReplicatedChat, chat through `kubectl chat` (kube mode), scale to
+//! 5, delete the leader pod, scale to 3, delete the resource — each step
+//! asserted on the cluster's real state. Prints how long failover took.
+//!
+//! Images come from CHAT_NODE_IMAGE and CHAT_OPERATOR_IMAGE (default
+//! `chat-node:dev`, `chat-operator:dev`, as `kind load` puts them); helm from
+//! HELM or PATH. Without a reachable cluster: `skipped: no cluster`.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chat_e2e::KubectlChat;
+use chat_k8s::names::{ROLE_LABEL, ROLE_LEADER};
+use chat_k8s::{ClusterNames, ReplicatedChat};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+const RELEASE: &str = "rchat-e2e";
+const OPERATOR_NAMESPACE: &str = "rchat-e2e-system";
+const CLUSTER: &str = "demo";
+
+/// Polls `check` every second until it yields, or fails the test after `within`.
+async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn reachable_cluster() -> Option<Client> {
+    let client = Client::try_default().await.ok()?;
+    match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
+        Ok(Ok(_)) => Some(client),
+        _ => None,
+    }
+}
+
+fn image(var: &str, default: &str) -> (String, String) {
+    let image = std::env::var(var).unwrap_or_else(|_| default.into());
+    match image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.into(), tag.into()),
+        _ => (image, "latest".into()),
+    }
+}
+
+fn helm(args: &[&str]) {
+    let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
+    let out = Command::new(&helm).args(args).output().unwrap_or_else(|e| panic!("running {helm}: {e}"));
+    assert!(out.status.success(), "helm {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+}
+
+/// The voters and ready count the ReplicatedChat's status reports, once Available.
+async fn available(rchats: &Api<ReplicatedChat>) -> Option<(usize, i32)> {
+    let c = rchats.get(CLUSTER).await.ok()?;
+    let status = c.status?;
+    let available = status.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True");
+    let voters = status.members.iter().filter(|m| m.role == "voter").count();
+    available.then_some((voters, status.ready_replicas))
+}
+
+/// Pods carrying the leader label.
+async fn labelled(pods: &Api<Pod>) -> Vec<Pod> {
+    let selector = format!("{},{ROLE_LABEL}={ROLE_LEADER}", ClusterNames::new(CLUSTER, "").selector_string());
+    pods.list(&ListParams::default().labels(&selector)).await.map(|l| l.items).unwrap_or_default()
+}
+
+/// Pod IPs behind the client Service.
+async fn service_endpoints(slices: &Api<EndpointSlice>) -> BTreeSet<String> {
+    let selector = format!("kubernetes.io/service-name={CLUSTER}");
+    let slices = slices.list(&ListParams::default().labels(&selector)).await.map(|l| l.items).unwrap_or_default();
+    slices
+        .iter()
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .flat_map(|e| e.addresses.iter().cloned())
+        .collect()
+}
+
+async fn scale(rchats: &Api<ReplicatedChat>, replicas: i32) {
+    let patch = json!({"spec": {"replicas": replicas}});
+    rchats.patch_scale(CLUSTER, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("scale subresource");
+}
+
+/// Removes what the suite created, pass or fail.
+struct Cleanup {
+    client: Client,
+    namespace: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let (client, ns) = (self.client.clone(), self.namespace.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async {
+                let _ = Api::<Namespace>::all(client).delete(&ns, &DeleteParams::default()).await;
+            });
+        })
+        .join();
+        if std::env::var_os("E2E_KEEP_OPERATOR").is_none() {
+            let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
+            let _ = Command::new(helm).args(["uninstall", RELEASE, "-n", OPERATOR_NAMESPACE]).output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_whole_product_on_kubernetes() {
+    let Some(client) = reachable_cluster().await else {
+        eprintln!("skipped: no cluster (KUBECONFIG points to no reachable API server)");
+        return;
+    };
+    let (node_repo, node_tag) = image("CHAT_NODE_IMAGE", "chat-node:dev");
+    let (op_repo, op_tag) = image("CHAT_OPERATOR_IMAGE", "chat-operator:dev");
+    let node_image = format!("{node_repo}:{node_tag}");
+    let namespace = format!("rchat-e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let _cleanup = Cleanup { client: client.clone(), namespace: namespace.clone() };
+
+    // 1. Install the chart (CRD, operator, RBAC) and wait for the operator.
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/replicated-chat");
+    helm(&[
+        "upgrade",
+        "--install",
+        RELEASE,
+        chart,
+        "-n",
+        OPERATOR_NAMESPACE,
+        "--create-namespace",
+        "--set",
+        &format!("image.repository={op_repo}"),
+        "--set",
+        &format!("image.tag={op_tag}"),
+        "--set",
+        "image.pullPolicy=IfNotPresent",
+        "--wait",
+        "--timeout",
+        "5m",
+    ]);
+    let ns = Namespace {
+        metadata: kube::api::ObjectMeta { name: Some(namespace.clone()), ..Default::default() },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+
+    // 2. A 3-replica ReplicatedChat becomes Available with three voters.
+    let rchats: Api<ReplicatedChat> = Api::namespaced(client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &namespace);
+    let object: ReplicatedChat = serde_json::from_value(json!({
+        "apiVersion": "chat.replicated.dev/v1alpha1", "kind": "ReplicatedChat",
+        "metadata": {"name": CLUSTER},
+        "spec": {"replicas": 3, "image": node_image, "imagePullPolicy": "IfNotPresent",
+                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}},
+    }))
+    .unwrap();
+    rchats.create(&PostParams::default(), &object).await.unwrap();
+    wait_for("3 voters, 3 ready, Available", Duration::from_secs(300), || async {
+        available(&rchats).await.filter(|&(voters, ready)| voters == 3 && ready == 3)
+    })
+    .await;
+
+    // 3. Chat through kube mode (port-forward through the API server).
+    let chat = KubectlChat::new(&["-n", &namespace, "--cluster", CLUSTER, "--timeout", "20"]);
+    chat.ok(&["register", "alice"]).unwrap();
+    chat.ok(&["register", "bob"]).unwrap();
+    chat.ok(&["login", "alice"]).unwrap();
+    let mut acknowledged = Vec::new();
+    for i in 0..10 {
+        let body = format!("before failover {i}");
+        chat.ok(&["send", "bob", &body]).unwrap();
+        acknowledged.push(body);
+    }
+    let read = chat.json(&["read", "bob", "--limit", "100"]).unwrap();
+    assert_eq!(read.as_array().unwrap().len(), 10);
+
+    // 4. Scale to 5: five voters.
+    scale(&rchats, 5).await;
+    wait_for("5 voters", Duration::from_secs(300), || async {
+        available(&rchats).await.filter(|&(voters, ready)| voters == 5 && ready == 5)
+    })
+    .await;
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &namespace);
+    assert_eq!(sts.get(CLUSTER).await.unwrap().spec.unwrap().replicas, Some(5));
+
+    // 5. Delete the leader pod: the label and the client Service follow the new
+    //    leader, writes resume, nothing acknowledged is lost, the pod returns.
+    let leader = wait_for("exactly one labelled leader", Duration::from_secs(30), || async {
+        let l = labelled(&pods).await;
+        (l.len() == 1).then(|| l[0].clone())
+    })
+    .await;
+    let old_uid = leader.uid();
+    pods.delete(&leader.name_any(), &DeleteParams::default()).await.unwrap();
+    let deleted_at = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let body = format!("after failover {attempt}");
+        if chat.ok(&["--timeout", "5", "send", "bob", &body]).is_ok() {
+            acknowledged.push(body);
+            break;
+        }
+        assert!(
+            deleted_at.elapsed() < Duration::from_secs(120),
+            "no write accepted within 120 s of the leader's deletion"
+        );
+    }
+    let failover = deleted_at.elapsed();
+    eprintln!("failover: leader pod {} deleted → first acknowledged write after {failover:.2?}", leader.name_any());
+    let new_leader = wait_for("the label on a new leader", Duration::from_secs(60), || async {
+        let l = labelled(&pods).await;
+        (l.len() == 1 && l[0].uid() != old_uid).then(|| l[0].clone())
+    })
+    .await;
+    let ip = new_leader.status.and_then(|s| s.pod_ip).expect("leader has an IP");
+    wait_for("the client Service selecting only the new leader", Duration::from_secs(30), || async {
+        (service_endpoints(&slices).await == BTreeSet::from([ip.clone()])).then_some(())
+    })
+    .await;
+    let read = chat.json(&["read", "bob", "--limit", "100"]).unwrap();
+    let bodies: Vec<String> =
+        read.as_array().unwrap().iter().filter_map(|m| m["body"].as_str().map(String::from)).collect();
+    assert_eq!(bodies, acknowledged, "every acknowledged message, once, in order");
+    wait_for("the deleted pod back as a member, 5 voters ready", Duration::from_secs(300), || async {
+        available(&rchats).await.filter(|&(voters, ready)| voters == 5 && ready == 5)
+    })
+    .await;
+
+    // 6. Scale to 3: three voters, the StatefulSet shrunk, removed volumes deleted (onScaleDown: Delete).
+    scale(&rchats, 3).await;
+    wait_for("3 voters", Duration::from_secs(300), || async {
+        available(&rchats).await.filter(|&(voters, _)| voters == 3)
+    })
+    .await;
+    wait_for("StatefulSet at 3", Duration::from_secs(120), || async {
+        (sts.get(CLUSTER).await.ok()?.spec?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+    let names = ClusterNames::new(CLUSTER, &namespace);
+    wait_for("removed members' volumes deleted", Duration::from_secs(180), || async {
+        let left = pvcs.list(&ListParams::default()).await.ok()?.items;
+        let gone = [3, 4].iter().all(|&o| !left.iter().any(|p| p.name_any() == names.pvc(o)));
+        gone.then_some(())
+    })
+    .await;
+
+    // 7. Delete the resource: everything it owned goes.
+    rchats.delete(CLUSTER, &DeleteParams::default()).await.unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
+    wait_for("owned objects garbage-collected", Duration::from_secs(180), || async {
+        let none = rchats.get_opt(CLUSTER).await.ok()?.is_none()
+            && sts.get_opt(CLUSTER).await.ok()?.is_none()
+            && services.list(&ListParams::default()).await.ok()?.items.is_empty()
+            && pdbs.get_opt(CLUSTER).await.ok()?.is_none()
+            && pvcs.list(&ListParams::default()).await.ok()?.items.is_empty();
+        none.then_some(())
+    })
+    .await;
+    eprintln!("e2e passed; failover took {failover:.2?}");
+}
