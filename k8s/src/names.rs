@@ -119,10 +119,12 @@ pub fn pod_and_port(addr: &str) -> Option<(String, u16)> {
     Some((pod.to_string(), port.parse().ok()?))
 }
 
-/// The namespace a pod DNS address names: `demo-1.demo-peers.chat.svc:50051` → `chat`.
+/// The namespace a pod DNS address names: `demo-1.demo-peers.chat.svc[.cluster.local]:50051`
+/// → `chat`. Anything else (a bare pod name, an IP address) names none.
 pub fn namespace_of(addr: &str) -> Option<&str> {
     let host = addr.rsplit_once(':')?.0;
-    host.split('.').nth(2).filter(|ns| !ns.is_empty())
+    let labels: Vec<&str> = host.split('.').collect();
+    (labels.len() >= 4 && labels[3] == "svc" && !labels[2].is_empty()).then(|| labels[2])
 }
 
 #[cfg(test)]
@@ -149,6 +151,8 @@ mod tests {
         assert_eq!(pod_and_port("a:notaport"), None);
         assert_eq!(namespace_of(&n.pod_address(1)), Some("chat"));
         assert_eq!(namespace_of("demo-0:7"), None);
+        assert_eq!(namespace_of("127.0.0.1:7"), None);
+        assert_eq!(namespace_of("demo-0.demo-peers.chat.svc.cluster.local:7"), Some("chat"));
         assert_eq!(ordinal("demo-12"), Some(12));
         assert_eq!(ordinal("demo"), None);
     }

@@ -62,7 +62,7 @@ impl Connection {
         }
         .context("no cluster address (--addr or CHAT_ADDR) and no usable kubeconfig for kube mode")?;
         let namespace = target.namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
-        let server = config.cluster_url.to_string();
+        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
         let kube = kube::Client::try_from(config).context("building the Kubernetes client")?;
 
         let cluster = resolve::find_cluster(&kube, &namespace, target.cluster).await.map_err(unavailable_if)?;

@@ -1,10 +1,74 @@
-//! Kube mode's failure paths through the real binary: what a user sees when
-//! there is no usable kubeconfig (user error, exit 1) or the API server cannot
-//! be reached (cluster unavailable, exit 2). Resolution itself (which
-//! ReplicatedChat, which pod, re-resolution after failover) is tested against
-//! the mock API in chat-k8s; the real thing runs in e2e/.
+//! Kube mode through the real binary. Against a small API server with real
+//! WebSocket port-forwarding in front of a real 3-node cluster: resolve the
+//! only ReplicatedChat, reach the leader the client Service selects, chat, see
+//! every member in `status`, and keep going after the leader is killed. And
+//! the failure paths: no usable kubeconfig (user error, exit 1), an API
+//! server that cannot be reached (cluster unavailable, exit 2).
 
+mod fake_api;
+
+use std::collections::BTreeMap;
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use chat_testkit::{TestCluster, chat_node_binary};
+use fake_api::FakeApi;
+
+/// A kubeconfig for `server`, namespace `chat`.
+fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
+             clusters: [{{name: test, cluster: {{server: '{server}'}}}}]\n\
+             users: [{{name: test, user: {{}}}}]\n\
+             contexts: [{{name: test, context: {{cluster: test, user: test, namespace: chat}}}}]\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_mode_port_forwards_to_the_leader_and_survives_its_death() {
+    let mut cluster = TestCluster::start(chat_node_binary(), 3, &[]).await;
+    let nodes: BTreeMap<u64, String> = cluster.nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    let forwards = Arc::new(Mutex::new(Vec::new()));
+    let server = FakeApi { nodes: Arc::new(nodes), forwards: forwards.clone() }.start().await;
+    let home = tempfile::tempdir().unwrap();
+    let config = kubeconfig(home.path(), &server);
+    let chat = |args: &[&str]| {
+        let out = kubectl_chat(home.path(), &config, args);
+        assert!(out.status.success(), "kubectl chat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let leader = cluster.leader().await;
+    chat(&["register", "alice"]);
+    chat(&["register", "bob"]);
+    chat(&["login", "alice"]);
+    chat(&["send", "bob", "through", "the", "api", "server"]);
+    // The first tunnel went to the pod the client Service selects: the leader.
+    assert_eq!(forwards.lock().unwrap().first().cloned(), Some(format!("demo-{leader}")));
+    let status: serde_json::Value = serde_json::from_str(&chat(&["status", "-o", "json"])).unwrap();
+    assert_eq!(status["leader_id"], leader);
+    let roles: Vec<&str> = status["members"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "unreachable").count(),
+        0,
+        "every member reached through a tunnel: {roles:?}"
+    );
+
+    // The leader dies; the next command resolves the new one and goes on.
+    cluster.kill(leader);
+    chat(&["send", "bob", "after", "the", "failover"]);
+    let read: serde_json::Value = serde_json::from_str(&chat(&["read", "bob", "-o", "json"])).unwrap();
+    let bodies: Vec<&str> = read.as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["through the api server", "after the failover"]);
+    let sessions = std::fs::read_to_string(home.path().join("kubectl-chat/sessions.json")).unwrap();
+    assert!(sessions.contains(&format!("kube:{server}/chat/demo")), "{sessions}");
+}
 
 fn kubectl_chat(home: &std::path::Path, kubeconfig: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubectl-chat"))
@@ -13,6 +77,7 @@ fn kubectl_chat(home: &std::path::Path, kubeconfig: &std::path::Path, args: &[&s
         .env("KUBECONFIG", kubeconfig)
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home)
+        .env("CHAT_PASSWORD", "kube-mode-password")
         .output()
         .unwrap()
 }
