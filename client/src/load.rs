@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, ClientOptions};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// What one load run measured.
 #[derive(Debug, Clone)]
@@ -38,27 +38,56 @@ pub async fn send_load(
     total: usize,
 ) -> Result<LoadReport> {
     let clients = clients.max(1);
-    let per_client = (total / clients).max(1);
     let run = uuid::Uuid::new_v4().simple().to_string();
-    let mut tasks = Vec::with_capacity(clients);
-    let started = Instant::now();
+    let mut workers = Vec::with_capacity(clients);
     for c in 0..clients {
         // Separate clients, separate connections: concurrency the cluster sees as such.
         let client = Client::new(seeds.to_vec(), ClientOptions::default())?.with_token(token);
         let (to, body, run) = (to.to_string(), body.to_string(), run.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_client);
-            for i in 0..per_client {
-                let t = Instant::now();
-                client.send_with_id(&to, &body, &format!("{run}-{c}-{i}")).await?;
-                latencies.push(t.elapsed());
-            }
-            Ok::<_, Error>(latencies)
-        }));
+        workers.push(move |i: usize| {
+            let (client, to, body, id) = (client.clone(), to.clone(), body.clone(), format!("{run}-{c}-{i}"));
+            async move { client.send_with_id(&to, &body, &id).await.map(|_| ()) }
+        });
     }
-    let mut all = Vec::with_capacity(per_client * clients);
+    drive(workers, total / clients).await
+}
+
+/// Runs `per_worker` operations on each worker concurrently (`op(i)` is the
+/// worker's i-th operation) and reports throughput and latency. The generic
+/// core of [`send_load`], also used to drive other systems the same way (the
+/// etcd comparison).
+///
+/// # Errors
+/// The first operation that failed.
+pub async fn drive<Op, Fut, E>(workers: Vec<Op>, per_worker: usize) -> std::result::Result<LoadReport, E>
+where
+    Op: FnMut(usize) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = std::result::Result<(), E>> + Send,
+    E: Send + 'static,
+{
+    let clients = workers.len().max(1);
+    let per_worker = per_worker.max(1);
+    let started = Instant::now();
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|mut op| {
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_worker);
+                for i in 0..per_worker {
+                    let t = Instant::now();
+                    op(i).await?;
+                    latencies.push(t.elapsed());
+                }
+                Ok::<_, E>(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(per_worker * clients);
     for task in tasks {
-        all.extend(task.await.map_err(|e| Error::Invalid(format!("load task failed: {e}")))??);
+        match task.await {
+            Ok(latencies) => all.extend(latencies?),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
     }
     let elapsed = started.elapsed();
     all.sort();

@@ -146,8 +146,13 @@ impl VolumePolicy {
     }
 }
 
-/// Raft timing. The defaults are etcd's (heartbeat 100 ms, election timeout
-/// 1 s), safe on a busy cluster network; failover takes about one election timeout.
+/// Raft timing. Heartbeat 100 ms as etcd; election timeout 500–1000 ms.
+///
+/// Failover takes between one and two `electionTimeoutMaxMs` (measured: see
+/// BENCHMARKS.md): openraft followers refuse to vote until
+/// `electionTimeoutMaxMs` has passed since they last heard the leader (a leader
+/// lease), so the first election that can succeed is the one after that. With
+/// these defaults that is 1–2 s, etcd's own window with its defaults.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RaftSpec {
@@ -172,10 +177,10 @@ fn default_heartbeat_ms() -> u64 {
     100
 }
 fn default_election_min_ms() -> u64 {
-    1000
+    500
 }
 fn default_election_max_ms() -> u64 {
-    2000
+    1000
 }
 fn default_snapshot_threshold() -> u64 {
     10_000

@@ -1,0 +1,147 @@
+//! chat vs etcd on the same machine, in the same run: the same shaped load
+//! (a 200-byte SendMessage vs a 200-byte Put, N concurrent clients each with
+//! its own connection, a fixed count), then failover (kill -9 the leader →
+//! first acknowledged write) several times for each.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chat_client::load::{LoadReport, drive, send_load};
+use chat_client::{Client, ClientOptions};
+use chat_testkit::{PASSWORD, TestCluster};
+
+use crate::etcd::EtcdCluster;
+
+/// Raft timing given to chat-node: the operator's defaults (heartbeat 100 ms,
+/// election timeout 500–1000 ms). With openraft's leader lease (followers refuse
+/// votes for `election_timeout_max` after the last heartbeat) a new leader wins
+/// 1–2 s after the old one dies: the same window etcd's defaults (heartbeat
+/// 100 ms, election timeout 1 s, randomized up to 2 s) give it.
+pub const CHAT_TIMING: [(&str, &str); 4] = [
+    ("CHAT_HEARTBEAT_MS", "100"),
+    ("CHAT_ELECTION_TIMEOUT_MIN_MS", "500"),
+    ("CHAT_ELECTION_TIMEOUT_MAX_MS", "1000"),
+    ("RUST_LOG", "warn"),
+];
+
+pub struct Options {
+    pub chat_node: PathBuf,
+    pub etcd: PathBuf,
+    pub clients: Vec<usize>,
+    pub count: usize,
+    pub kills: usize,
+}
+
+pub struct Row {
+    pub clients: usize,
+    pub chat: LoadReport,
+    pub etcd: LoadReport,
+}
+
+/// Runs everything and prints the results as it goes.
+///
+/// # Errors
+/// When a cluster does not start or a load run fails.
+pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Duration>)> {
+    let mut chat = TestCluster::start(&o.chat_node, 3, &CHAT_TIMING).await;
+    let mut etcd = EtcdCluster::start(&o.etcd, 3).await?;
+    let seeds = chat.addrs();
+    let admin = Client::new(seeds.clone(), ClientOptions::default())?;
+    admin.register("sender", PASSWORD).await?;
+    admin.register("receiver", PASSWORD).await?;
+    let token = admin.login("sender", PASSWORD).await?;
+    let body = "x".repeat(200);
+
+    println!("3 members each on loopback, fsync on, 200-byte payloads, {} operations per level", o.count);
+    println!(
+        "{:>7} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9} | {:>6}",
+        "clients", "chat/s", "p50", "p99", "p999", "etcd/s", "p50", "p99", "p999", "ratio"
+    );
+    let mut rows = Vec::new();
+    for &clients in &o.clients {
+        let c = send_load(&seeds, &token, "receiver", &body, clients, o.count).await?;
+        let e = etcd_put_load(&etcd, clients, o.count, &body).await?;
+        println!(
+            "{clients:>7} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>5.2}x",
+            c.per_second(),
+            c.p50,
+            c.p99,
+            c.p999,
+            e.per_second(),
+            e.p50,
+            e.p99,
+            e.p999,
+            c.per_second() / e.per_second()
+        );
+        rows.push(Row { clients, chat: c, etcd: e });
+    }
+
+    let mut chat_failovers = Vec::new();
+    let mut etcd_failovers = Vec::new();
+    for _ in 0..o.kills {
+        chat_failovers.push(chat_failover(&mut chat, &seeds, &token).await?);
+        etcd_failovers.push(etcd_failover(&mut etcd).await?);
+    }
+    println!("failover, kill -9 leader → first acknowledged write ({} kills each):", o.kills);
+    println!("  chat: {}", distribution(&chat_failovers));
+    println!("  etcd: {}", distribution(&etcd_failovers));
+    Ok((rows, chat_failovers, etcd_failovers))
+}
+
+/// `total` Puts of `value` from `clients` workers, each with its own connection.
+async fn etcd_put_load(etcd: &EtcdCluster, clients: usize, total: usize, value: &str) -> anyhow::Result<LoadReport> {
+    let mut workers = Vec::with_capacity(clients);
+    for c in 0..clients.max(1) {
+        let client = etcd.client().await?;
+        let value = value.to_string();
+        workers.push(move |i: usize| {
+            let mut kv = client.kv_client();
+            let (key, value) = (format!("bench/{c}/{i}"), value.clone());
+            async move { kv.put(key, value, None).await.map(|_| ()) }
+        });
+    }
+    Ok(drive(workers, total / clients.max(1)).await?)
+}
+
+async fn chat_failover(chat: &mut TestCluster, seeds: &[String], token: &str) -> anyhow::Result<Duration> {
+    let leader = chat.leader().await;
+    let client =
+        Client::new(seeds.to_vec(), ClientOptions { deadline: Duration::from_secs(30), ..Default::default() })?
+            .with_token(token);
+    chat.kill(leader);
+    let killed = Instant::now();
+    client.send("receiver", "after failover").await?;
+    let took = killed.elapsed();
+    chat.restart(leader);
+    chat.wait_voters(3).await;
+    Ok(took)
+}
+
+async fn etcd_failover(etcd: &mut EtcdCluster) -> anyhow::Result<Duration> {
+    let leader = etcd.leader().await.ok_or_else(|| anyhow::anyhow!("etcd has no leader"))?;
+    let mut client = etcd.client().await?;
+    etcd.kill(leader);
+    let killed = Instant::now();
+    loop {
+        let attempt = tokio::time::timeout(Duration::from_secs(1), client.put("bench/failover", "x", None)).await;
+        if matches!(attempt, Ok(Ok(_))) {
+            break;
+        }
+        anyhow::ensure!(killed.elapsed() < Duration::from_secs(30), "etcd accepted no write within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = killed.elapsed();
+    etcd.restart(leader).await?;
+    Ok(took)
+}
+
+/// `min / median / max` of `samples`, and every sample.
+pub fn distribution(samples: &[Duration]) -> String {
+    let mut s = samples.to_vec();
+    s.sort();
+    if s.is_empty() {
+        return "no samples".into();
+    }
+    let all: Vec<String> = samples.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0)).collect();
+    format!("min {:.2?}, median {:.2?}, max {:.2?} (ms: {})", s[0], s[s.len() / 2], s[s.len() - 1], all.join(", "))
+}

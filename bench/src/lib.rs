@@ -1,0 +1,7 @@
+//! Measurements of replicated-chat against etcd (see BENCHMARKS.md).
+//!
+//! Layout: [`etcd`] (a 3-member etcd cluster on loopback), [`compare`] (the
+//! same load on both, and failover on both).
+
+pub mod compare;
+pub mod etcd;

@@ -1,0 +1,58 @@
+//! `chat-bench`: measure replicated-chat against etcd on this machine.
+//!
+//!   cargo build --release -p chat-node -p chat-bench
+//!   target/release/chat-bench vs-etcd --clients 1,16,64,256 --count 4000 --kills 5
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "chat-bench", version, about = "Benchmarks replicated-chat against etcd on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Throughput and latency of SendMessage vs etcd Put at several concurrencies, then failover.
+    VsEtcd {
+        /// Concurrent clients per level (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        clients: Vec<usize>,
+        /// Operations per level, for each system.
+        #[arg(long, default_value_t = 4000)]
+        count: usize,
+        /// Leader kills per system for the failover distribution.
+        #[arg(long, default_value_t = 5)]
+        kills: usize,
+        /// The chat-node binary (default: next to this one).
+        #[arg(long)]
+        chat_node: Option<PathBuf>,
+        /// The etcd binary (Debian: `apt install etcd-server`).
+        #[arg(long, default_value = "/usr/bin/etcd")]
+        etcd: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::VsEtcd { clients, count, kills, chat_node, etcd } => {
+            let chat_node = match chat_node {
+                Some(p) => p,
+                None => std::env::current_exe()?.with_file_name("chat-node"),
+            };
+            anyhow::ensure!(
+                chat_node.exists(),
+                "{} not found: build it (cargo build --release -p chat-node)",
+                chat_node.display()
+            );
+            anyhow::ensure!(etcd.exists(), "{} not found: apt install etcd-server", etcd.display());
+            let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills };
+            chat_bench::compare::run(&options).await?;
+            Ok(())
+        }
+    }
+}
