@@ -287,6 +287,23 @@ impl TestCluster {
         }
     }
 
+    /// SIGSTOP: the node freezes (timers, sockets and all) until [`TestCluster::resume`].
+    pub fn pause(&mut self, id: u64) {
+        self.signal(id, libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`TestCluster::pause`].
+    pub fn resume(&mut self, id: u64) {
+        self.signal(id, libc::SIGCONT);
+    }
+
+    fn signal(&mut self, id: u64, signal: i32) {
+        let idx = self.idx(id);
+        let child = self.nodes[idx].child.as_ref().expect("node not running");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
     /// SIGTERM, then wait for a clean exit; returns the exit status.
     pub fn terminate(&mut self, id: u64) -> std::process::ExitStatus {
         let idx = self.idx(id);

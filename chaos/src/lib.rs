@@ -1,0 +1,15 @@
+//! Chaos with a checker: a chat cluster on loopback under a seeded, bounded
+//! schedule of faults while clients record every operation; then the history
+//! is checked for linearizability and durability.
+//!
+//! Layout: [`checker`] (a Porcupine-style linearizability checker over any
+//! [`checker::Model`]), [`model`] (one conversation as a sequential model),
+//! [`history`] (recording operations), [`workload`] (the clients),
+//! [`nemesis`] (the faults), [`run`] (one run and its checks).
+
+pub mod checker;
+pub mod history;
+pub mod model;
+pub mod nemesis;
+pub mod run;
+pub mod workload;

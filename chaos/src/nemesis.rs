@@ -1,0 +1,87 @@
+//! The faults: a seeded, bounded schedule of one fault at a time — kill -9
+//! and restart, pause (SIGSTOP) and resume, a member removed and added back
+//! (membership change under load) — each held for a random while, then healed.
+
+use std::time::Duration;
+
+use chat_proto::cluster::{JoinClusterRequest, RemoveMemberRequest};
+use chat_testkit::TestCluster;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Kill,
+    Pause,
+    Membership,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 3] = [Fault::Kill, Fault::Pause, Fault::Membership];
+}
+
+/// Injects up to `max_faults` faults until `until`; returns a line per fault.
+pub async fn run(
+    cluster: &mut TestCluster,
+    faults: &[Fault],
+    seed: u64,
+    max_faults: usize,
+    until: Instant,
+) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut log = Vec::new();
+    let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+    while log.len() < max_faults && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
+        if faults.is_empty() || Instant::now() >= until {
+            break;
+        }
+        let fault = faults[rng.random_range(0..faults.len())];
+        // Half the time aim at the leader: that is where faults hurt.
+        let target = if rng.random_bool(0.5) { cluster.leader().await } else { ids[rng.random_range(0..ids.len())] };
+        let hold = Duration::from_millis(rng.random_range(300..2000));
+        let started = Instant::now();
+        match fault {
+            Fault::Kill => {
+                cluster.kill(target);
+                tokio::time::sleep(hold).await;
+                cluster.restart(target);
+            }
+            Fault::Pause => {
+                cluster.pause(target);
+                tokio::time::sleep(hold).await;
+                cluster.resume(target);
+            }
+            Fault::Membership => {
+                let other = *ids.iter().find(|&&i| i != target).expect("more than one node");
+                let mut admin = cluster.cluster_client(other);
+                let removed = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    admin.remove_member(RemoveMemberRequest { node_id: target }),
+                )
+                .await;
+                tokio::time::sleep(hold).await;
+                let address = cluster.node(target).addr.clone();
+                // Add it back (learner → caught up → voter); retried until it sticks.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while Instant::now() < deadline {
+                    let mut admin = cluster.cluster_client(other);
+                    let join = JoinClusterRequest { node_id: target, address: address.clone() };
+                    if matches!(
+                        tokio::time::timeout(Duration::from_secs(10), admin.join_cluster(join)).await,
+                        Ok(Ok(_))
+                    ) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                if !matches!(removed, Ok(Ok(_))) {
+                    log.push(format!("membership: removing node {target} did not complete ({removed:?}); re-added"));
+                }
+            }
+        }
+        log.push(format!("{:?} node {target} for {:?} (healed after {:?})", fault, hold, started.elapsed()));
+    }
+    log
+}

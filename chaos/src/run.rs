@@ -1,0 +1,168 @@
+//! One chaos run: a cluster, clients recording a history, the nemesis, then
+//! heal, final reads, and the checks — linearizability per conversation, and
+//! durability (every acknowledged message present unless a delete removed it,
+//! nothing that was never sent, no duplicates).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_client::{Client, ClientOptions, ReadConsistency};
+use chat_testkit::{PASSWORD, TestCluster};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::checker::{Operation, is_linearizable};
+use crate::history::{History, Record, conversation};
+use crate::model::{Conversation, Input, Output, PHANTOM};
+use crate::nemesis::{self, Fault};
+use crate::workload;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    pub nodes: u64,
+    pub clients: usize,
+    pub users: usize,
+    pub duration: Duration,
+    pub max_faults: usize,
+    pub faults: Vec<Fault>,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub operations: usize,
+    pub unknown: usize,
+    pub faults: Vec<String>,
+    pub anomalies: Vec<String>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "operations: {} ({} with unknown outcome)", self.operations, self.unknown)?;
+        writeln!(f, "faults injected: {}", self.faults.len())?;
+        for fault in &self.faults {
+            writeln!(f, "  {fault}")?;
+        }
+        writeln!(f, "anomalies: {}", self.anomalies.len())?;
+        for a in &self.anomalies {
+            writeln!(f, "  {a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `config` against a cluster of `binary` processes.
+///
+/// # Panics
+/// When the cluster cannot be started or healed (that is a failed run, not an anomaly).
+pub async fn run(binary: &Path, config: &Config) -> Report {
+    let mut cluster = TestCluster::start(binary, config.nodes, &[("RUST_LOG", "warn")]).await;
+    let seeds = cluster.addrs();
+    let users: Vec<String> = (0..config.users).map(|u| format!("u{u}")).collect();
+    let admin = Client::new(seeds.clone(), ClientOptions::default()).unwrap();
+    let mut tokens = BTreeMap::new();
+    for u in &users {
+        admin.register(u, PASSWORD).await.expect("register");
+        tokens.insert(u.clone(), admin.login(u, PASSWORD).await.expect("login"));
+    }
+
+    // Clients and nemesis, side by side.
+    let history = Arc::new(History::default());
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    for c in 0..config.clients {
+        let user = users[c % users.len()].clone();
+        let peers: Vec<String> = users.iter().filter(|u| **u != user).cloned().collect();
+        tasks.push(tokio::spawn(workload::client(
+            c,
+            user.clone(),
+            tokens[&user].clone(),
+            peers,
+            seeds.clone(),
+            config.seed,
+            history.clone(),
+            stopped.clone(),
+        )));
+    }
+    let until = Instant::now() + config.duration;
+    let faults = nemesis::run(&mut cluster, &config.faults, config.seed, config.max_faults, until).await;
+    tokio::time::sleep_until(until).await;
+    let _ = stop.send(true);
+    for t in tasks {
+        t.await.expect("client task");
+    }
+
+    // Heal (the nemesis heals each fault itself) and wait for a full cluster.
+    cluster.wait_voters(config.nodes as usize).await;
+
+    // Final reads of every conversation, recorded like any other read.
+    let finals =
+        Client::new(seeds, ClientOptions { deadline: Duration::from_secs(30), ..ClientOptions::default() }).unwrap();
+    let mut final_state = BTreeMap::new();
+    for (i, a) in users.iter().enumerate() {
+        for b in &users[i + 1..] {
+            let reader = finals.clone().with_token(tokens[a].clone());
+            let invoked = history.now();
+            let messages = reader.read(b, 1000, 0, ReadConsistency::Linearizable).await.expect("final read");
+            let seen: Vec<(u64, u32)> = messages.iter().map(|m| (m.id, history.lookup(&m.body))).collect();
+            history.push(Record {
+                client: usize::MAX,
+                conversation: conversation(a, b),
+                op: Operation {
+                    input: Input::Read,
+                    output: Output::Read(seen.clone()),
+                    invoked,
+                    completed: Some(history.now()),
+                },
+            });
+            final_state.insert(conversation(a, b), seen);
+        }
+    }
+
+    let records = history.records();
+    let mut anomalies = durability(&records, &final_state);
+    for (conv, ops) in history.by_conversation() {
+        if !is_linearizable(&Conversation, &ops) {
+            anomalies.push(format!("conversation {conv:?}: {} operations admit no linearization", ops.len()));
+        }
+    }
+    Report {
+        operations: records.len(),
+        unknown: records.iter().filter(|r| r.op.output == Output::Unknown).count(),
+        faults,
+        anomalies,
+    }
+}
+
+/// What the end state must hold, independent of ordering.
+fn durability(records: &[Record], final_state: &BTreeMap<(String, String), Vec<(u64, u32)>>) -> Vec<String> {
+    let mut anomalies = Vec::new();
+    // Ids any delete (acknowledged or not) may have removed.
+    let mut maybe_deleted: BTreeSet<u64> = BTreeSet::new();
+    for r in records {
+        if let (Input::Delete { ids }, Output::Deleted { .. } | Output::Unknown) = (&r.op.input, &r.op.output) {
+            maybe_deleted.extend(ids);
+        }
+    }
+    for (conv, messages) in final_state {
+        let mut bodies = BTreeSet::new();
+        for (id, body) in messages {
+            if *body == PHANTOM {
+                anomalies.push(format!("conversation {conv:?}: message {id} was never sent by any client"));
+            } else if !bodies.insert(*body) {
+                anomalies.push(format!("conversation {conv:?}: message body #{body} appears twice"));
+            }
+        }
+        for r in records.iter().filter(|r| &r.conversation == conv) {
+            if let (Input::Send { body }, Output::Sent { id }) = (&r.op.input, &r.op.output)
+                && !maybe_deleted.contains(id)
+                && !messages.iter().any(|(i, b)| i == id && b == body)
+            {
+                anomalies.push(format!("conversation {conv:?}: acknowledged message {id} (body #{body}) is lost"));
+            }
+        }
+    }
+    anomalies
+}
