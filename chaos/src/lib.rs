@@ -5,11 +5,13 @@
 //! Layout: [`checker`] (a Porcupine-style linearizability checker over any
 //! [`checker::Model`]), [`model`] (one conversation as a sequential model),
 //! [`history`] (recording operations), [`workload`] (the clients),
-//! [`nemesis`] (the faults), [`run`] (one run and its checks).
+//! [`nemesis`] (the faults), [`netns`] (network namespaces for real
+//! partitions), [`run`] (one run and its checks).
 
 pub mod checker;
 pub mod history;
 pub mod model;
 pub mod nemesis;
+pub mod netns;
 pub mod run;
 pub mod workload;

@@ -1,12 +1,16 @@
 //! The faults: a seeded, bounded schedule of one fault at a time — kill -9
-//! and restart, pause (SIGSTOP) and resume, a member removed and added back
-//! (membership change under load) — each held for a random while, then healed.
+//! and restart, pause (SIGSTOP) and resume, a network partition isolating one
+//! node from the others, a member removed and added back (membership change
+//! under load) — each held for a random while, then healed.
 
 use std::time::Duration;
 
 use chat_proto::cluster::{JoinClusterRequest, RemoveMemberRequest};
 use chat_testkit::TestCluster;
+
+use crate::netns::Network;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
@@ -14,16 +18,20 @@ use tokio::time::Instant;
 pub enum Fault {
     Kill,
     Pause,
+    Partition,
     Membership,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 3] = [Fault::Kill, Fault::Pause, Fault::Membership];
+    pub const ALL: [Fault; 4] = [Fault::Kill, Fault::Pause, Fault::Partition, Fault::Membership];
 }
 
-/// Injects up to `max_faults` faults until `until`; returns a line per fault.
+/// Injects up to `max_faults` faults until `until`; returns a line per fault
+/// (and one per fault that could not be applied or healed as planned).
+/// Partitions need `net` (the nodes must run in its namespaces).
 pub async fn run(
     cluster: &mut TestCluster,
+    net: Option<&Network>,
     faults: &[Fault],
     seed: u64,
     max_faults: usize,
@@ -32,12 +40,20 @@ pub async fn run(
     let mut rng = StdRng::seed_from_u64(seed);
     let mut log = Vec::new();
     let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
-    while log.len() < max_faults && Instant::now() < until {
+    let mut order: Vec<Fault> = Vec::new();
+    let mut injected = 0;
+    while injected < max_faults && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
         if faults.is_empty() || Instant::now() >= until {
             break;
         }
-        let fault = faults[rng.random_range(0..faults.len())];
+        // Every kind in turn (in a seeded order), so even a short run sees each one.
+        if injected % faults.len() == 0 {
+            order = faults.to_vec();
+            order.shuffle(&mut rng);
+        }
+        let fault = order[injected % faults.len()];
+        injected += 1;
         // Half the time aim at the leader: that is where faults hurt.
         let target = if rng.random_bool(0.5) { cluster.leader().await } else { ids[rng.random_range(0..ids.len())] };
         let hold = Duration::from_millis(rng.random_range(300..2000));
@@ -47,6 +63,16 @@ pub async fn run(
                 cluster.kill(target);
                 tokio::time::sleep(hold).await;
                 cluster.restart(target);
+            }
+            Fault::Partition => {
+                let net = net.expect("partitions need the nodes in network namespaces");
+                if let Err(e) = net.isolate(target) {
+                    log.push(format!("partition of node {target} failed: {e}"));
+                }
+                tokio::time::sleep(hold).await;
+                if let Err(e) = net.heal(target) {
+                    log.push(format!("healing node {target} failed: {e}"));
+                }
             }
             Fault::Pause => {
                 cluster.pause(target);

@@ -17,6 +17,7 @@ use crate::checker::{Operation, is_linearizable};
 use crate::history::{History, Record, conversation};
 use crate::model::{Conversation, Input, Output, PHANTOM};
 use crate::nemesis::{self, Fault};
+use crate::netns::Network;
 use crate::workload;
 
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct Config {
 
 #[derive(Debug)]
 pub struct Report {
+    /// Things worth knowing about the run itself (e.g. partitions unavailable here).
+    pub notes: Vec<String>,
     pub operations: usize,
     pub unknown: usize,
     pub faults: Vec<String>,
@@ -40,6 +43,9 @@ pub struct Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
+        }
         writeln!(f, "operations: {} ({} with unknown outcome)", self.operations, self.unknown)?;
         writeln!(f, "faults injected: {}", self.faults.len())?;
         for fault in &self.faults {
@@ -58,7 +64,27 @@ impl std::fmt::Display for Report {
 /// # Panics
 /// When the cluster cannot be started or healed (that is a failed run, not an anomaly).
 pub async fn run(binary: &Path, config: &Config) -> Report {
-    let mut cluster = TestCluster::start(binary, config.nodes, &[("RUST_LOG", "warn")]).await;
+    let mut notes = Vec::new();
+    let mut fault_kinds = config.faults.clone();
+    let ids: Vec<u64> = (1..=config.nodes).collect();
+    // Partitions need each node in its own network namespace.
+    let net = if fault_kinds.contains(&Fault::Partition) {
+        match Network::create(&ids, config.seed) {
+            Ok(net) => Some(Arc::new(net)),
+            Err(why) => {
+                notes.push(format!("partitions unavailable here ({why}); running without them"));
+                fault_kinds.retain(|f| *f != Fault::Partition);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let env = [("RUST_LOG", "warn")];
+    let mut cluster = match &net {
+        Some(net) => TestCluster::start_placed(binary, config.nodes, &env, net.placement()).await,
+        None => TestCluster::start(binary, config.nodes, &env).await,
+    };
     let seeds = cluster.addrs();
     let users: Vec<String> = (0..config.users).map(|u| format!("u{u}")).collect();
     let admin = Client::new(seeds.clone(), ClientOptions::default()).unwrap();
@@ -87,7 +113,7 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
         )));
     }
     let until = Instant::now() + config.duration;
-    let faults = nemesis::run(&mut cluster, &config.faults, config.seed, config.max_faults, until).await;
+    let faults = nemesis::run(&mut cluster, net.as_deref(), &fault_kinds, config.seed, config.max_faults, until).await;
     tokio::time::sleep_until(until).await;
     let _ = stop.send(true);
     for t in tasks {
@@ -105,7 +131,12 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
         for b in &users[i + 1..] {
             let reader = finals.clone().with_token(tokens[a].clone());
             let invoked = history.now();
-            let messages = reader.read(b, 1000, 0, ReadConsistency::Linearizable).await.expect("final read");
+            let messages =
+                reader.read(b, workload::READ_LIMIT, 0, ReadConsistency::Linearizable).await.expect("final read");
+            if messages.len() >= workload::READ_LIMIT as usize {
+                notes
+                    .push(format!("conversation {a}/{b} reached the read limit: its final state is not fully checked"));
+            }
             let seen: Vec<(u64, u32)> = messages.iter().map(|m| (m.id, history.lookup(&m.body))).collect();
             history.push(Record {
                 client: usize::MAX,
@@ -124,11 +155,27 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
     let records = history.records();
     let mut anomalies = durability(&records, &final_state);
     for (conv, ops) in history.by_conversation() {
-        if !is_linearizable(&Conversation, &ops) {
-            anomalies.push(format!("conversation {conv:?}: {} operations admit no linearization", ops.len()));
+        if !is_linearizable(&Conversation::default(), &ops) {
+            if let Some(dir) = std::env::var_os("CHAT_CHAOS_DUMP") {
+                // One operation per line, for reading the whole failing history.
+                let path = std::path::Path::new(&dir).join(format!("{}-{}.history", conv.0, conv.1));
+                let lines: Vec<String> = ops
+                    .iter()
+                    .map(|o| format!("{} {:?} {:?} {:?}", o.invoked, o.completed, o.input, o.output))
+                    .collect();
+                let _ = std::fs::write(&path, lines.join("\n"));
+                notes.push(format!("history of {conv:?} written to {}", path.display()));
+            }
+            anomalies.push(format!(
+                "conversation {conv:?}: {} operations admit no linearization; {}",
+                ops.len(),
+                explain(&ops)
+            ));
         }
     }
+    drop(cluster);
     Report {
+        notes,
         operations: records.len(),
         unknown: records.iter().filter(|r| r.op.output == Output::Unknown).count(),
         faults,
@@ -165,4 +212,59 @@ fn durability(records: &[Record], final_state: &BTreeMap<(String, String), Vec<(
         }
     }
     anomalies
+}
+
+/// Where a failing history first goes wrong, and which rule breaks: the
+/// shortest prefix in time that already fails (operations invoked before the
+/// cut; those still running at the cut count as "outcome unknown", which keeps
+/// the prefix honest), its last operations, and whether it passes once the
+/// id-order rule is dropped.
+fn explain(ops: &[Operation<Input, Output>]) -> String {
+    let mut times: Vec<u64> = ops.iter().map(|o| o.invoked).collect();
+    times.sort_unstable();
+    let prefix = |cut: u64| -> Vec<Operation<Input, Output>> {
+        ops.iter()
+            .filter(|o| o.invoked <= cut)
+            .map(|o| match o.completed {
+                Some(c) if c <= cut => o.clone(),
+                _ => Operation { output: Output::Unknown, completed: None, ..o.clone() },
+            })
+            .collect()
+    };
+    let (mut ok, mut bad) = (0, times.len().saturating_sub(1));
+    if is_linearizable(&Conversation::default(), &prefix(times[bad])) {
+        return "only the complete history fails".into();
+    }
+    while bad - ok > 1 {
+        let mid = (ok + bad) / 2;
+        if is_linearizable(&Conversation::default(), &prefix(times[mid])) {
+            ok = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    let cut = times[bad];
+    let failing = prefix(cut);
+    let rule = if is_linearizable(&Conversation { strict_ids: false }, &failing) {
+        "ids that do not grow in the order sends took effect"
+    } else {
+        "message contents (a read that no order of sends and deletes explains)"
+    };
+    let mut recent: Vec<&Operation<Input, Output>> = ops.iter().filter(|o| o.invoked <= cut).collect();
+    recent.sort_by_key(|o| o.invoked);
+    let window: Vec<String> = recent[recent.len().saturating_sub(14)..]
+        .iter()
+        .map(|o| {
+            let output = match &o.output {
+                Output::Read(seen) => format!("read {} messages: {:?}", seen.len(), seen),
+                other => format!("{other:?}"),
+            };
+            format!("[{}..{}] {:?} -> {output}", o.invoked, o.completed.map_or("?".into(), |c| c.to_string()), o.input)
+        })
+        .collect();
+    format!(
+        "it first fails at t={cut}µs ({} operations invoked by then) on {rule}; the operations invoked last:\n      {}",
+        failing.len(),
+        window.join("\n      ")
+    )
 }

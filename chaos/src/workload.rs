@@ -18,6 +18,10 @@ use crate::model::{Input, Output};
 /// One client's time budget per operation, retries included: short, so that
 /// operations caught by a fault end as "unknown" instead of hanging the run.
 pub const OP_DEADLINE: Duration = Duration::from_secs(3);
+/// The largest page a read asks for (the API's maximum).
+pub const READ_LIMIT: u32 = 1000;
+/// Conversations longer than this get trimmed by deletes.
+const TRIM_ABOVE: usize = 300;
 
 fn outcome(e: &Error) -> Output {
     match e {
@@ -48,7 +52,10 @@ pub async fn client(
     while !*stop.borrow_and_update() {
         let peer = peers[rng.random_range(0..peers.len())].clone();
         let conv = conversation(&user, &peer);
-        let roll: u32 = rng.random_range(0..100);
+        // Keep conversations well under the 1000-message read limit, so every
+        // read sees a whole conversation: trim long ones with bigger deletes.
+        let known_len = seen.get(&peer).map_or(0, Vec::len);
+        let roll: u32 = if known_len > TRIM_ABOVE { 95 } else { rng.random_range(0..100) };
         let invoked = history.now();
         let (input, output) = if roll < 55 {
             let body = format!("c{index}-{n}");
@@ -59,7 +66,9 @@ pub async fn client(
             };
             (input, output)
         } else if roll < 90 {
-            let output = match client.read(&peer, 1000, 0, ReadConsistency::Linearizable).await {
+            let output = match client.read(&peer, READ_LIMIT, 0, ReadConsistency::Linearizable).await {
+                // A full page may be cut short: it says nothing certain about the conversation.
+                Ok(messages) if messages.len() >= READ_LIMIT as usize => Output::Unknown,
                 Ok(messages) => {
                     seen.insert(peer.clone(), messages.iter().map(|m| m.id).collect());
                     Output::Read(messages.iter().map(|m| (m.id, history.lookup(&m.body))).collect())
@@ -72,7 +81,8 @@ pub async fn client(
             if known.is_empty() {
                 continue;
             }
-            let ids: Vec<u64> = (0..rng.random_range(1..=2usize.min(known.len())))
+            let batch = if known.len() > TRIM_ABOVE { 20 } else { 2 };
+            let ids: Vec<u64> = (0..rng.random_range(1..=batch.min(known.len())))
                 .map(|_| known[rng.random_range(0..known.len())])
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()

@@ -74,12 +74,17 @@ pub fn chat_node_binary() -> PathBuf {
     workspace_binary("chat-node")
 }
 
+/// Where node `id` runs: the IP it listens on, and a command prefix to start
+/// it with (e.g. `ip netns exec <namespace>`). The default is 127.0.0.1, no prefix.
+pub type Placement = std::sync::Arc<dyn Fn(u64) -> (String, Vec<String>) + Send + Sync>;
+
 pub struct TestCluster {
     _root: tempfile::TempDir,
     binary: PathBuf,
     root: PathBuf,
     pub nodes: Vec<TestNode>,
     env: Vec<(String, String)>,
+    placement: Option<Placement>,
 }
 
 /// When a test fails, the nodes' logs are the evidence: print their tails
@@ -113,19 +118,28 @@ impl TestCluster {
     /// Starts `n` nodes (ids 1..=n): node 1 bootstraps, the others join through it.
     /// Waits until every one is a voter.
     pub async fn start(binary: impl AsRef<Path>, n: u64, env: &[(&str, &str)]) -> Self {
-        let root = tempfile::tempdir().unwrap();
-        let mut cluster = TestCluster {
-            binary: binary.as_ref().to_path_buf(),
-            root: root.path().to_path_buf(),
-            _root: root,
-            nodes: Vec::new(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        };
+        let mut cluster = Self::empty(binary, env);
         for id in 1..=n {
             cluster.add_node(id);
         }
         cluster.wait_voters(n as usize).await;
         cluster
+    }
+
+    /// [`TestCluster::start`] with every node placed by `placement` (its own
+    /// network namespace, say).
+    pub async fn start_placed(binary: impl AsRef<Path>, n: u64, env: &[(&str, &str)], placement: Placement) -> Self {
+        let mut cluster = Self::empty(binary, env);
+        cluster.placement = Some(placement);
+        for id in 1..=n {
+            cluster.add_node(id);
+        }
+        cluster.wait_voters(n as usize).await;
+        cluster
+    }
+
+    fn host(&self, id: u64) -> String {
+        self.placement.as_ref().map_or_else(|| "127.0.0.1".to_string(), |p| p(id).0)
     }
 
     /// A cluster with no nodes yet, for tests that add bare nodes and let
@@ -138,6 +152,7 @@ impl TestCluster {
             _root: root,
             nodes: Vec::new(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            placement: None,
         }
     }
 
@@ -163,11 +178,12 @@ impl TestCluster {
     }
 
     fn add(&mut self, id: u64, bare: bool) -> &TestNode {
+        let host = self.host(id);
         let node = TestNode {
             bare,
             id,
-            addr: format!("127.0.0.1:{}", free_port()),
-            http: format!("127.0.0.1:{}", free_port()),
+            addr: format!("{host}:{}", free_port()),
+            http: format!("{host}:{}", free_port()),
             dir: self.root.join(format!("node-{id}")),
             child: None,
             extra_env: self.env.clone(),
@@ -196,8 +212,9 @@ impl TestCluster {
                         self.log_of(self.nodes[idx].id)
                     );
                     if fresh {
-                        self.nodes[idx].addr = format!("127.0.0.1:{}", free_port());
-                        self.nodes[idx].http = format!("127.0.0.1:{}", free_port());
+                        let host = self.host(self.nodes[idx].id);
+                        self.nodes[idx].addr = format!("{host}:{}", free_port());
+                        self.nodes[idx].http = format!("{host}:{}", free_port());
                     } else {
                         std::thread::sleep(Duration::from_millis(200));
                     }
@@ -237,7 +254,14 @@ impl TestCluster {
             self.nodes.iter().filter(|n| n.id != self.nodes[idx].id).map(|n| n.addr.clone()).collect();
         let node = &self.nodes[idx];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(node.id)).unwrap();
-        let mut cmd = Command::new(&self.binary);
+        let mut cmd = match self.placement.as_ref().map(|p| p(node.id).1).filter(|prefix| !prefix.is_empty()) {
+            Some(prefix) => {
+                let mut c = Command::new(&prefix[0]);
+                c.args(&prefix[1..]).arg(&self.binary);
+                c
+            }
+            None => Command::new(&self.binary),
+        };
         cmd.args(["--id", &node.id.to_string(), "--listen", &node.addr, "--http", &node.http])
             .arg("--data-dir")
             .arg(&node.dir)
@@ -330,7 +354,7 @@ impl TestCluster {
     pub fn move_to_new_port(&mut self, id: u64) -> String {
         let idx = self.idx(id);
         assert!(self.nodes[idx].child.is_none(), "stop node {id} first");
-        self.nodes[idx].addr = format!("127.0.0.1:{}", free_port());
+        self.nodes[idx].addr = format!("{}:{}", self.host(id), free_port());
         self.nodes[idx].addr.clone()
     }
 

@@ -82,19 +82,19 @@ pub fn conversation_range(
     from: u64,
     to: u64,
 ) -> Result<Vec<(u64, StoredMessage)>, StorageError> {
+    let view = db.view();
     let prefix = keys::conversation_prefix(a, b);
     let start = keys::conversation(a, b, from);
     let mut out = Vec::new();
     let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
-    for item in db.raw().iterator_cf_opt(db.cf(cf::CONVERSATIONS), opts, IteratorMode::From(&start, Direction::Forward))
-    {
+    for item in view.iterator(cf::CONVERSATIONS, opts, IteratorMode::From(&start, Direction::Forward)) {
         let (key, _) = item.map_err(read_err)?;
         let id = keys::decode_index(&key);
         if id > to {
             break;
         }
-        if let Some(m) = db.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
+        if let Some(m) = view.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
             out.push((id, m));
         }
     }
@@ -110,24 +110,25 @@ pub fn read_conversation(
     before_id: u64,
     limit: usize,
 ) -> Result<Vec<MessageView>, StorageError> {
+    let view = db.view();
     let prefix = keys::conversation_prefix(user, with);
     let upper = if before_id == 0 { keys::prefix_end(&prefix) } else { keys::conversation(user, with, before_id) };
     let mut opts = ReadOptions::default();
     opts.set_iterate_lower_bound(prefix.clone());
     opts.set_iterate_upper_bound(upper);
     let mut ids = Vec::with_capacity(limit);
-    for item in db.raw().iterator_cf_opt(db.cf(cf::CONVERSATIONS), opts, IteratorMode::End) {
+    for item in view.iterator(cf::CONVERSATIONS, opts, IteratorMode::End) {
         if ids.len() == limit {
             break;
         }
         ids.push(keys::decode_index(&item.map_err(read_err)?.0));
     }
     ids.reverse();
-    let mine: Summary = db.get(cf::SUMMARIES, &keys::pair(user, with))?.unwrap_or_default();
-    let theirs: Summary = db.get(cf::SUMMARIES, &keys::pair(with, user))?.unwrap_or_default();
+    let mine: Summary = view.get(cf::SUMMARIES, &keys::pair(user, with))?.unwrap_or_default();
+    let theirs: Summary = view.get(cf::SUMMARIES, &keys::pair(with, user))?.unwrap_or_default();
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(message) = db.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
+        if let Some(message) = view.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
             let reader = if message.to == user { &mine } else { &theirs };
             out.push(MessageView { id, read: id <= reader.last_read_id, message });
         }
@@ -137,18 +138,19 @@ pub fn read_conversation(
 
 /// Messages sent to `user` with ids above `after_id`, oldest first, at most `limit`.
 pub fn inbox_after(db: &Db, user: &str, after_id: u64, limit: usize) -> Result<Vec<MessageView>, StorageError> {
+    let view = db.view();
     let prefix = keys::user_prefix(user);
     let start = keys::inbox(user, after_id.saturating_add(1));
     let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
     let mut out = Vec::new();
-    for item in db.raw().iterator_cf_opt(db.cf(cf::INBOX), opts, IteratorMode::From(&start, Direction::Forward)) {
+    for item in view.iterator(cf::INBOX, opts, IteratorMode::From(&start, Direction::Forward)) {
         if out.len() == limit {
             break;
         }
         let id = keys::decode_index(&item.map_err(read_err)?.0);
-        if let Some(message) = db.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
-            let summary: Summary = db.get(cf::SUMMARIES, &keys::pair(user, &message.from))?.unwrap_or_default();
+        if let Some(message) = view.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
+            let summary: Summary = view.get(cf::SUMMARIES, &keys::pair(user, &message.from))?.unwrap_or_default();
             out.push(MessageView { id, read: id <= summary.last_read_id, message });
         }
     }
@@ -157,11 +159,12 @@ pub fn inbox_after(db: &Db, user: &str, after_id: u64, limit: usize) -> Result<V
 
 /// `user`'s conversations, most recent first.
 pub fn list_conversations(db: &Db, user: &str) -> Result<Vec<ConversationView>, StorageError> {
+    let view = db.view();
     let prefix = keys::user_prefix(user);
     let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
     let mut out = Vec::new();
-    for item in db.raw().iterator_cf_opt(db.cf(cf::SUMMARIES), opts, IteratorMode::From(&prefix, Direction::Forward)) {
+    for item in view.iterator(cf::SUMMARIES, opts, IteratorMode::From(&prefix, Direction::Forward)) {
         let (key, value) = item.map_err(read_err)?;
         let summary: Summary = decode(&value)?;
         out.push(ConversationView {
@@ -182,12 +185,13 @@ pub fn list_accounts(
     after: &str,
     limit: usize,
 ) -> Result<(Vec<String>, bool), StorageError> {
+    let view = db.view();
     let mut start = after.as_bytes().to_vec();
     if !after.is_empty() {
         start.push(0);
     }
     let mut names = Vec::new();
-    for item in db.raw().iterator_cf(db.cf(cf::ACCOUNTS), IteratorMode::From(&start, Direction::Forward)) {
+    for item in view.iterator(cf::ACCOUNTS, ReadOptions::default(), IteratorMode::From(&start, Direction::Forward)) {
         let (key, _) = item.map_err(read_err)?;
         let name = String::from_utf8_lossy(&key);
         if pattern.matches(&name) {
