@@ -9,7 +9,7 @@
 //! effect" is expressed.
 
 use std::collections::HashSet;
-use std::hash::Hash;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// A sequential specification.
 pub trait Model {
@@ -35,10 +35,28 @@ pub struct Operation<I, O> {
     pub completed: Option<u64>,
 }
 
+/// What a check concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable,
+    /// The search explored its whole budget of states without deciding.
+    Inconclusive,
+}
+
 /// Whether some order of `history`'s operations, consistent with real time
 /// (an operation that completed before another was invoked comes first), is a
-/// legal sequential run of `model`.
+/// legal sequential run of `model`. Unbounded search: for tests and small histories.
 pub fn is_linearizable<M: Model>(model: &M, history: &[Operation<M::Input, M::Output>]) -> bool {
+    check(model, history, usize::MAX) == Verdict::Linearizable
+}
+
+/// [`is_linearizable`] with at most `budget` search steps. The cache of
+/// explored (linearized set, state) pairs keeps a 64-bit fingerprint of the
+/// state rather than the state itself, so memory stays proportional to the
+/// states explored, not to their size; a fingerprint collision could only
+/// prune a branch wrongly once in ~2^64 pairs.
+pub fn check<M: Model>(model: &M, history: &[Operation<M::Input, M::Output>], budget: usize) -> Verdict {
     // Events: a call and a return per operation, in time order; calls first at equal times.
     let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(history.len() * 2);
     for (i, op) in history.iter().enumerate() {
@@ -81,15 +99,25 @@ pub fn is_linearizable<M: Model>(model: &M, history: &[Operation<M::Input, M::Ou
     };
 
     let mut linearized = vec![0u64; history.len().div_ceil(64)];
-    let mut seen: HashSet<(Vec<u64>, M::State)> = HashSet::new();
+    let mut seen: HashSet<(Vec<u64>, u64)> = HashSet::new();
+    let fingerprint = |state: &M::State| {
+        let mut h = DefaultHasher::new();
+        state.hash(&mut h);
+        h.finish()
+    };
+    let mut steps = 0usize;
     // Stack of (call event position, state before it).
     let mut stack: Vec<(usize, M::State)> = Vec::new();
     let mut state = model.init();
     let mut cursor = head;
     while head != n {
+        steps += 1;
+        if steps > budget {
+            return Verdict::Inconclusive;
+        }
         if cursor == n {
             // Nothing more can be linearized here: backtrack.
-            let Some((call, before)) = stack.pop() else { return false };
+            let Some((call, before)) = stack.pop() else { return Verdict::NotLinearizable };
             let op = events[call].2;
             relink(return_of[op], &mut head, &mut next, &mut prev);
             relink(call, &mut head, &mut next, &mut prev);
@@ -108,7 +136,7 @@ pub fn is_linearizable<M: Model>(model: &M, history: &[Operation<M::Input, M::Ou
         if let Some(after) = model.step(&state, &entry.input, &entry.output) {
             let mut mark = linearized.clone();
             mark[op / 64] |= 1 << (op % 64);
-            if seen.insert((mark.clone(), after.clone())) {
+            if seen.insert((mark.clone(), fingerprint(&after))) {
                 stack.push((cursor, state));
                 state = after;
                 linearized = mark;
@@ -120,7 +148,7 @@ pub fn is_linearizable<M: Model>(model: &M, history: &[Operation<M::Input, M::Ou
         }
         cursor = next[cursor];
     }
-    true
+    Verdict::Linearizable
 }
 
 #[cfg(test)]

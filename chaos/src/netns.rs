@@ -36,7 +36,10 @@ impl Network {
         let subnet = 1 + (std::process::id() as u64 ^ seed) as u8 % 250;
         let tag = format!("rc{subnet}");
         // Built on a value that cleans up after itself, so a half-built network is removed too.
-        let mut net = Self { tag, subnet, ids: ids.to_vec(), forward_rule: false };
+        let mut net = Self { tag, subnet, ids: ids.to_vec(), forward_rule: true };
+        // A run killed before it could clean up may have left these very names behind.
+        net.teardown();
+        net.forward_rule = false;
         net.forward_rule = net.build()?;
         Ok(net)
     }
@@ -107,6 +110,12 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+impl Network {
+    fn teardown(&self) {
         let br = self.bridge();
         if self.forward_rule {
             let _ = sh(&["iptables", "-D", "FORWARD", "-i", &br, "-o", &br, "-j", "ACCEPT"]);

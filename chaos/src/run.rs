@@ -13,7 +13,7 @@ use chat_testkit::{PASSWORD, TestCluster};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::checker::{Operation, is_linearizable};
+use crate::checker::{Operation, Verdict, check};
 use crate::history::{History, Record, conversation};
 use crate::model::{Conversation, Input, Output, PHANTOM};
 use crate::nemesis::{self, Fault};
@@ -57,6 +57,47 @@ impl std::fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// Search steps the checker may spend on one conversation before it calls the
+/// result inconclusive (a few seconds of CPU, and bounded memory).
+pub const CHECK_BUDGET: usize = 20_000_000;
+
+/// Removes what cannot constrain the search and would only make it branch,
+/// using what the complete final read shows (durability is checked on its own):
+/// - a read that never answered says nothing;
+/// - a send that never answered and whose body no read ever showed never took
+///   effect (nobody could have deleted it without seeing its id);
+/// - a send that never answered but was seen took effect before the first read
+///   that showed it completed, with the id that read showed;
+/// - a delete that never answered while one of its ids is still there at the
+///   end did not take effect (deletes are all or nothing).
+fn prune(ops: Vec<Operation<Input, Output>>, final_state: &[(u64, u32)]) -> Vec<Operation<Input, Output>> {
+    use std::collections::HashMap;
+    // body → (id, earliest completion of a read showing it)
+    let mut seen: HashMap<u32, (u64, u64)> = HashMap::new();
+    for op in &ops {
+        if let (Output::Read(list), Some(done)) = (&op.output, op.completed) {
+            for &(id, body) in list {
+                let e = seen.entry(body).or_insert((id, done));
+                e.1 = e.1.min(done);
+            }
+        }
+    }
+    ops.into_iter()
+        .filter_map(|op| match (&op.input, &op.output) {
+            (Input::Read, Output::Unknown) => None,
+            (Input::Send { body }, Output::Unknown) => {
+                seen.get(body).map(|&(id, by)| Operation { output: Output::Sent { id }, completed: Some(by), ..op })
+            }
+            (Input::Delete { ids }, Output::Unknown)
+                if ids.iter().any(|id| final_state.iter().any(|(f, _)| f == id)) =>
+            {
+                None
+            }
+            _ => Some(op),
+        })
+        .collect()
 }
 
 /// Runs `config` against a cluster of `binary` processes.
@@ -121,6 +162,11 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
     }
 
     // Heal (the nemesis heals each fault itself) and wait for a full cluster.
+    eprintln!(
+        "chaos: clients stopped after {} operations; waiting for {} voters",
+        history.records().len(),
+        config.nodes
+    );
     cluster.wait_voters(config.nodes as usize).await;
 
     // Final reads of every conversation, recorded like any other read.
@@ -155,7 +201,14 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
     let records = history.records();
     let mut anomalies = durability(&records, &final_state);
     for (conv, ops) in history.by_conversation() {
-        if !is_linearizable(&Conversation::default(), &ops) {
+        let started = std::time::Instant::now();
+        let ops = prune(ops, final_state.get(&conv).map(Vec::as_slice).unwrap_or_default());
+        let verdict = check(&Conversation::default(), &ops, CHECK_BUDGET);
+        eprintln!("chaos: checked {conv:?}: {} operations in {:.2?}: {verdict:?}", ops.len(), started.elapsed());
+        if verdict == Verdict::Inconclusive {
+            notes.push(format!("conversation {conv:?}: the checker's budget ran out; not proven either way"));
+        }
+        if verdict == Verdict::NotLinearizable {
             if let Some(dir) = std::env::var_os("CHAT_CHAOS_DUMP") {
                 // One operation per line, for reading the whole failing history.
                 let path = std::path::Path::new(&dir).join(format!("{}-{}.history", conv.0, conv.1));
@@ -220,6 +273,9 @@ fn durability(records: &[Record], final_state: &BTreeMap<(String, String), Vec<(
 /// the prefix honest), its last operations, and whether it passes once the
 /// id-order rule is dropped.
 fn explain(ops: &[Operation<Input, Output>]) -> String {
+    let is_linearizable = |model: &Conversation, ops: &[Operation<Input, Output>]| {
+        check(model, ops, CHECK_BUDGET) != Verdict::NotLinearizable
+    };
     let mut times: Vec<u64> = ops.iter().map(|o| o.invoked).collect();
     times.sort_unstable();
     let prefix = |cut: u64| -> Vec<Operation<Input, Output>> {
@@ -267,4 +323,35 @@ fn explain(ops: &[Operation<Input, Output>]) -> String {
         failing.len(),
         window.join("\n      ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(input: Input, output: Output, invoked: u64, completed: Option<u64>) -> Operation<Input, Output> {
+        Operation { input, output, invoked, completed }
+    }
+
+    #[test]
+    fn pruning_keeps_what_constrains_and_pins_what_was_seen() {
+        let ops = vec![
+            op(Input::Send { body: 1 }, Output::Unknown, 0, None), // seen later: pinned
+            op(Input::Send { body: 2 }, Output::Unknown, 1, None), // never seen: dropped
+            op(Input::Read, Output::Unknown, 2, None),             // says nothing: dropped
+            op(Input::Read, Output::Read(vec![(7, 1)]), 3, Some(9)),
+            op(Input::Delete { ids: vec![7] }, Output::Unknown, 10, None), // 7 still there: dropped
+        ];
+        let pruned = prune(ops, &[(7, 1)]);
+        assert_eq!(pruned.len(), 2);
+        assert_eq!(pruned[0].output, Output::Sent { id: 7 });
+        assert_eq!(pruned[0].completed, Some(9));
+        assert_eq!(pruned[1].input, Input::Read);
+        // A lost message is still a failure after pruning.
+        let lost = vec![
+            op(Input::Send { body: 1 }, Output::Sent { id: 7 }, 0, Some(1)),
+            op(Input::Read, Output::Read(vec![]), 2, Some(3)),
+        ];
+        assert_eq!(check(&Conversation::default(), &prune(lost, &[]), CHECK_BUDGET), Verdict::NotLinearizable);
+    }
 }
