@@ -59,7 +59,12 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
     );
     let mut rows = Vec::new();
     for &clients in &o.clients {
+        let term_before = current_term(&chat).await;
         let c = send_load(&seeds, &token, "receiver", &body, clients, o.count).await?;
+        let term_after = current_term(&chat).await;
+        if term_after != term_before {
+            println!("        (chat: the leader changed during this level: term {term_before} → {term_after})");
+        }
         let e = etcd_put_load(&etcd, clients, o.count, &body).await?;
         println!(
             "{clients:>7} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>5.2}x",
@@ -86,6 +91,17 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
     println!("  chat: {}", distribution(&chat_failovers));
     println!("  etcd: {}", distribution(&etcd_failovers));
     Ok((rows, chat_failovers, etcd_failovers))
+}
+
+/// The highest term any chat node reports.
+async fn current_term(chat: &TestCluster) -> u64 {
+    let mut term = 0;
+    for id in chat.running() {
+        if let Some(s) = chat.status(id).await {
+            term = term.max(s.term);
+        }
+    }
+    term
 }
 
 /// `total` Puts of `value` from `clients` workers, each with its own connection.
