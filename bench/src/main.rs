@@ -38,6 +38,11 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=chat_client=debug shows every client retry (and why).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().command {
         Command::VsEtcd { clients, count, kills, chat_node, etcd } => {
             let chat_node = match chat_node {
