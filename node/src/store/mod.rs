@@ -63,10 +63,11 @@ impl Db {
         opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::PointInTime);
         opts.increase_parallelism(2);
         // Reuse old WAL files instead of growing new ones: an fdatasync of an
-        // already-allocated file need not update the inode, so it skips the
-        // filesystem journal (measured: p99 at 16 clients 34–44 ms → 10 ms,
-        // BENCHMARKS.md). Compatible with point-in-time recovery: recycled
-        // records carry their log number, so old data reads as the end.
+        // already-allocated file need not update the inode, so it can skip the
+        // filesystem journal (RocksDB's own advice). Its effect on our tail is
+        // not established yet (BENCHMARKS.md: one run better, one not).
+        // Compatible with point-in-time recovery: recycled records carry their
+        // log number, so old data reads as the end of the log.
         opts.set_recycle_log_file_num(4);
         let cfs = keys::cf::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
