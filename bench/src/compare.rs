@@ -65,6 +65,10 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
         if term_after != term_before {
             println!("        (chat: the leader changed during this level: term {term_before} → {term_after})");
         }
+        let leader = chat.leader().await;
+        if let Some(m) = scrape(&chat.node(leader).http).await {
+            println!("        (chat leader so far: {m})");
+        }
         let e = etcd_put_load(&etcd, clients, o.count, &body).await?;
         println!(
             "{clients:>7} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>5.2}x",
@@ -91,6 +95,29 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
     println!("  chat: {}", distribution(&chat_failovers));
     println!("  etcd: {}", distribution(&etcd_failovers));
     Ok((rows, chat_failovers, etcd_failovers))
+}
+
+/// The leader's group-commit figures from its /metrics: WAL syncs, how many
+/// took over 12.8 ms, and appends per sync.
+async fn scrape(http: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(http).await.ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.ok()?;
+    let value = |name: &str| -> Option<f64> {
+        text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let syncs = value("chat_wal_sync_seconds_count ")?;
+    let fast = value("chat_wal_sync_seconds_bucket{le=\"0.0128\"} ")?;
+    let sync_sum = value("chat_wal_sync_seconds_sum ")?;
+    let appends = value("chat_wal_appends_per_sync_sum ")?;
+    Some(format!(
+        "{syncs:.0} WAL syncs, mean {:.2} ms, {:.0} over 12.8 ms, {:.1} appends per sync",
+        sync_sum / syncs * 1000.0,
+        syncs - fast,
+        appends / syncs
+    ))
 }
 
 /// The highest term any chat node reports.

@@ -26,8 +26,26 @@ pub struct RoleLabel {
     pub role: &'static str,
 }
 
+/// How the Raft log's group commit behaves: how long each WAL sync takes and
+/// how many appends it covers. Recorded by the flusher thread.
+#[derive(Clone, Debug)]
+pub struct FlushMetrics {
+    pub sync_seconds: Histogram,
+    pub appends_per_sync: Histogram,
+}
+
+impl Default for FlushMetrics {
+    fn default() -> Self {
+        Self {
+            sync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            appends_per_sync: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub flush: FlushMetrics,
     pub rpc_requests: Family<RpcLabels, Counter>,
     pub rpc_duration: Family<MethodLabel, Histogram>,
     pub term: Gauge,
@@ -66,8 +84,16 @@ impl Default for Metrics {
         let members = gauge(&mut registry, "raft_members", "Members (voters and learners) in the configuration");
         let accounts = gauge(&mut registry, "accounts", "Accounts stored (RocksDB estimate)");
         let messages = gauge(&mut registry, "messages", "Messages stored (RocksDB estimate)");
+        let flush = FlushMetrics::default();
+        registry.register("wal_sync_seconds", "Duration of each Raft log WAL sync", flush.sync_seconds.clone());
+        registry.register(
+            "wal_appends_per_sync",
+            "Log appends acknowledged by one WAL sync (group commit)",
+            flush.appends_per_sync.clone(),
+        );
         Self {
             registry,
+            flush,
             rpc_requests,
             rpc_duration,
             term,

@@ -118,12 +118,12 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
         .map_err(|e| Error::Storage(format!("opening RocksDB in {}: {e}", cfg.data_dir.display())))?;
     let state =
         StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots")).map_err(|e| Error::Storage(e.to_string()))?;
-    let (log_store, flusher) = LogStore::new(db);
+    let metrics = Arc::new(Metrics::default());
+    let (log_store, flusher) = LogStore::new(db, metrics.flush.clone());
     let raft = Raft::new(cfg.id, raft_config(&cfg)?, Network, log_store, state.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
     let node = ChatNode::new(cfg.id, cfg.advertise.clone(), raft, state, cfg.timeouts.clone());
-    let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = watch::channel(false);
 
     let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), flusher, grpc, http, stopped));

@@ -17,6 +17,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use super::keys::{self, cf};
 use super::{Db, decode, encode, read_err, write_err};
+use crate::metrics::FlushMetrics;
 use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// What the flusher thread is asked to do.
@@ -54,14 +55,14 @@ impl Flusher {
 }
 
 impl LogStore {
-    pub fn new(db: Db) -> (Self, Flusher) {
+    pub fn new(db: Db, metrics: FlushMetrics) -> (Self, Flusher) {
         let (tx, rx) = mpsc::channel::<Flush>();
         let flush_db = db.downgrade();
         // A plain thread, not a tokio task: fsync blocks, and it must never
         // stall the runtime that drives Raft and gRPC.
         let thread = std::thread::Builder::new()
             .name("raft-log-flush".into())
-            .spawn(move || flush_loop(flush_db, rx))
+            .spawn(move || flush_loop(flush_db, rx, metrics))
             .expect("spawning the log flusher thread");
         (Self { db, flusher: tx.clone() }, Flusher { tx, thread: Some(thread) })
     }
@@ -71,7 +72,7 @@ impl LogStore {
     }
 }
 
-fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>) {
+fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>, metrics: FlushMetrics) {
     let mut stopping = false;
     while !stopping && let Ok(first) = rx.recv() {
         let mut waiting = Vec::new();
@@ -85,10 +86,13 @@ fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>) {
         // was queued, so this one sync covers them all.
         // Upgraded only while syncing: appends come from a live Raft, whose
         // LogStore holds the DB open, so this is never the last handle.
+        let started = std::time::Instant::now();
         let result = match db.upgrade() {
             Some(db) => db.raw().flush_wal(true).map_err(std::io::Error::other),
             None => Err(std::io::Error::other("the database is closed")),
         };
+        metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
+        metrics.appends_per_sync.observe(waiting.len() as f64);
         for callback in waiting {
             callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }

@@ -221,7 +221,7 @@ mod tests {
             let db = Db::open(&dir.path().join("db")).map_err(write_err)?;
             let state = StateMachine::new(db.clone(), &dir.path().join("snapshots")).map_err(write_err)?;
             // The flusher thread ends by itself once every LogStore clone is gone.
-            Ok((dir, LogStore::new(db).0, state))
+            Ok((dir, LogStore::new(db, crate::metrics::FlushMetrics::default()).0, state))
         }
     }
 
