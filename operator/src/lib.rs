@@ -12,10 +12,12 @@
 //! - [`leader_watch`]: polls each cluster's leader and triggers a reconcile when it moves.
 //! - [`status`]: status and conditions.
 //! - [`metrics`], [`http`]: Prometheus metrics, /healthz /readyz /metrics.
+//! - [`election`]: leader election between operator replicas (a Lease).
 //! - [`crdgen`]: the CRD as YAML; [`render`]: the objects a manifest would produce, offline.
 
 pub mod controller;
 pub mod crdgen;
+pub mod election;
 pub mod error;
 pub mod http;
 pub mod labels;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use chat_client::TcpDial;
 use chat_k8s::portforward::PortForwardDial;
 use chat_operator::controller;
+use chat_operator::election::LeaseLock;
 use chat_operator::http::{self, Health};
 use chat_operator::metrics::Metrics;
 use chat_operator::nodes::{Nodes, pod_dns};
@@ -47,6 +48,15 @@ struct RunArgs {
     /// Log format; the level comes from RUST_LOG (default: info).
     #[arg(long, env = "CHAT_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Run several replicas: only the holder of a coordination Lease reconciles.
+    #[arg(long, env = "CHAT_OPERATOR_LEADER_ELECTION")]
+    leader_election: bool,
+    /// Namespace of the Lease (in a pod: its own namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "chat-operator")]
+    lease_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -107,5 +117,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.http).await.with_context(|| format!("binding {}", args.http))?;
     tokio::spawn(http::serve(listener, Health { metrics: metrics.clone(), ready: ready.clone() }));
     tracing::info!(http = %args.http, "chat-operator starting");
+    if args.leader_election {
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("chat-operator-{}", std::process::id()));
+        let lock = LeaseLock {
+            api: kube::Api::namespaced(client.clone(), &args.lease_namespace),
+            name: args.lease_name.clone(),
+            identity: identity.clone(),
+            duration: std::time::Duration::from_secs(15),
+        };
+        // Standing by is healthy: a follower replica is ready, it just does not reconcile.
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(%identity, lease = %args.lease_name, "waiting to hold the lease");
+        lock.acquire().await?;
+        tracing::info!(%identity, "holding the lease: reconciling");
+        tokio::spawn(async move {
+            lock.hold().await;
+            // Never reconcile alongside a new holder: stop, and let Kubernetes restart us as a follower.
+            tracing::error!("lost the lease; exiting");
+            std::process::exit(1);
+        });
+    }
     controller::run(client, Nodes::new(dial, pod_dns()), metrics, ready).await
 }

@@ -1,0 +1,215 @@
+//! Leader election between operator replicas through a coordination.k8s.io
+//! Lease: only the holder reconciles. The holder renews every `renew`
+//! interval; another replica takes over once `duration` has passed without a
+//! renewal. Writes are optimistic (`resourceVersion`), so two candidates can
+//! never both win the same round: the loser's write is refused with 409.
+//!
+//! A holder that cannot renew before its lease runs out stops (the process
+//! exits and Kubernetes restarts it as a follower), rather than reconcile
+//! alongside a new holder.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Api;
+use kube::api::PostParams;
+
+use crate::error::Result;
+
+#[derive(Clone)]
+pub struct LeaseLock {
+    pub api: Api<Lease>,
+    pub name: String,
+    /// Who we are (the pod name).
+    pub identity: String,
+    pub duration: Duration,
+}
+
+impl LeaseLock {
+    /// One round: takes the lease if it is free or expired, renews it if ours.
+    /// Returns whether we hold it now.
+    ///
+    /// # Errors
+    /// API errors other than a lost race (409), which is just "not ours".
+    pub async fn try_acquire_or_renew(&self, now: Timestamp) -> Result<bool> {
+        let spec = |acquired: Option<MicroTime>, transitions: i32| LeaseSpec {
+            holder_identity: Some(self.identity.clone()),
+            lease_duration_seconds: Some(self.duration.as_secs() as i32),
+            acquire_time: acquired.or(Some(MicroTime(now))),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(transitions),
+            ..LeaseSpec::default()
+        };
+        let Some(current) = self.api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() },
+                spec: Some(spec(None, 0)),
+            };
+            return self.write(self.api.create(&PostParams::default(), &lease).await);
+        };
+        let held = current.spec.clone().unwrap_or_default();
+        let ours = held.holder_identity.as_deref() == Some(self.identity.as_str());
+        let expired = match (held.renew_time.as_ref(), held.lease_duration_seconds) {
+            (Some(MicroTime(renewed)), Some(secs)) => *renewed + SignedDuration::from_secs(i64::from(secs)) < now,
+            _ => true,
+        };
+        if !ours && !expired {
+            return Ok(false);
+        }
+        let transitions = held.lease_transitions.unwrap_or(0) + i32::from(!ours);
+        let acquired = if ours { held.acquire_time } else { None };
+        // The resourceVersion we read makes this a compare-and-swap.
+        let updated = Lease { metadata: current.metadata, spec: Some(spec(acquired, transitions)) };
+        self.write(self.api.replace(&self.name, &PostParams::default(), &updated).await)
+    }
+
+    fn write(&self, outcome: kube::Result<Lease>) -> Result<bool> {
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until we hold the lease, trying every `duration / 3`.
+    ///
+    /// # Errors
+    /// Persistent API errors.
+    pub async fn acquire(&self) -> Result<()> {
+        loop {
+            match self.try_acquire_or_renew(Timestamp::now()).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "lease: could not try to acquire"),
+            }
+            tokio::time::sleep(self.duration / 3).await;
+        }
+    }
+
+    /// Renews every `duration / 3` for as long as we hold the lease; returns
+    /// when we lost it (another holder, or no successful renewal for `duration`).
+    pub async fn hold(&self) {
+        let mut last_renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(self.duration / 3).await;
+            match self.try_acquire_or_renew(Timestamp::now()).await {
+                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "lease: renewal failed");
+                    if last_renewed.elapsed() >= self.duration {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chat_k8s::testing::{ApiServer, mock_client};
+    use http::Method;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases/chat-operator";
+
+    fn lock(identity: &str) -> (LeaseLock, ApiServer) {
+        let (client, server) = mock_client("ops");
+        let lock = LeaseLock {
+            api: Api::namespaced(client, "ops"),
+            name: "chat-operator".into(),
+            identity: identity.into(),
+            duration: Duration::from_secs(15),
+        };
+        (lock, server)
+    }
+
+    fn lease(holder: &str, renewed: &str) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "chat-operator", "namespace": "ops", "resourceVersion": "7"},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                        "acquireTime": "2026-11-21T10:00:00.000000Z", "renewTime": renewed, "leaseTransitions": 2}})
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_missing_lease_is_created_with_us_as_holder() {
+        let (lock, mut api) = lock("op-a");
+        let task = tokio::spawn(async move { lock.try_acquire_or_renew(at("2026-11-21T10:00:00Z")).await });
+        api.next(Method::GET, LEASE).await.not_found();
+        let create = api.next(Method::POST, "/apis/coordination.k8s.io/v1/namespaces/ops/leases").await;
+        assert_eq!(create.body["spec"]["holderIdentity"], "op-a");
+        assert_eq!(create.body["spec"]["leaseDurationSeconds"], 15);
+        create.echo();
+        assert!(task.await.unwrap().unwrap());
+        rbac_allows(&api.seen);
+    }
+
+    #[tokio::test]
+    async fn a_live_foreign_lease_is_left_alone_and_an_expired_one_taken_over() {
+        let (lock, mut api) = lock("op-b");
+        let live = lock.clone();
+        let task = tokio::spawn(async move { live.try_acquire_or_renew(at("2026-11-21T10:00:10Z")).await });
+        api.next(Method::GET, LEASE).await.ok(lease("op-a", "2026-11-21T10:00:00.000000Z"));
+        assert!(!task.await.unwrap().unwrap(), "op-a renewed 10 s ago: still its");
+        api.assert_idle(Duration::from_millis(100)).await;
+
+        let task = tokio::spawn(async move { lock.try_acquire_or_renew(at("2026-11-21T10:00:20Z")).await });
+        api.next(Method::GET, LEASE).await.ok(lease("op-a", "2026-11-21T10:00:00.000000Z"));
+        let take = api.next(Method::PUT, LEASE).await;
+        assert_eq!(take.body["metadata"]["resourceVersion"], "7", "a compare-and-swap on what we read");
+        assert_eq!(take.body["spec"]["holderIdentity"], "op-b");
+        assert_eq!(take.body["spec"]["leaseTransitions"], 3);
+        take.echo();
+        assert!(task.await.unwrap().unwrap());
+        rbac_allows(&api.seen);
+    }
+
+    #[tokio::test]
+    async fn a_lost_race_is_not_an_error_and_our_own_lease_is_renewed() {
+        let (lock, mut api) = lock("op-b");
+        let racer = lock.clone();
+        let task = tokio::spawn(async move { racer.try_acquire_or_renew(at("2026-11-21T10:00:20Z")).await });
+        api.next(Method::GET, LEASE).await.ok(lease("op-a", "2026-11-21T10:00:00.000000Z"));
+        api.next(Method::PUT, LEASE).await.fail(http::StatusCode::CONFLICT, "Conflict", "the object has been modified");
+        assert!(!task.await.unwrap().unwrap());
+
+        let task = tokio::spawn(async move { lock.try_acquire_or_renew(at("2026-11-21T10:00:25Z")).await });
+        api.next(Method::GET, LEASE).await.ok(lease("op-b", "2026-11-21T10:00:20.000000Z"));
+        let renew = api.next(Method::PUT, LEASE).await;
+        assert_eq!(renew.body["spec"]["renewTime"], "2026-11-21T10:00:25.000000Z");
+        assert_eq!(renew.body["spec"]["leaseTransitions"], 2, "a renewal is not a transition");
+        renew.echo();
+        assert!(task.await.unwrap().unwrap());
+        rbac_allows(&api.seen);
+    }
+
+    /// The chart's leader-election Role allows every request made here.
+    pub fn rbac_allows(seen: &[(Method, String, String)]) {
+        let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =
+            serde_saphyr::from_str(include_str!("../../charts/replicated-chat/files/leader-election-rules.yaml"))
+                .unwrap();
+        for (method, path, _) in seen {
+            let verb = match (method.as_str(), path.ends_with("/leases")) {
+                ("GET", _) => "get",
+                ("POST", _) => "create",
+                ("PUT", _) => "update",
+                (m, _) => panic!("unexpected {m}"),
+            };
+            let allowed = rules.iter().any(|r| {
+                r.api_groups.iter().flatten().any(|g| g == "coordination.k8s.io")
+                    && r.resources.iter().flatten().any(|x| x == "leases")
+                    && r.verbs.iter().any(|v| v == verb)
+            });
+            assert!(allowed, "the chart's leader-election Role does not allow {verb} leases ({method} {path})");
+        }
+    }
+}
