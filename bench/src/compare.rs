@@ -66,8 +66,11 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
             println!("        (chat: the leader changed during this level: term {term_before} → {term_after})");
         }
         let leader = chat.leader().await;
-        if let Some(m) = scrape(&chat.node(leader).http).await {
-            println!("        (chat leader so far: {m})");
+        for id in chat.running() {
+            if let Some(m) = scrape(&chat.node(id).http).await {
+                let role = if id == leader { "leader" } else { "follower" };
+                println!("        (chat {role} {id} so far: {m})");
+            }
         }
         let e = etcd_put_load(&etcd, clients, o.count, &body).await?;
         println!(
