@@ -115,11 +115,22 @@ async fn scrape(http: &str) -> Option<String> {
     let fast = value("chat_wal_sync_seconds_bucket{le=\"0.0128\"} ")?;
     let sync_sum = value("chat_wal_sync_seconds_sum ")?;
     let appends = value("chat_wal_appends_per_sync_sum ")?;
+    let mean_ms = |what: &str| -> String {
+        let sum = value(&format!("chat_raft_rpc_{what}_seconds_sum{{method=\"AppendEntries\"}} "));
+        let count = value(&format!("chat_raft_rpc_{what}_seconds_count{{method=\"AppendEntries\"}} "));
+        match (sum, count) {
+            (Some(s), Some(c)) if c > 0.0 => format!("{c:.0} × {:.2} ms", s / c * 1000.0),
+            _ => "none".into(),
+        }
+    };
     Some(format!(
-        "{syncs:.0} WAL syncs, mean {:.2} ms, {:.0} over 12.8 ms, {:.1} appends per sync",
+        "{syncs:.0} WAL syncs, mean {:.2} ms, {:.0} over 12.8 ms, {:.1} appends per sync; \
+         AppendEntries sent {}, handled {}",
         sync_sum / syncs * 1000.0,
         syncs - fast,
-        appends / syncs
+        appends / syncs,
+        mean_ms("round_trip"),
+        mean_ms("handled")
     ))
 }
 

@@ -43,9 +43,25 @@ impl Default for FlushMetrics {
     }
 }
 
+/// Raft RPC timing on both ends, by method: the sender's round trip and the
+/// receiver's time inside openraft. Their difference is transport and queueing.
+#[derive(Clone, Debug)]
+pub struct RaftRpcMetrics {
+    pub round_trip: Family<MethodLabel, Histogram>,
+    pub handled: Family<MethodLabel, Histogram>,
+}
+
+impl Default for RaftRpcMetrics {
+    fn default() -> Self {
+        let histogram = || Histogram::new(exponential_buckets(0.00005, 2.0, 18));
+        Self { round_trip: Family::new_with_constructor(histogram), handled: Family::new_with_constructor(histogram) }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub flush: FlushMetrics,
+    pub raft_rpc: RaftRpcMetrics,
     pub rpc_requests: Family<RpcLabels, Counter>,
     pub rpc_duration: Family<MethodLabel, Histogram>,
     pub term: Gauge,
@@ -91,9 +107,21 @@ impl Default for Metrics {
             "Log appends acknowledged by one WAL sync (group commit)",
             flush.appends_per_sync.clone(),
         );
+        let raft_rpc = RaftRpcMetrics::default();
+        registry.register(
+            "raft_rpc_round_trip_seconds",
+            "Raft RPCs this node sent: time until the reply arrived, by method",
+            raft_rpc.round_trip.clone(),
+        );
+        registry.register(
+            "raft_rpc_handled_seconds",
+            "Raft RPCs this node received: time spent handling them, by method",
+            raft_rpc.handled.clone(),
+        );
         Self {
             registry,
             flush,
+            raft_rpc,
             rpc_requests,
             rpc_duration,
             term,

@@ -120,7 +120,8 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
         StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots")).map_err(|e| Error::Storage(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
     let (log_store, flusher) = LogStore::new(db, metrics.flush.clone());
-    let raft = Raft::new(cfg.id, raft_config(&cfg)?, Network, log_store, state.clone())
+    let network = Network { metrics: metrics.raft_rpc.clone() };
+    let raft = Raft::new(cfg.id, raft_config(&cfg)?, network, log_store, state.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
     let node = ChatNode::new(cfg.id, cfg.advertise.clone(), raft, state, cfg.timeouts.clone());
@@ -148,7 +149,10 @@ async fn serve(
         .tcp_nodelay(true)
         .add_service(ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone())))
         .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())))
-        .add_service(RaftServiceServer::new(RaftServiceImpl::new(node.clone())).max_decoding_message_size(64 << 20))
+        .add_service(
+            RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone()))
+                .max_decoding_message_size(64 << 20),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
         });

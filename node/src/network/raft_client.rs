@@ -16,12 +16,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
+use crate::metrics::{MethodLabel, RaftRpcMetrics};
 use crate::store::{decode, encode};
 use crate::typ::{Node, NodeId, RaftError, RpcError, TypeConfig};
 
 /// Creates one [`Connection`] per replication stream openraft opens.
 #[derive(Debug, Clone, Default)]
-pub struct Network;
+pub struct Network {
+    pub metrics: RaftRpcMetrics,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
@@ -29,13 +32,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
         let client = super::peer::channel(&node.addr)
             .map(|c| RaftServiceClient::new(c).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20));
-        Connection { target, client: client.map_err(|e| e.to_string()) }
+        Connection { target, client: client.map_err(|e| e.to_string()), metrics: self.metrics.clone() }
     }
 }
 
 pub struct Connection {
     target: NodeId,
     client: Result<RaftServiceClient<Channel>, String>,
+    metrics: RaftRpcMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,13 +64,15 @@ impl Connection {
             Ok(c) => c,
             Err(e) => return Err(openraft::error::RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))),
         };
+        let started = std::time::Instant::now();
         let mut request = tonic::Request::new(Payload { data: encode(req) });
         request.set_timeout(option.hard_ttl());
-        let reply = match method {
-            Method::AppendEntries => client.append_entries(request).await,
-            Method::Vote => client.vote(request).await,
-            Method::InstallSnapshot => client.install_snapshot(request).await,
+        let (reply, name) = match method {
+            Method::AppendEntries => (client.append_entries(request).await, "AppendEntries"),
+            Method::Vote => (client.vote(request).await, "Vote"),
+            Method::InstallSnapshot => (client.install_snapshot(request).await, "InstallSnapshot"),
         };
+        self.metrics.round_trip.get_or_create(&MethodLabel { method: name }).observe(started.elapsed().as_secs_f64());
         let reply = reply.map_err(|status| match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 openraft::error::RPCError::Unreachable(Unreachable::new(&TransportError(status.to_string())))

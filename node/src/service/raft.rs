@@ -9,16 +9,22 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use crate::command::{Command, CommandResult};
+use crate::metrics::{MethodLabel, RaftRpcMetrics};
 use crate::node::ChatNode;
 use crate::store::{decode, encode};
 
 pub struct RaftServiceImpl {
     node: Arc<ChatNode>,
+    metrics: RaftRpcMetrics,
 }
 
 impl RaftServiceImpl {
-    pub fn new(node: Arc<ChatNode>) -> Self {
-        Self { node }
+    pub fn new(node: Arc<ChatNode>, metrics: RaftRpcMetrics) -> Self {
+        Self { node, metrics }
+    }
+
+    fn handled(&self, method: &'static str, started: std::time::Instant) {
+        self.metrics.handled.get_or_create(&MethodLabel { method }).observe(started.elapsed().as_secs_f64());
     }
 }
 
@@ -33,8 +39,11 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 #[tonic::async_trait]
 impl RaftService for RaftServiceImpl {
     async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let started = std::time::Instant::now();
         let rpc = decode_request(request)?;
-        reply(&self.node.raft.append_entries(rpc).await)
+        let response = self.node.raft.append_entries(rpc).await;
+        self.handled("AppendEntries", started);
+        reply(&response)
     }
 
     async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
