@@ -81,39 +81,39 @@ pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Ac
 
 /// Steps 2–8: objects, observation, membership, label, status.
 async fn converge(
-    cluster: &Arc<ReplicatedChat>,
-    ctx: &Arc<Context>,
+    cluster: &ReplicatedChat,
+    ctx: &Context,
     names: &ClusterNames,
     rchats: &Api<ReplicatedChat>,
     warnings: &[String],
 ) -> Result<Action> {
-    let (cluster, ctx, names, ns) = (cluster.clone(), ctx.clone(), names.clone(), names.namespace.clone());
+    let ns = &names.namespace;
 
     // 2. What the pods need before they start: identity, network, disruption budget.
-    ssa(&ctx, &ns, &service_account::build(&cluster)).await?;
-    ssa(&ctx, &ns, &services::peers(&cluster)).await?;
-    ssa(&ctx, &ns, &services::client(&cluster)).await?;
-    ssa(&ctx, &ns, &pdb::build(&cluster)).await?;
+    ssa(ctx, ns, &service_account::build(cluster)).await?;
+    ssa(ctx, ns, &services::peers(cluster)).await?;
+    ssa(ctx, ns, &services::client(cluster)).await?;
+    ssa(ctx, ns, &pdb::build(cluster)).await?;
 
     // 3. Observe: which pods exist, and what each reports about the cluster.
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     let pods = pods_api.list(&ListParams::default().labels(&names.selector_string())).await?.items;
     let mut ordinals: Vec<u64> = pods.iter().filter_map(|p| ordinal(&p.name_any())).collect();
     ordinals.sort_unstable();
     let current = ordinals.last().map_or(0, |o| i32::try_from(o + 1).unwrap_or(i32::MAX));
-    let observation = ctx.nodes.observe(&names, &ordinals).await;
+    let observation = ctx.nodes.observe(names, &ordinals).await;
 
     // 4. Decide, then size the StatefulSet: it grows before members join and
     //    shrinks only after they have left Raft.
     let mut bootstrapped = cluster.status.as_ref().is_some_and(|s| s.bootstrapped);
     let plan = plan(cluster.spec.replicas, bootstrapped, current, &observation);
-    ssa(&ctx, &ns, &statefulset::build(&cluster, plan.statefulset_replicas)).await?;
+    ssa(ctx, ns, &statefulset::build(cluster, plan.statefulset_replicas)).await?;
 
     // 5. One membership step.
-    if let Err(e) = execute(&ctx, &cluster, &names, &observation, &plan.step, &mut bootstrapped).await {
-        let note = format!("{}: {e}", status::describe(&plan.step, &names));
+    if let Err(e) = execute(ctx, cluster, names, &observation, &plan.step, &mut bootstrapped).await {
+        let note = format!("{}: {e}", status::describe(&plan.step, names));
         let pod = plan.step.member().map(|m| names.pod(m));
-        ctx.publish(&cluster, EventType::Warning, "MembershipStepFailed", "ChangeMembership", note, pod).await;
+        ctx.publish(cluster, EventType::Warning, "MembershipStepFailed", "ChangeMembership", note, pod).await;
         return Err(e);
     }
 
@@ -129,19 +129,19 @@ async fn converge(
         let term = observation.leader().and_then(|l| l.status.as_ref()).map_or(0, |s| s.term);
         let from = if labelled.is_empty() { "none".to_string() } else { labelled.join(",") };
         let note = format!("{from} → {} (term {term})", leader.as_deref().unwrap_or("none"));
-        ctx.publish(&cluster, EventType::Normal, "LeaderChanged", "Relabel", note, leader.clone()).await;
+        ctx.publish(cluster, EventType::Normal, "LeaderChanged", "Relabel", note, leader.clone()).await;
     }
 
     // 7. Status, only when it changed (no write per reconcile).
-    let status = status::observed(&cluster, &names, &observation, &plan.step, bootstrapped, warnings, Timestamp::now());
+    let status = status::observed(cluster, names, &observation, &plan.step, bootstrapped, warnings, Timestamp::now());
     if cluster.status.as_ref() != Some(&status) {
-        patch_status(rchats, &cluster, status).await?;
+        patch_status(rchats, cluster, status).await?;
     }
 
     // 8. Keep watching the leader between reconciles.
     ctx.leader_watch.update(
-        kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()),
-        Seen { names, ordinals, leader: observation.leader().map(|l| l.ordinal) },
+        kube::runtime::reflector::ObjectRef::from_obj(cluster),
+        Seen { names: names.clone(), ordinals, leader: observation.leader().map(|l| l.ordinal) },
     );
     Ok(match plan.step {
         Step::Steady => Action::requeue(REQUEUE_STEADY),
