@@ -5,11 +5,12 @@
 //! never comes fails the test after one second instead of hanging it.
 //!
 //! Every request seen is also recorded, so tests can check them against the
-//! chart's RBAC rules.
+//! chart's RBAC rules ([`assert_rules_allow`]).
 
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::rbac::v1::PolicyRule;
 use kube::client::Body;
 use serde_json::Value;
 use tower_test::mock::{self, Handle, SendResponse};
@@ -140,4 +141,67 @@ pub fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Value {
         "kind": format!("{kind}List"), "apiVersion": api_version,
         "metadata": {"resourceVersion": "1"}, "items": items,
     })
+}
+
+/// The RBAC verb, API group, and resource (with subresource) of a request.
+///
+/// # Panics
+/// On a path that is not a Kubernetes API path.
+pub fn request_attributes(method: &Method, path: &str, query: &str) -> (String, String, String) {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // /api/v1/... (core) or /apis/<group>/<version>/...
+    let (group, rest) = match parts.as_slice() {
+        ["api", _version, rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => ((*group).to_string(), rest),
+        _ => panic!("not an API path: {path}"),
+    };
+    let rest = match rest {
+        ["namespaces", _ns, rest @ ..] => rest,
+        rest => rest,
+    };
+    let (resource, name, sub) = match rest {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some(*name), None),
+        [resource, name, sub] => (*resource, Some(*name), Some(*sub)),
+        _ => panic!("unexpected API path shape: {path}"),
+    };
+    let watch = query.split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    let verb = match (method, name) {
+        (&Method::GET, _) if watch => "watch",
+        (&Method::GET, None) => "list",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PATCH, _) => "patch",
+        (&Method::PUT, _) => "update",
+        (&Method::DELETE, None) => "deletecollection",
+        (&Method::DELETE, Some(_)) => "delete",
+        _ => panic!("unexpected method {method}"),
+    };
+    let resource = match sub {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.to_string(),
+    };
+    (verb.to_string(), group, resource)
+}
+
+/// Whether `rules` allow `verb` on `resource` in API `group`.
+pub fn rules_allow(rules: &[PolicyRule], verb: &str, group: &str, resource: &str) -> bool {
+    rules.iter().any(|rule| {
+        let has = |list: &Option<Vec<String>>, want: &str| list.iter().flatten().any(|v| v == want || v == "*");
+        has(&rule.api_groups, group)
+            && has(&rule.resources, resource)
+            && rule.verbs.iter().any(|v| v == verb || v == "*")
+    })
+}
+
+/// # Panics
+/// Naming the first request in `seen` that `rules` (read from `source`) do not allow.
+pub fn assert_rules_allow(rules: &[PolicyRule], source: &str, seen: &[(Method, String, String)]) {
+    for (method, path, query) in seen {
+        let (verb, group, resource) = request_attributes(method, path, query);
+        assert!(
+            rules_allow(rules, &verb, &group, &resource),
+            "{source} does not allow {verb} {resource} in group {group:?} ({method} {path}); add it there"
+        );
+    }
 }

@@ -193,23 +193,10 @@ mod tests {
     }
 
     /// The chart's leader-election Role allows every request made here.
-    pub fn rbac_allows(seen: &[(Method, String, String)]) {
+    fn rbac_allows(seen: &[(Method, String, String)]) {
         let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> =
             serde_saphyr::from_str(include_str!("../../charts/replicated-chat/files/leader-election-rules.yaml"))
                 .unwrap();
-        for (method, path, _) in seen {
-            let verb = match (method.as_str(), path.ends_with("/leases")) {
-                ("GET", _) => "get",
-                ("POST", _) => "create",
-                ("PUT", _) => "update",
-                (m, _) => panic!("unexpected {m}"),
-            };
-            let allowed = rules.iter().any(|r| {
-                r.api_groups.iter().flatten().any(|g| g == "coordination.k8s.io")
-                    && r.resources.iter().flatten().any(|x| x == "leases")
-                    && r.verbs.iter().any(|v| v == verb)
-            });
-            assert!(allowed, "the chart's leader-election Role does not allow {verb} leases ({method} {path})");
-        }
+        chat_k8s::testing::assert_rules_allow(&rules, "charts/replicated-chat/files/leader-election-rules.yaml", seen);
     }
 }

@@ -35,7 +35,7 @@ async fn the_controllers_lists_and_watches_are_all_allowed_by_the_chart() {
     let mut seen = BTreeSet::new();
     while Instant::now() < until {
         let Some(call) = api.next_within(Duration::from_millis(100)).await else { continue };
-        let (verb, group, resource) = rbac::attributes(&call.method, &call.path, &call.query);
+        let (verb, group, resource) = chat_k8s::testing::request_attributes(&call.method, &call.path, &call.query);
         seen.insert(format!("{verb} {group}/{resource}"));
         assert_eq!(call.method, Method::GET, "startup only reads: {} {}", call.method, call.path);
         call.ok(list("Thing", "v1", vec![]));
