@@ -127,11 +127,12 @@ fn remove(s: &State, ids: &[u64]) -> State {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::checker::{Operation, is_linearizable};
 
-    fn op(input: Input, output: Output, invoked: u64, completed: Option<u64>) -> Operation<Input, Output> {
+    /// One operation of a conversation history (shared with the run module's tests).
+    pub(crate) fn op(input: Input, output: Output, invoked: u64, completed: Option<u64>) -> Operation<Input, Output> {
         Operation { input, output, invoked, completed }
     }
 

@@ -328,10 +328,7 @@ fn explain(ops: &[Operation<Input, Output>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(input: Input, output: Output, invoked: u64, completed: Option<u64>) -> Operation<Input, Output> {
-        Operation { input, output, invoked, completed }
-    }
+    use crate::model::tests::op;
 
     #[test]
     fn pruning_keeps_what_constrains_and_pins_what_was_seen() {

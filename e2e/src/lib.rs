@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-pub use chat_testkit::{eventually, workspace_binary};
+pub use chat_testkit::{eventually, eventually_every, workspace_binary};
 
 /// The password every e2e user gets.
 pub const PASSWORD: &str = "e2e-password-1";

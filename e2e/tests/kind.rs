@@ -13,7 +13,7 @@ use std::future::Future;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chat_e2e::KubectlChat;
+use chat_e2e::{KubectlChat, eventually_every};
 use chat_k8s::names::{ROLE_LABEL, ROLE_LEADER};
 use chat_k8s::{ClusterNames, ReplicatedChat};
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -29,19 +29,12 @@ const OPERATOR_NAMESPACE: &str = "rchat-e2e-system";
 const CLUSTER: &str = "demo";
 
 /// Polls `check` every second until it yields, or fails the test after `within`.
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+async fn wait_for<T, F, Fut>(what: &str, within: Duration, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    eventually_every(what, within, Duration::from_secs(1), check).await
 }
 
 async fn reachable_cluster() -> Option<Client> {

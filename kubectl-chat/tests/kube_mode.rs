@@ -96,17 +96,7 @@ fn an_unreachable_api_server_is_unavailable_not_a_user_error() {
     let home = tempfile::tempdir().unwrap();
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let kubeconfig = home.path().join("config");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: test\n\
-             clusters: [{{name: test, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n\
-             users: [{{name: test, user: {{}}}}]\n\
-             contexts: [{{name: test, context: {{cluster: test, user: test, namespace: chat}}}}]\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = kubeconfig(home.path(), &format!("http://127.0.0.1:{port}"));
     let out = kubectl_chat(home.path(), &kubeconfig, &["--cluster", "demo", "status", "--timeout", "3"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     // The same through --kubeconfig and --context, naming a context that does not exist: a user error.

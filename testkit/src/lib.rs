@@ -16,8 +16,17 @@ use tonic::{Code, Request, Status};
 
 pub const PASSWORD: &str = "password-123";
 
-/// Polls `check` until it returns `Some`, or panics after `within` naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `within` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_every(what, within, Duration::from_millis(50), check).await
+}
+
+/// [`eventually`], polling every `every` (e.g. a real Kubernetes API, which should not be hammered).
+pub async fn eventually_every<T, F, Fut>(what: &str, within: Duration, every: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -28,7 +37,7 @@ where
             return v;
         }
         assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
