@@ -127,19 +127,18 @@ impl TestCluster {
     /// Starts `n` nodes (ids 1..=n): node 1 bootstraps, the others join through it.
     /// Waits until every one is a voter.
     pub async fn start(binary: impl AsRef<Path>, n: u64, env: &[(&str, &str)]) -> Self {
-        let mut cluster = Self::empty(binary, env);
-        for id in 1..=n {
-            cluster.add_node(id);
-        }
-        cluster.wait_voters(n as usize).await;
-        cluster
+        Self::start_with(binary, n, env, None).await
     }
 
     /// [`TestCluster::start`] with every node placed by `placement` (its own
     /// network namespace, say).
     pub async fn start_placed(binary: impl AsRef<Path>, n: u64, env: &[(&str, &str)], placement: Placement) -> Self {
+        Self::start_with(binary, n, env, Some(placement)).await
+    }
+
+    async fn start_with(binary: impl AsRef<Path>, n: u64, env: &[(&str, &str)], placement: Option<Placement>) -> Self {
         let mut cluster = Self::empty(binary, env);
-        cluster.placement = Some(placement);
+        cluster.placement = placement;
         for id in 1..=n {
             cluster.add_node(id);
         }
