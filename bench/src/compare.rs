@@ -10,6 +10,7 @@ use chat_client::load::{LoadReport, drive, send_load};
 use chat_client::{Client, ClientOptions};
 use chat_testkit::{PASSWORD, TestCluster};
 
+use crate::cpu;
 use crate::etcd::EtcdCluster;
 
 /// Raft timing given to chat-node: the operator's defaults (heartbeat 100 ms,
@@ -60,7 +61,10 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
     let mut rows = Vec::new();
     for &clients in &o.clients {
         let term_before = current_term(&chat).await;
+        let chat_pids: Vec<u32> = chat.running().into_iter().filter_map(|id| chat.pid(id)).collect();
+        let meter = cpu::Meter::start(&with_own_pid(&chat_pids));
         let c = send_load(&seeds, &token, "receiver", &body, clients, o.count).await?;
+        let chat_cpu = meter.stop();
         let term_after = current_term(&chat).await;
         if term_after != term_before {
             println!("        (chat: the leader changed during this level: term {term_before} → {term_after})");
@@ -72,7 +76,14 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
                 println!("        (chat {role} {id} so far: {m})");
             }
         }
+        let meter = cpu::Meter::start(&with_own_pid(&etcd.pids()));
         let e = etcd_put_load(&etcd, clients, o.count, &body).await?;
+        let etcd_cpu = meter.stop();
+        println!(
+            "        (CPU per 1,000 operations — chat: {}; etcd: {})",
+            per_thousand(&chat_cpu, c.messages),
+            per_thousand(&etcd_cpu, e.messages)
+        );
         println!(
             "{clients:>7} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>5.2}x",
             c.per_second(),
@@ -132,6 +143,25 @@ async fn scrape(http: &str) -> Option<String> {
         mean_ms("round_trip"),
         mean_ms("handled")
     ))
+}
+
+/// The given pids followed by this process's (the load generator).
+fn with_own_pid(pids: &[u32]) -> Vec<u32> {
+    pids.iter().copied().chain([std::process::id()]).collect()
+}
+
+/// `used` (servers…, load generator) as CPU milliseconds per 1,000 of `ops`.
+fn per_thousand(used: &[std::time::Duration], ops: usize) -> String {
+    let ms = |d: &std::time::Duration| d.as_secs_f64() * 1000.0 * 1000.0 / ops.max(1) as f64;
+    let (servers, generator) = used.split_at(used.len().saturating_sub(1));
+    let each: Vec<String> = servers.iter().map(|d| format!("{:.0}", ms(d))).collect();
+    let total: std::time::Duration = servers.iter().sum();
+    format!(
+        "servers {:.0} ms ({}), load generator {:.0} ms",
+        ms(&total),
+        each.join(" + "),
+        generator.first().map(ms).unwrap_or(0.0)
+    )
 }
 
 /// The highest term any chat node reports.

@@ -1,7 +1,8 @@
 //! Measurements of replicated-chat against etcd (see BENCHMARKS.md).
 //!
-//! Layout: [`etcd`] (a 3-member etcd cluster on loopback), [`compare`] (the
-//! same load on both, and failover on both).
+//! Layout: [`etcd`] (a 3-member etcd cluster on loopback), [`cpu`] (CPU time
+//! of processes), [`compare`] (the same load on both, and failover on both).
 
 pub mod compare;
+pub mod cpu;
 pub mod etcd;

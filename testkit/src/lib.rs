@@ -371,6 +371,11 @@ impl TestCluster {
         self.nodes.remove(idx);
     }
 
+    /// The OS process id of node `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.node(id).child.as_ref().map(Child::id)
+    }
+
     pub fn running(&self) -> Vec<u64> {
         self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
     }
