@@ -1,8 +1,8 @@
 //! The sequential model of one conversation, for the checker. A conversation
 //! (the messages between two users) is what a linearizable chat promises to
 //! keep consistent on its own: sends append, deletes remove, reads see exactly
-//! the current list, and message ids grow in the order sends take effect (an
-//! id is the Raft log index of its send).
+//! the current list, and message ids grow in the order sends take effect (the
+//! state machine numbers messages in commit order).
 //!
 //! Bodies are interned to numbers by the history recorder; [`PHANTOM`] stands
 //! for a body no client ever sent.

@@ -5,6 +5,9 @@
 //! replica applying the same entry reaches the same state. Checks that depend on
 //! state (does the recipient exist? is the session valid?) happen at apply time,
 //! where they are linearizable, and come back as a [`CommandResult`].
+//!
+//! A log entry carries a [`Batch`] of commands (see `proposer`): applied in
+//! order, each seeing the ones before it, with one result each.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +52,26 @@ pub enum Command {
     },
 }
 
+/// One Raft entry's payload: commands proposed together, applied in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch(pub Vec<Command>);
+
 impl Command {
+    /// Roughly how many bytes this command takes in a log entry; the proposer
+    /// caps a batch by it, so no entry outgrows what one Raft RPC may carry.
+    pub fn approx_size(&self) -> usize {
+        const FIXED: usize = 64;
+        FIXED
+            + match self {
+                Command::CreateAccount { username, password_hash, .. } => username.len() + password_hash.len(),
+                Command::OpenSession { username, .. } => username.len(),
+                Command::CloseSession { .. } | Command::DeleteAccount { .. } => 0,
+                Command::SendMessage { to, body, request_id, .. } => to.len() + body.len() + request_id.len(),
+                Command::MarkRead { with, .. } => with.len(),
+                Command::DeleteMessages { ids, .. } => 8 * ids.len(),
+            }
+    }
+
     /// Whether committing this command twice has the same effect as once, so a
     /// forward that failed ambiguously (did the leader commit it?) may be retried.
     pub fn is_idempotent(&self) -> bool {

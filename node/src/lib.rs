@@ -6,6 +6,7 @@
 //! - [`store`]: RocksDB-backed Raft log, state machine, snapshots and queries.
 //! - [`network`]: Raft RPC client and follower → leader calls.
 //! - [`node`]: [`node::ChatNode`], write routing, read barriers, membership, hand-over.
+//! - [`proposer`]: batching client commands into Raft entries.
 //! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `RaftService`).
 //! - [`server`]: assembling and running a node; the shutdown path.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
@@ -21,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -61,6 +61,8 @@ impl Default for RaftRpcMetrics {
 pub struct Metrics {
     registry: Registry,
     pub flush: FlushMetrics,
+    /// Commands per proposed Raft entry (see `proposer`).
+    pub batch_commands: Histogram,
     pub raft_rpc: RaftRpcMetrics,
     pub rpc_requests: Family<RpcLabels, Counter>,
     pub rpc_duration: Family<MethodLabel, Histogram>,
@@ -107,6 +109,12 @@ impl Default for Metrics {
             "Log appends acknowledged by one WAL sync (group commit)",
             flush.appends_per_sync.clone(),
         );
+        let batch_commands = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "proposal_batch_commands",
+            "Client commands carried by each Raft entry this node proposed as leader",
+            batch_commands.clone(),
+        );
         let raft_rpc = RaftRpcMetrics::default();
         registry.register(
             "raft_rpc_round_trip_seconds",
@@ -121,6 +129,7 @@ impl Default for Metrics {
         Self {
             registry,
             flush,
+            batch_commands,
             raft_rpc,
             rpc_requests,
             rpc_duration,

@@ -15,6 +15,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::command::{Command, CommandResult};
 use crate::error::{Error, Result};
 use crate::network::peer;
+use crate::proposer::{BatchSizes, ProposeError, Proposer};
 use crate::store::{Db, StateMachine};
 use crate::typ::{ClientWriteError, Node, NodeId, Raft, RaftMetrics};
 
@@ -65,6 +66,8 @@ pub struct ChatNode {
     pub address: String,
     pub raft: Raft,
     state: StateMachine,
+    /// Where this node, as leader, proposes commands: batched into entries.
+    proposer: Proposer,
     timeouts: Timeouts,
     /// Set while this leader hands leadership over; writes wait for the new leader.
     handing_over: AtomicBool,
@@ -82,10 +85,19 @@ impl std::fmt::Debug for ChatNode {
 }
 
 impl ChatNode {
-    pub fn new(id: NodeId, address: String, raft: Raft, state: StateMachine, timeouts: Timeouts) -> Arc<Self> {
+    /// Must run inside a tokio runtime: it starts the proposer's batching task.
+    pub fn new(
+        id: NodeId,
+        address: String,
+        raft: Raft,
+        state: StateMachine,
+        timeouts: Timeouts,
+        batch_sizes: BatchSizes,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id,
             address,
+            proposer: Proposer::start(raft.clone(), batch_sizes),
             raft,
             state,
             timeouts,
@@ -149,10 +161,10 @@ impl ChatNode {
             }
             match self.leader() {
                 Some((leader, _)) if leader == self.id => {
-                    match timeout_at(deadline, self.raft.client_write(cmd.clone())).await {
-                        Ok(Ok(response)) => return Ok(response.data),
-                        Ok(Err(RE::APIError(CWE::ForwardToLeader(_)))) => {}
-                        Ok(Err(e)) => return Err(self.unavailable(format!("write failed: {e}"))),
+                    match timeout_at(deadline, self.proposer.propose(cmd.clone())).await {
+                        Ok(Ok(result)) => return Ok(result),
+                        Ok(Err(ProposeError::NotLeader)) => {}
+                        Ok(Err(ProposeError::Failed(e))) => return Err(self.unavailable(format!("write failed: {e}"))),
                         Err(_) => {
                             return Err(Error::Timeout("write not committed in time: no quorum reachable".into()));
                         }
@@ -216,6 +228,15 @@ impl ChatNode {
                 return Err(self.unavailable("no leader: the cluster has no quorum or is electing"));
             }
         }
+    }
+
+    /// As leader: commits `cmd` (batched with others) and returns its result.
+    /// Never forwards: for commands a follower forwarded here.
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`] when this node does not lead.
+    pub async fn propose_here(&self, cmd: Command) -> std::result::Result<CommandResult, ProposeError> {
+        self.proposer.propose(cmd).await
     }
 
     /// As leader: confirms leadership with a quorum and returns the index a read must wait for.

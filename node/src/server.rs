@@ -15,7 +15,6 @@ use chat_proto::cluster::cluster_service_server::ClusterServiceServer;
 use chat_proto::raft::raft_service_server::RaftServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -100,7 +99,9 @@ fn raft_config(cfg: &Config) -> Result<Arc<openraft::Config>> {
         // catches up from the log instead of a full snapshot.
         max_in_snapshot_log_to_keep: (cfg.raft.snapshot_threshold / 10).min(1000),
         install_snapshot_timeout: 2000,
-        max_payload_entries: 1000,
+        // An entry is a batch of up to `proposer::MAX_BYTES` (256 KiB): 128 of
+        // them (32 MiB) fit one Raft message (64 MiB limit).
+        max_payload_entries: 128,
         ..Default::default()
     };
     Ok(Arc::new(raft.validate().map_err(|e| Error::invalid(format!("raft timing: {e}")))?))
@@ -124,7 +125,8 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
     let raft = Raft::new(cfg.id, raft_config(&cfg)?, network, log_store, state.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
-    let node = ChatNode::new(cfg.id, cfg.advertise.clone(), raft, state, cfg.timeouts.clone());
+    let node =
+        ChatNode::new(cfg.id, cfg.advertise.clone(), raft, state, cfg.timeouts.clone(), metrics.batch_commands.clone());
     let (stop, stopped) = watch::channel(false);
 
     let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), flusher, grpc, http, stopped));
@@ -145,15 +147,19 @@ async fn serve(
 
     // The gRPC server stops accepting when `grpc_stop` fires and finishes in-flight calls.
     let (grpc_stop_tx, mut grpc_stop) = watch::channel(false);
+    // TCP_NODELAY on every accepted connection. (The builder's `tcp_nodelay`
+    // is ignored for a listener we bind ourselves; without it, Nagle holds a
+    // response's trailing frame until the peer's delayed ACK, ~40 ms — which
+    // was the p99/p999 tail in BENCHMARKS.md.)
+    let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
     let grpc_server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone())))
         .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())))
         .add_service(
             RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone()))
                 .max_decoding_message_size(64 << 20),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
         });
     let grpc_task = tokio::spawn(grpc_server);
@@ -289,10 +295,23 @@ pub async fn run(
     running.shutdown().await
 }
 
+/// Connections the kernel may queue before we accept them (clamped to
+/// `net.core.somaxconn`). tokio's `TcpListener::bind` uses 128, as std does:
+/// a burst of more new clients than that (256 at once in the benchmark)
+/// overflowed the queue, and each dropped SYN cost its client the kernel's
+/// 1 s retransmission timeout. Go servers such as etcd use `somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds a TCP listener, naming the address in the error.
 ///
 /// # Errors
 /// When the address is in use or not permitted.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| Error::Internal(format!("binding {addr}: {e}")))
+    let bind = || {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    bind().map_err(|e: std::io::Error| Error::Internal(format!("binding {addr}: {e}")))
 }

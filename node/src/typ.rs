@@ -3,15 +3,16 @@
 //! The node crate owns these (clients never depend on openraft): node ids are
 //! `u64` (a StatefulSet ordinal in Kubernetes), a node is its advertised address.
 
-use crate::command::{Command, CommandResult};
+use crate::command::{Batch, CommandResult};
 
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// Raft types of replicated-chat: the log carries [`Command`]s, applying one yields a [`CommandResult`].
+    /// Raft types of replicated-chat: an entry carries a [`Batch`] of commands,
+    /// applying it yields one [`CommandResult`] per command.
     pub TypeConfig:
-        D = Command,
-        R = CommandResult,
+        D = Batch,
+        R = Vec<CommandResult>,
         NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,

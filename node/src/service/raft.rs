@@ -62,8 +62,8 @@ impl RaftService for RaftServiceImpl {
     #[tracing::instrument(skip_all, fields(node = self.node.id))]
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let cmd: Command = decode_request(request)?;
-        let result: Result<CommandResult, String> = match self.node.raft.client_write(cmd).await {
-            Ok(response) => Ok(response.data),
+        let result: Result<CommandResult, String> = match self.node.propose_here(cmd).await {
+            Ok(result) => Ok(result),
             Err(e) => Err(format!("forwarded write failed on node {}: {e}", self.node.id)),
         };
         reply(&result)

@@ -1,10 +1,10 @@
 //! Applying one [`Command`] to the chat state: checks against the applied
 //! state, then puts every change into the caller's `WriteBatch`.
 //!
-//! Runs on every replica for every committed entry, so it must be
+//! Runs on every replica for every committed command, so it must be
 //! deterministic: it reads only the DB and the command (never the clock or a
-//! random source), and a message's id is the log index of its entry — unique,
-//! and increasing in commit order, which is what paging and Subscribe resume on.
+//! random source). A message's id comes from a counter in the state itself:
+//! 1, 2, 3… in commit order, which is what paging and Subscribe resume on.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -36,11 +36,12 @@ impl From<CommandResult> for Outcome {
     }
 }
 
-/// Applies `cmd`, committed at `index`, into `batch`.
+/// Applies `cmd` into `batch`, against the DB as it is (so the caller writes
+/// each command's batch before applying the next).
 ///
 /// # Errors
 /// Only storage errors; a refused command is an `Ok` outcome holding a [`Rejection`].
-pub fn apply(db: &Db, batch: &mut WriteBatch, index: u64, cmd: &Command) -> Result<Outcome, StorageError> {
+pub fn apply(db: &Db, batch: &mut WriteBatch, cmd: &Command) -> Result<Outcome, StorageError> {
     let mut tx = Tx { db, batch, pending_deletes: HashMap::new() };
     Ok(match cmd {
         Command::CreateAccount { username, password_hash, created_at_ms } => {
@@ -88,23 +89,25 @@ pub fn apply(db: &Db, batch: &mut WriteBatch, index: u64, cmd: &Command) -> Resu
             if tx.db.get::<Account>(cf::ACCOUNTS, to.as_bytes())?.is_none() {
                 return Ok(Err(Rejection::NoSuchAccount(to.clone())).into());
             }
+            let id = tx.db.get::<u64>(cf::META, keys::meta::NEXT_MESSAGE_ID)?.unwrap_or(1);
+            tx.put(cf::META, keys::meta::NEXT_MESSAGE_ID, &(id + 1));
             let message =
                 StoredMessage { from: from.clone(), to: to.clone(), body: body.clone(), sent_at_ms: *sent_at_ms };
-            tx.put(cf::MESSAGES, &keys::index(index), &message);
-            tx.put(cf::CONVERSATIONS, &keys::conversation(&from, to, index), &());
-            tx.put(cf::INBOX, &keys::inbox(to, index), &());
+            tx.put(cf::MESSAGES, &keys::index(id), &message);
+            tx.put(cf::CONVERSATIONS, &keys::conversation(&from, to, id), &());
+            tx.put(cf::INBOX, &keys::inbox(to, id), &());
             let mut theirs = tx.summary(to, &from)?;
             theirs.unread += 1;
-            theirs.last_message_id = index;
+            theirs.last_message_id = id;
             tx.put(cf::SUMMARIES, &keys::pair(to, &from), &theirs);
             let mut mine = tx.summary(&from, to)?;
-            mine.last_message_id = index;
+            mine.last_message_id = id;
             tx.put(cf::SUMMARIES, &keys::pair(&from, to), &mine);
-            let sent = Applied::Sent { id: index, sent_at_ms: *sent_at_ms };
+            let sent = Applied::Sent { id, sent_at_ms: *sent_at_ms };
             if !request_id.is_empty() {
                 tx.put(cf::REQUESTS, &request_key, &sent);
             }
-            Outcome { result: Ok(sent), delivered: Some(Delivered { id: index, message }) }
+            Outcome { result: Ok(sent), delivered: Some(Delivered { id, message }) }
         }
         Command::MarkRead { token_hash, with, up_to_id } => {
             let user = match tx.user(token_hash)? {

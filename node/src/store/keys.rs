@@ -104,6 +104,11 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 pub mod meta {
     pub const LAST_APPLIED: &[u8] = b"last_applied";
     pub const MEMBERSHIP: &[u8] = b"membership";
+    /// The id the next message gets.
+    pub const NEXT_MESSAGE_ID: &[u8] = b"next_message_id";
+    /// `(log index, position)` of the last command applied from an entry not
+    /// yet fully applied (see the state machine's `apply`).
+    pub const APPLYING: &[u8] = b"applying";
 }
 
 pub mod raft {

@@ -1,9 +1,10 @@
 //! The chat state machine: openraft's `RaftStateMachine` over the state column families.
 //!
-//! Each entry is applied in its own `WriteBatch` together with the new
-//! last-applied log id (and membership), so after any crash the state and
-//! the point it reflects agree. Those writes are not synced: the log entries
-//! they come from are, and replaying them is deterministic.
+//! Each command is applied in its own `WriteBatch`, which also records how far
+//! its entry got; the entry's last one records the new last-applied log id
+//! (and membership). So after any crash the state and the point it reflects
+//! agree, to the command. Those writes are not synced: the log entries they
+//! come from are, and replaying them is deterministic.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use tokio::sync::broadcast;
 use super::apply::{self, Delivered};
 use super::keys::{self, cf};
 use super::{Db, decode, encode, write_err};
-use crate::command::{Applied, CommandResult};
+use crate::command::{Applied, Command, CommandResult};
 use crate::typ::{Entry, LogId, NodeId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// How many delivered messages a slow subscriber may fall behind before it
@@ -74,6 +75,65 @@ impl StateMachine {
     }
 }
 
+impl StateMachine {
+    /// Applies the commands of the entry at `log_id`, in order, each in its own
+    /// `WriteBatch` so that it sees the ones before it (a command may create
+    /// the account the next one sends to). Each batch records how far the entry
+    /// got (`meta::APPLYING`); the last one records the entry as applied. After
+    /// a crash in between, openraft applies the entry again and the commands
+    /// already applied are skipped: applied exactly once.
+    fn apply_batch(&self, log_id: &LogId, commands: &[Command]) -> Result<Vec<CommandResult>, StorageError> {
+        let done = match self.db.get::<(u64, usize)>(cf::META, keys::meta::APPLYING)? {
+            Some((index, position)) if index == log_id.index => position + 1,
+            _ => 0,
+        };
+        let mut results = Vec::with_capacity(commands.len());
+        // No one waits for results of commands applied before a restart: the
+        // proposing leader's waiters were in the process that stopped.
+        results.resize(done.min(commands.len()), Ok(Applied::Done));
+        if commands.is_empty() {
+            self.finish_entry(WriteBatch::default(), log_id)?;
+        }
+        for (position, cmd) in commands.iter().enumerate().skip(done) {
+            let last = position + 1 == commands.len();
+            results.push(self.apply_command(log_id, position, last, cmd)?);
+        }
+        Ok(results)
+    }
+
+    /// Applies the command at `position` of the entry at `log_id` and records
+    /// the progress: the entry as applied if it is the `last` command.
+    fn apply_command(
+        &self,
+        log_id: &LogId,
+        position: usize,
+        last: bool,
+        cmd: &Command,
+    ) -> Result<CommandResult, StorageError> {
+        let mut batch = WriteBatch::default();
+        let outcome = apply::apply(&self.db, &mut batch, cmd)?;
+        if last {
+            batch.delete_cf(self.db.cf(cf::META), keys::meta::APPLYING);
+            self.finish_entry(batch, log_id)?;
+        } else {
+            batch.put_cf(self.db.cf(cf::META), keys::meta::APPLYING, encode(&(log_id.index, position)));
+            self.db.raw().write(batch).map_err(write_err)?;
+        }
+        if let Some(d) = outcome.delivered {
+            // No receivers is fine: nobody is subscribed right now.
+            let _ = self.events.send(Arc::new(d));
+        }
+        Ok(outcome.result)
+    }
+
+    /// Writes `batch` with `log_id` as the last applied entry. Not synced: the
+    /// log entries are, and applying them again is deterministic.
+    fn finish_entry(&self, mut batch: WriteBatch, log_id: &LogId) -> Result<(), StorageError> {
+        batch.put_cf(self.db.cf(cf::META), keys::meta::LAST_APPLIED, encode(log_id));
+        self.db.raw().write(batch).map_err(write_err)
+    }
+}
+
 fn snapshot_err(meta: Option<&SnapshotMeta>, e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::<NodeId>::write_snapshot(meta.map(|m| m.signature()), openraft::AnyError::new(&e)).into()
 }
@@ -87,35 +147,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((applied, membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<CommandResult>>, StorageError>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut results = Vec::new();
         for entry in entries {
-            let mut batch = WriteBatch::default();
-            let mut delivered = None;
-            let result = match &entry.payload {
-                EntryPayload::Blank => Ok(Applied::Done),
-                EntryPayload::Normal(cmd) => {
-                    let outcome = apply::apply(&self.db, &mut batch, entry.log_id.index, cmd)?;
-                    delivered = outcome.delivered;
-                    outcome.result
+            results.push(match &entry.payload {
+                EntryPayload::Blank => {
+                    self.finish_entry(WriteBatch::default(), &entry.log_id)?;
+                    Vec::new()
                 }
+                EntryPayload::Normal(batch) => self.apply_batch(&entry.log_id, &batch.0)?,
                 EntryPayload::Membership(m) => {
+                    let mut batch = WriteBatch::default();
                     let stored = StoredMembership::new(Some(entry.log_id), m.clone());
                     batch.put_cf(self.db.cf(cf::META), keys::meta::MEMBERSHIP, encode(&stored));
-                    Ok(Applied::Done)
+                    self.finish_entry(batch, &entry.log_id)?;
+                    Vec::new()
                 }
-            };
-            batch.put_cf(self.db.cf(cf::META), keys::meta::LAST_APPLIED, encode(&entry.log_id));
-            self.db.raw().write(batch).map_err(write_err)?;
-            if let Some(d) = delivered {
-                // No receivers is fine: nobody is subscribed right now.
-                let _ = self.events.send(Arc::new(d));
-            }
-            results.push(result);
+            });
         }
         Ok(results)
     }
@@ -191,5 +243,121 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         let file = tokio::fs::File::open(&path).await.map_err(|e| snapshot_err(Some(&meta), e))?;
         Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::command::{Batch, Rejection};
+    use crate::store::query;
+
+    fn state() -> (tempfile::TempDir, StateMachine) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let state = StateMachine::new(db, &dir.path().join("snapshots")).unwrap();
+        (dir, state)
+    }
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn entry(index: u64, commands: Vec<Command>) -> Entry {
+        Entry { log_id: log_id(index), payload: EntryPayload::Normal(Batch(commands)) }
+    }
+
+    fn create(user: &str) -> Command {
+        Command::CreateAccount { username: user.into(), password_hash: "h".into(), created_at_ms: 0 }
+    }
+
+    fn login(user: &str, token: u8) -> Command {
+        Command::OpenSession { username: user.into(), token_hash: [token; 32], created_at_ms: 0 }
+    }
+
+    fn send(token: u8, to: &str, body: &str) -> Command {
+        Command::SendMessage {
+            token_hash: [token; 32],
+            to: to.into(),
+            body: body.into(),
+            sent_at_ms: 0,
+            request_id: String::new(),
+        }
+    }
+
+    fn bodies(state: &StateMachine, user: &str, partner: &str) -> Vec<(u64, String)> {
+        query::conversation_range(state.db(), user, partner, 0, u64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(id, m)| (id, m.body))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn commands_in_one_entry_see_the_ones_before_them() {
+        let (_dir, mut state) = state();
+        let commands = vec![
+            send(1, "bob", "too early"),
+            create("alice"),
+            create("bob"),
+            login("alice", 1),
+            send(1, "bob", "hi"),
+            send(1, "bob", "again"),
+            create("alice"),
+        ];
+        let results = state.apply([entry(3, commands)]).await.unwrap();
+        assert_eq!(
+            results,
+            vec![vec![
+                Err(Rejection::InvalidSession),
+                Ok(Applied::Done),
+                Ok(Applied::Done),
+                Ok(Applied::Done),
+                Ok(Applied::Sent { id: 1, sent_at_ms: 0 }),
+                Ok(Applied::Sent { id: 2, sent_at_ms: 0 }),
+                Err(Rejection::AccountExists("alice".into())),
+            ]]
+        );
+        assert_eq!(bodies(&state, "alice", "bob"), vec![(1, "hi".into()), (2, "again".into())]);
+        assert_eq!(state.applied_state().await.unwrap().0, Some(log_id(3)));
+        // Ids go on from the counter in later entries, and count messages, not entries.
+        let results = state.apply([entry(4, vec![send(1, "bob", "later")])]).await.unwrap();
+        assert_eq!(results, vec![vec![Ok(Applied::Sent { id: 3, sent_at_ms: 0 })]]);
+    }
+
+    #[tokio::test]
+    async fn an_entry_cut_short_by_a_crash_is_finished_without_applying_anything_twice() {
+        let (_dir, mut state) = state();
+        state.apply([entry(1, vec![create("alice"), create("bob"), login("alice", 1)])]).await.unwrap();
+        let commands = vec![send(1, "bob", "one"), send(1, "bob", "two"), send(1, "bob", "three")];
+        // What a crash after the second command leaves behind:
+        for (position, cmd) in commands.iter().enumerate().take(2) {
+            assert!(matches!(state.apply_command(&log_id(2), position, false, cmd), Ok(Ok(Applied::Sent { .. }))));
+        }
+        assert_eq!(state.applied_state().await.unwrap().0, Some(log_id(1)), "entry 2 is not applied yet");
+        // On restart openraft applies entry 2 again, from its start.
+        let results = state.apply([entry(2, commands)]).await.unwrap();
+        assert_eq!(
+            results,
+            vec![vec![Ok(Applied::Done), Ok(Applied::Done), Ok(Applied::Sent { id: 3, sent_at_ms: 0 })]]
+        );
+        assert_eq!(
+            bodies(&state, "alice", "bob"),
+            vec![(1, "one".into()), (2, "two".into()), (3, "three".into())],
+            "each command applied exactly once"
+        );
+        assert_eq!(state.applied_state().await.unwrap().0, Some(log_id(2)));
+        assert_eq!(state.db().get::<(u64, usize)>(cf::META, keys::meta::APPLYING).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn blank_and_empty_entries_advance_the_applied_point() {
+        let (_dir, mut state) = state();
+        let blank = Entry { log_id: log_id(1), payload: EntryPayload::Blank };
+        let results = state.apply([blank, entry(2, Vec::new())]).await.unwrap();
+        assert_eq!(results, vec![Vec::new(), Vec::new()]);
+        assert_eq!(state.applied_state().await.unwrap().0, Some(log_id(2)));
     }
 }

@@ -1,0 +1,307 @@
+//! Proposal batching: many client commands in one Raft entry.
+//!
+//! openraft 0.9 turns every `client_write` into a log entry of its own, and
+//! the leader's Raft task pays for each: an append, a flush callback,
+//! replication bookkeeping, an apply round. Measured under load, that per-entry
+//! work — not fsync, not CPU — set the pace (BENCHMARKS.md). So commands go
+//! through a queue, and whatever has queued is proposed as one [`Batch`].
+//!
+//! No timer: at most [`IN_FLIGHT`] batches are between proposal and apply.
+//! A command arriving while fewer are in flight is proposed at once (with one
+//! client, every batch holds one command and nothing waits); commands arriving
+//! while the pipeline is full ride together in the next batch. Batch size
+//! follows load.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use openraft::error::{ClientWriteError, RaftError};
+
+use crate::command::{Batch, Command, CommandResult};
+use crate::typ::Raft;
+
+/// Batches proposed but not yet applied. One batch committing while the next
+/// fills keeps the leader's log and replication busy without letting batches
+/// shrink to single commands again.
+pub const IN_FLIGHT: usize = 2;
+/// At most this many commands per batch...
+pub const MAX_COMMANDS: usize = 1024;
+/// ...and about this many bytes ([`Command::approx_size`]). With openraft's
+/// `max_payload_entries` (see `server`) this bounds one AppendEntries well
+/// below the Raft transport's 64 MiB message limit.
+pub const MAX_BYTES: usize = 256 << 10;
+/// Commands waiting for a batch; a full queue makes callers wait (backpressure).
+const QUEUE: usize = 8192;
+
+/// Why a proposal did not commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not (or no longer) the leader; nothing was proposed.
+    #[error("not the leader")]
+    NotLeader,
+    /// Raft failed or is shutting down; the command may or may not commit.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the proposer hands a batch to: Raft's `client_write` in the node,
+/// something scripted in tests. Resolves to one result per command, in order.
+pub trait Submit: Send + Sync + 'static {
+    fn submit(&self, batch: Batch) -> impl Future<Output = Result<Vec<CommandResult>, ProposeError>> + Send;
+}
+
+/// Distribution of commands per proposed entry, for `/metrics`.
+pub type BatchSizes = Histogram;
+
+impl Submit for Raft {
+    async fn submit(&self, batch: Batch) -> Result<Vec<CommandResult>, ProposeError> {
+        match self.client_write(batch).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ProposeError::NotLeader),
+            Err(e) => Err(ProposeError::Failed(format!("write failed: {e}"))),
+        }
+    }
+}
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Result<CommandResult, ProposeError>>,
+}
+
+/// The queue in front of Raft. Cheap to share; the batching task ends when the
+/// last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Proposer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.command.kind())
+    }
+}
+
+impl Proposer {
+    /// Starts the batching task on the current runtime.
+    pub fn start(submit: impl Submit, sizes: BatchSizes) -> Self {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(batch_loop(rx, Arc::new(submit), sizes));
+        Self { queue }
+    }
+
+    /// Proposes `command` in the next batch and waits until it is applied.
+    ///
+    /// # Errors
+    /// [`ProposeError::NotLeader`] when this node does not lead; `Failed` otherwise.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        let (reply, result) = oneshot::channel();
+        self.queue
+            .send(Pending { command, reply })
+            .await
+            .map_err(|_| ProposeError::Failed("the proposer has stopped".into()))?;
+        result.await.unwrap_or_else(|_| Err(ProposeError::Failed("the proposer dropped the command".into())))
+    }
+}
+
+async fn batch_loop<S: Submit>(mut rx: mpsc::Receiver<Pending>, submit: Arc<S>, sizes: BatchSizes) {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut bytes = first.command.approx_size();
+        let mut batch = vec![first];
+        while batch.len() < MAX_COMMANDS && bytes < MAX_BYTES {
+            let Ok(next) = rx.try_recv() else { break };
+            bytes += next.command.approx_size();
+            batch.push(next);
+        }
+        sizes.observe(batch.len() as f64);
+        let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+        let submit = submit.clone();
+        tokio::spawn(async move {
+            let outcome = submit.submit(Batch(commands)).await;
+            drop(permit);
+            match outcome {
+                Ok(results) if results.len() == replies.len() => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        // The caller may have given up (deadline); the command stands anyway.
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Ok(results) => {
+                    let e = format!("internal: {} results for {} commands", results.len(), replies.len());
+                    tracing::error!("{e}");
+                    for reply in replies {
+                        let _ = reply.send(Err(ProposeError::Failed(e.clone())));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::command::Applied;
+
+    /// Records every batch; each waits for a permit from `gate` before it
+    /// completes, so a test can pile commands up behind a full pipeline.
+    struct Scripted {
+        batches: Mutex<Vec<Vec<Command>>>,
+        gate: Semaphore,
+        not_leader: bool,
+    }
+
+    impl Scripted {
+        fn new(open: bool, not_leader: bool) -> Arc<Self> {
+            let permits = if open { Semaphore::MAX_PERMITS } else { 0 };
+            Arc::new(Self { batches: Mutex::default(), gate: Semaphore::new(permits), not_leader })
+        }
+
+        fn batches(&self) -> Vec<Vec<Command>> {
+            self.batches.lock().unwrap().clone()
+        }
+    }
+
+    impl Submit for Arc<Scripted> {
+        async fn submit(&self, batch: Batch) -> Result<Vec<CommandResult>, ProposeError> {
+            self.batches.lock().unwrap().push(batch.0.clone());
+            self.gate.acquire().await.expect("never closed").forget();
+            if self.not_leader {
+                return Err(ProposeError::NotLeader);
+            }
+            // Each command's result is its position, so callers can tell whose is whose.
+            Ok((0..batch.0.len()).map(|i| Ok(Applied::Count(i as u64))).collect())
+        }
+    }
+
+    /// Waits (at most 5 s) until `check` holds.
+    async fn until(what: &str, check: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn close(n: usize) -> Command {
+        Command::CloseSession { token_hash: [n as u8; 32] }
+    }
+
+    fn send(n: usize) -> Command {
+        let body = "x".repeat(4000);
+        Command::SendMessage { token_hash: [0; 32], to: "bob".into(), body, sent_at_ms: 0, request_id: n.to_string() }
+    }
+
+    fn sizes() -> BatchSizes {
+        Histogram::new([1.0, 2.0, 4.0].into_iter())
+    }
+
+    type Waiting = Vec<tokio::task::JoinHandle<Result<CommandResult, ProposeError>>>;
+
+    fn propose(proposer: &Proposer, waiting: &mut Waiting, command: Command) {
+        let p = proposer.clone();
+        waiting.push(tokio::spawn(async move { p.propose(command).await }));
+    }
+
+    /// Proposes IN_FLIGHT single commands and waits until each is its own batch, held by the script.
+    async fn fill_pipeline(proposer: &Proposer, script: &Scripted, waiting: &mut Waiting) {
+        for n in 0..IN_FLIGHT {
+            propose(proposer, waiting, close(n));
+            until("a batch of one", || script.batches().len() == n + 1).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_command_is_proposed_at_once_in_a_batch_of_one() {
+        let script = Scripted::new(true, false);
+        let proposer = Proposer::start(script.clone(), sizes());
+        assert_eq!(proposer.propose(close(1)).await, Ok(Ok(Applied::Count(0))));
+        assert_eq!(script.batches(), vec![vec![close(1)]]);
+    }
+
+    #[tokio::test]
+    async fn commands_queued_behind_a_full_pipeline_ride_in_one_batch_in_order() {
+        let script = Scripted::new(false, false);
+        let proposer = Proposer::start(script.clone(), sizes());
+        let mut waiting = Vec::new();
+        fill_pipeline(&proposer, &script, &mut waiting).await;
+        let queued: Vec<usize> = (10..15).collect();
+        for &n in &queued {
+            propose(&proposer, &mut waiting, close(n));
+        }
+        until("the commands to queue", || proposer.queue.capacity() == QUEUE - queued.len()).await;
+        assert_eq!(script.batches().len(), IN_FLIGHT, "nothing proposed while the pipeline is full");
+
+        script.gate.add_permits(1);
+        until("the next batch", || script.batches().len() == IN_FLIGHT + 1).await;
+        assert_eq!(script.batches()[IN_FLIGHT], queued.iter().map(|&n| close(n)).collect::<Vec<_>>());
+
+        script.gate.add_permits(IN_FLIGHT);
+        let mut positions = Vec::new();
+        for w in waiting {
+            match w.await.unwrap() {
+                Ok(Ok(Applied::Count(i))) => positions.push(i),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let mut expected = vec![0; IN_FLIGHT];
+        expected.extend(0..queued.len() as u64);
+        assert_eq!(positions, expected, "each caller gets the result at its own position");
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_fails_every_command_in_it() {
+        let script = Scripted::new(false, true);
+        let proposer = Proposer::start(script.clone(), sizes());
+        let mut waiting = Vec::new();
+        fill_pipeline(&proposer, &script, &mut waiting).await;
+        for n in 0..3 {
+            propose(&proposer, &mut waiting, close(100 + n));
+        }
+        script.gate.add_permits(1 << 20);
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), Err(ProposeError::NotLeader));
+        }
+        assert_eq!(script.batches().len(), IN_FLIGHT + 1);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_capped_by_bytes() {
+        let script = Scripted::new(false, false);
+        let proposer = Proposer::start(script.clone(), sizes());
+        let mut waiting = Vec::new();
+        fill_pipeline(&proposer, &script, &mut waiting).await;
+        let one = send(0).approx_size();
+        let many = 2 * MAX_BYTES / one;
+        for n in 0..many {
+            propose(&proposer, &mut waiting, send(n));
+        }
+        until("the commands to queue", || proposer.queue.capacity() == QUEUE - many).await;
+        script.gate.add_permits(1);
+        until("the next batch", || script.batches().len() > IN_FLIGHT).await;
+        let batch = &script.batches()[IN_FLIGHT];
+        let bytes: usize = batch.iter().map(Command::approx_size).sum();
+        assert_eq!(batch[0], send(0), "in arrival order");
+        assert!(batch.len() < many, "one batch took all {many} commands");
+        assert!((MAX_BYTES..MAX_BYTES + one).contains(&bytes), "{bytes} bytes in one batch");
+        script.gate.add_permits(1 << 20);
+        for w in waiting {
+            assert!(matches!(w.await.unwrap(), Ok(Ok(_))));
+        }
+    }
+}
