@@ -134,8 +134,20 @@ async fn scrape(http: &str) -> Option<String> {
             _ => "none".into(),
         }
     };
+    let served = match (
+        value("chat_rpc_duration_seconds_sum{method=\"SendMessage\"} "),
+        value("chat_rpc_duration_seconds_count{method=\"SendMessage\"} "),
+    ) {
+        (Some(s), Some(c)) if c > 0.0 => format!("{c:.0} × {:.2} ms", s / c * 1000.0),
+        _ => "none".into(),
+    };
+    let batches = match (value("chat_proposal_batch_commands_sum "), value("chat_proposal_batch_commands_count ")) {
+        (Some(s), Some(c)) if c > 0.0 => format!("{c:.0} entries × {:.1} commands", s / c),
+        _ => "none".into(),
+    };
     Some(format!(
-        "{syncs:.0} WAL syncs, mean {:.2} ms, {:.0} over 12.8 ms, {:.1} appends per sync; \
+        "SendMessage served {served}; proposed {batches}; \
+         {syncs:.0} WAL syncs, mean {:.2} ms, {:.0} over 12.8 ms, {:.1} appends per sync; \
          AppendEntries sent {}, handled {}",
         sync_sum / syncs * 1000.0,
         syncs - fast,

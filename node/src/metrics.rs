@@ -26,8 +26,8 @@ pub struct RoleLabel {
     pub role: &'static str,
 }
 
-/// How the Raft log's group commit behaves: how long each WAL sync takes and
-/// how many appends it covers. Recorded by the flusher thread.
+/// How the Raft log's WAL syncs behave: how long each takes and how many
+/// appends it covers. Recorded by the flusher thread.
 #[derive(Clone, Debug)]
 pub struct FlushMetrics {
     pub sync_seconds: Histogram,
@@ -106,7 +106,7 @@ impl Default for Metrics {
         registry.register("wal_sync_seconds", "Duration of each Raft log WAL sync", flush.sync_seconds.clone());
         registry.register(
             "wal_appends_per_sync",
-            "Log appends acknowledged by one WAL sync (group commit)",
+            "Log appends acknowledged by one WAL sync",
             flush.appends_per_sync.clone(),
         );
         let batch_commands = Histogram::new(exponential_buckets(1.0, 2.0, 12));

@@ -1,11 +1,13 @@
 //! The Raft log in RocksDB: openraft's `RaftLogStorage` and `RaftLogReader`.
 //!
-//! Durability with group commit: `append` writes the batch without syncing
-//! (so the entries are readable at once, as openraft requires) and hands the
-//! completion callback to a flusher thread. The flusher takes every callback
-//! waiting, issues *one* `flush_wal(sync)` covering all of them, then
-//! acknowledges them together. Under load one fsync covers many appends; with
-//! one client it costs exactly one fsync per write, as it must.
+//! Durability: `append` writes the batch without syncing (so the entries are
+//! readable at once, as openraft requires) and hands the completion callback
+//! to a flusher thread, which syncs the WAL and acknowledges — keeping fsync
+//! off the async runtime. The flusher would cover every append waiting with
+//! one sync, but openraft 0.9 never has more than one waiting: its Raft task
+//! awaits each append's flush before it does anything else (including
+//! replicating the new entries). So it is one fsync per append, and what
+//! groups writes is the proposer putting many commands in one entry.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
