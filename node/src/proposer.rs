@@ -208,7 +208,7 @@ mod tests {
     }
 
     fn sizes() -> BatchSizes {
-        Histogram::new([1.0, 2.0, 4.0].into_iter())
+        Histogram::new([1.0, 2.0, 4.0])
     }
 
     type Waiting = Vec<tokio::task::JoinHandle<Result<CommandResult, ProposeError>>>;
