@@ -14,7 +14,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::command::{Command, CommandResult};
 use crate::error::{Error, Result};
-use crate::network::peer;
+use crate::network::peer::Peers;
 use crate::proposer::{BatchSizes, ProposeError, Proposer};
 use crate::store::{Db, StateMachine};
 use crate::typ::{ClientWriteError, Node, NodeId, Raft, RaftMetrics};
@@ -68,6 +68,8 @@ pub struct ChatNode {
     state: StateMachine,
     /// Where this node, as leader, proposes commands: batched into entries.
     proposer: Proposer,
+    /// Channels to the other nodes, for forwarding to the leader.
+    peers: Peers,
     timeouts: Timeouts,
     /// Set while this leader hands leadership over; writes wait for the new leader.
     handing_over: AtomicBool,
@@ -98,6 +100,7 @@ impl ChatNode {
             id,
             address,
             proposer: Proposer::start(raft.clone(), batch_sizes),
+            peers: Peers::default(),
             raft,
             state,
             timeouts,
@@ -172,9 +175,12 @@ impl ChatNode {
                 }
                 Some((_, addr)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match peer::forward(&addr, &cmd, left).await {
-                        Ok(result) => return Ok(result),
-                        Err(Error::Unavailable { .. }) if cmd.is_idempotent() => {}
+                    match self.peers.forward(&addr, &cmd, left).await {
+                        Ok(Ok(result)) => return Ok(result),
+                        // It proposed nothing (it no longer leads): safe to retry any command.
+                        Ok(Err(ProposeError::NotLeader)) => {}
+                        Ok(Err(ProposeError::Failed(_))) | Err(Error::Unavailable { .. }) if cmd.is_idempotent() => {}
+                        Ok(Err(ProposeError::Failed(e))) => return Err(self.unavailable(format!("write failed: {e}"))),
                         Err(e) => return Err(e),
                     }
                 }
@@ -209,7 +215,7 @@ impl ChatNode {
                 },
                 Some((_, addr)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match peer::read_index(&addr, left).await {
+                    match self.peers.read_index(&addr, left).await {
                         Ok(index) => Some(index),
                         Err(Error::Unavailable { .. }) => None,
                         Err(e) => return Err(e),
@@ -233,9 +239,20 @@ impl ChatNode {
     /// As leader: commits `cmd` (batched with others) and returns its result.
     /// Never forwards: for commands a follower forwarded here.
     ///
+    /// Waits out a hand-over first, as [`ChatNode::write`] does: proposing now
+    /// would replicate, refresh the followers' leader leases and keep the
+    /// hand-over target from winning its election (found by the chaos run:
+    /// removing the leader under load failed with "no new leader emerged").
+    ///
     /// # Errors
     /// [`ProposeError::NotLeader`] when this node does not lead.
     pub async fn propose_here(&self, cmd: Command) -> std::result::Result<CommandResult, ProposeError> {
+        let deadline = Instant::now() + self.timeouts.hand_over;
+        while self.handing_over.load(Ordering::Acquire) {
+            if !self.await_change(deadline).await {
+                return Err(ProposeError::NotLeader);
+            }
+        }
         self.proposer.propose(cmd).await
     }
 
@@ -244,6 +261,13 @@ impl ChatNode {
     /// # Errors
     /// `Unavailable` if this node is not the leader; `Timeout` if no quorum answers in time.
     pub async fn read_index_here(&self, deadline: Instant) -> Result<u64> {
+        // Confirming leadership sends heartbeats, which would renew the
+        // followers' leases on this leader mid hand-over: wait it out.
+        while self.handing_over.load(Ordering::Acquire) {
+            if !self.await_change(deadline).await {
+                return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
+            }
+        }
         match timeout_at(deadline, self.raft.ensure_linearizable()).await {
             Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
             Ok(Err(e)) => Err(self.unavailable(format!("cannot serve a linearizable read here: {e}"))),
@@ -437,7 +461,7 @@ impl ChatNode {
         self.wait_caught_up(target, deadline.saturating_duration_since(Instant::now())).await?;
         // 2. Go quiet, so followers' leases on this leader lapse, and let the target campaign.
         self.raft.runtime_config().heartbeat(false);
-        peer::campaign(addr, self.id, deadline.saturating_duration_since(Instant::now())).await?;
+        self.peers.campaign(addr, self.id, deadline.saturating_duration_since(Instant::now())).await?;
         // 3. Wait to see someone else lead.
         let me = self.id;
         let left = deadline.saturating_duration_since(Instant::now());

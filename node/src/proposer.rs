@@ -36,8 +36,8 @@ pub const MAX_BYTES: usize = 256 << 10;
 /// Commands waiting for a batch; a full queue makes callers wait (backpressure).
 const QUEUE: usize = 8192;
 
-/// Why a proposal did not commit.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a proposal did not commit. Also the answer to a forwarded write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ProposeError {
     /// This node is not (or no longer) the leader; nothing was proposed.
     #[error("not the leader")]

@@ -380,10 +380,13 @@ impl TestCluster {
         self.nodes.iter().filter(|n| n.child.is_some()).map(|n| n.id).collect()
     }
 
+    /// Node `id`'s status, or `None` if it does not answer within 1 s (the
+    /// `grpc-timeout` header alone does not bound a call to a paused node).
     pub async fn status(&self, id: u64) -> Option<GetStatusResponse> {
         let mut req = Request::new(GetStatusRequest {});
         req.set_timeout(Duration::from_millis(500));
-        ClusterServiceClient::new(channel(&self.node(id).addr)).get_status(req).await.ok().map(|r| r.into_inner())
+        let mut client = ClusterServiceClient::new(channel(&self.node(id).addr));
+        tokio::time::timeout(Duration::from_secs(1), client.get_status(req)).await.ok()?.ok().map(|r| r.into_inner())
     }
 
     /// The current leader's id, once there is one.

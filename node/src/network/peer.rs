@@ -1,5 +1,7 @@
 //! Channels to other nodes and the calls a follower makes on the leader.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use chat_proto::raft::raft_service_client::RaftServiceClient;
@@ -8,6 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::command::{Command, CommandResult};
 use crate::error::{Error, Result};
+use crate::proposer::ProposeError;
 use crate::store::{decode, encode};
 use crate::typ::NodeId;
 
@@ -29,39 +32,63 @@ pub fn channel(addr: &str) -> Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
-fn raft_client(addr: &str) -> Result<RaftServiceClient<Channel>> {
-    Ok(RaftServiceClient::new(channel(addr)?).max_decoding_message_size(64 << 20))
+/// One channel per peer address, made on first use and kept: a follower
+/// forwards every write and read-index request to the leader, and a new
+/// connection per call would cost a TCP and HTTP/2 handshake each time.
+#[derive(Debug, Default)]
+pub struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
 }
 
-/// Proposes `cmd` through the leader at `addr`.
-///
-/// # Errors
-/// `Unavailable` if the leader cannot be reached or is no longer leader.
-pub async fn forward(addr: &str, cmd: &Command, timeout: Duration) -> Result<CommandResult> {
-    let mut request = tonic::Request::new(Payload { data: encode(cmd) });
-    request.set_timeout(timeout);
-    let reply = raft_client(addr)?.forward(request).await.map_err(Error::from)?;
-    let result: Result<CommandResult, String> = decode(&reply.into_inner().data)?;
-    result.map_err(Error::unavailable)
-}
+impl Peers {
+    fn raft_client(&self, addr: &str) -> Result<RaftServiceClient<Channel>> {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = channel(addr)?;
+                channels.insert(addr.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(RaftServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    }
 
-/// Asks the leader at `addr` for a read index.
-///
-/// # Errors
-/// `Unavailable` if the leader cannot be reached or cannot confirm its leadership.
-pub async fn read_index(addr: &str, timeout: Duration) -> Result<u64> {
-    let mut request = tonic::Request::new(ReadIndexRequest {});
-    request.set_timeout(timeout);
-    Ok(raft_client(addr)?.read_index(request).await.map_err(Error::from)?.into_inner().index)
-}
+    /// Proposes `cmd` through the leader at `addr`. The inner result is the
+    /// leader's answer: `NotLeader` means it proposed nothing.
+    ///
+    /// # Errors
+    /// `Unavailable` if the leader cannot be reached.
+    pub async fn forward(
+        &self,
+        addr: &str,
+        cmd: &Command,
+        timeout: Duration,
+    ) -> Result<std::result::Result<CommandResult, ProposeError>> {
+        let mut request = tonic::Request::new(Payload { data: encode(cmd) });
+        request.set_timeout(timeout);
+        let reply = self.raft_client(addr)?.forward(request).await.map_err(Error::from)?;
+        Ok(decode(&reply.into_inner().data)?)
+    }
 
-/// Tells the node at `addr` to start an election now (leader hand-over).
-///
-/// # Errors
-/// If the node cannot be reached.
-pub async fn campaign(addr: &str, from: NodeId, timeout: Duration) -> Result<()> {
-    let mut request = tonic::Request::new(CampaignRequest { from });
-    request.set_timeout(timeout);
-    raft_client(addr)?.campaign(request).await.map_err(Error::from)?;
-    Ok(())
+    /// Asks the leader at `addr` for a read index.
+    ///
+    /// # Errors
+    /// `Unavailable` if the leader cannot be reached or cannot confirm its leadership.
+    pub async fn read_index(&self, addr: &str, timeout: Duration) -> Result<u64> {
+        let mut request = tonic::Request::new(ReadIndexRequest {});
+        request.set_timeout(timeout);
+        Ok(self.raft_client(addr)?.read_index(request).await.map_err(Error::from)?.into_inner().index)
+    }
+
+    /// Tells the node at `addr` to start an election now (leader hand-over).
+    ///
+    /// # Errors
+    /// If the node cannot be reached.
+    pub async fn campaign(&self, addr: &str, from: NodeId, timeout: Duration) -> Result<()> {
+        let mut request = tonic::Request::new(CampaignRequest { from });
+        request.set_timeout(timeout);
+        self.raft_client(addr)?.campaign(request).await.map_err(Error::from)?;
+        Ok(())
+    }
 }

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::command::{Command, CommandResult};
 use crate::metrics::{MethodLabel, RaftRpcMetrics};
 use crate::node::ChatNode;
+use crate::proposer::ProposeError;
 use crate::store::{decode, encode};
 
 pub struct RaftServiceImpl {
@@ -57,15 +58,13 @@ impl RaftService for RaftServiceImpl {
     }
 
     /// Proposes a command a follower prepared. Only proposes here: a node that
-    /// is no longer leader answers with an error string rather than forwarding
-    /// again, so a request never bounces between nodes.
+    /// is no longer leader answers `NotLeader` (nothing proposed, so the
+    /// follower may retry any command) rather than forwarding again, so a
+    /// request never bounces between nodes.
     #[tracing::instrument(skip_all, fields(node = self.node.id))]
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let cmd: Command = decode_request(request)?;
-        let result: Result<CommandResult, String> = match self.node.propose_here(cmd).await {
-            Ok(result) => Ok(result),
-            Err(e) => Err(format!("forwarded write failed on node {}: {e}", self.node.id)),
-        };
+        let result: Result<CommandResult, ProposeError> = self.node.propose_here(cmd).await;
         reply(&result)
     }
 
