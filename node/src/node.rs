@@ -448,8 +448,13 @@ impl ChatNode {
         let addr = membership.get_node(&target).map(|n| n.addr.clone()).unwrap_or_default();
         tracing::info!(to = target, "handing leadership over");
         self.handing_over.store(true, Ordering::Release);
+        // Never campaign against the target: once its vote request makes us
+        // step down, our own election timer would otherwise race it, term
+        // after term (seen in a test: both campaigning every ~300 ms for 3 s).
+        self.raft.runtime_config().elect(false);
         let result = self.do_hand_over(target, &addr).await;
         self.raft.runtime_config().heartbeat(true);
+        self.raft.runtime_config().elect(true);
         self.handing_over.store(false, Ordering::Release);
         result
     }
@@ -457,6 +462,14 @@ impl ChatNode {
     /// Returns the id of the node that leads afterwards (normally `target`).
     async fn do_hand_over(&self, target: NodeId, addr: &str) -> Result<NodeId> {
         let deadline = Instant::now() + self.timeouts.hand_over;
+        // 0. Let what was proposed before the hand-over began commit (new writes
+        //    wait now), so the log stops growing: an entry appended after the
+        //    target caught up would make every holder of it refuse the target.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let settled = |m: &RaftMetrics| m.last_applied.map(|l| l.index) >= m.last_log_index;
+        if self.raft.wait(Some(left)).metrics(settled, "in-flight writes applied").await.is_err() {
+            return Err(Error::Timeout("writes in flight did not commit in time to hand over".into()));
+        }
         // 1. Let the target catch up with everything this leader has.
         self.wait_caught_up(target, deadline.saturating_duration_since(Instant::now())).await?;
         // 2. Go quiet, so followers' leases on this leader lapse, and let the target campaign.

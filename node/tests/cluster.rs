@@ -257,16 +257,52 @@ async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
     .await;
 }
 
+/// Until `stop`: writes and linearizable reads through the given nodes
+/// (followers forward both to the leader). Errors are expected mid hand-over
+/// and ignored; returns how many operations succeeded.
+fn load_through(
+    cluster: &TestCluster,
+    via: Vec<u64>,
+    token: &str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<u64> {
+    let clients: Vec<_> = via.iter().map(|&id| cluster.client(id)).collect();
+    let token = token.to_string();
+    tokio::spawn(async move {
+        let mut ok = 0;
+        for i in 0..100_000 {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let mut c = clients[i % clients.len()].clone();
+            let done = if i % 2 == 0 {
+                send(&mut c, &token, "bob", "load", &format!("load-{i}")).await.is_ok()
+            } else {
+                read_all(&mut c, &token, "bob", ReadConsistency::Linearizable).await.is_ok()
+            };
+            ok += u64::from(done);
+        }
+        ok
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_the_leader_hands_over_first_and_the_cluster_carries_on() {
     let (mut cluster, token) = cluster_with_alice_and_bob(&[]).await;
     let acked = send_batch(&cluster, &[1, 2, 3], &token, "m", 10).await;
 
-    // RemoveMember(leader), sent to the leader itself.
+    // RemoveMember(leader), sent to the leader itself, while writes and reads
+    // keep arriving through the followers: the hand-over must not be starved
+    // by the replication and heartbeats they cause.
     let old = cluster.leader().await;
+    let followers: Vec<u64> = cluster.running().into_iter().filter(|id| *id != old).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = load_through(&cluster, followers, &token, stop.clone());
     let reply =
         cluster.cluster_client(old).remove_member(RemoveMemberRequest { node_id: old }).await.unwrap().into_inner();
     assert!(reply.members.iter().all(|m| m.id != old), "{:?}", reply.members);
+    stop.store(true, Ordering::Relaxed);
+    assert!(load.await.unwrap() > 0, "the load made no progress at all");
     cluster.wait_voters(2).await;
     let new = cluster.leader().await;
     assert_ne!(new, old);
