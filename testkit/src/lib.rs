@@ -4,6 +4,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -293,6 +294,17 @@ impl TestCluster {
         }
         // "node serving" is the readiness signal `wait_serving` reads, whatever the caller's filter.
         cmd.env("RUST_LOG", format!("{filter},chat_node::server=info"));
+        // Nodes die with the process that started them, even when it is
+        // killed without running destructors (a `timeout`-ed chaos run).
+        // The signal follows the *thread* that spawned: tests spawn nodes from
+        // their main thread or tokio workers, which live as long as the test.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let child = cmd.spawn().expect("spawning chat-node");
         self.nodes[idx].child = Some(child);
     }
