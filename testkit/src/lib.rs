@@ -3,8 +3,8 @@
 //! binding port 0. Killing one is `kill -9`. Plus small gRPC helpers.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
