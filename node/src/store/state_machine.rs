@@ -353,6 +353,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_snapshot_taken_mid_entry_resumes_on_the_receiver_without_repeats() {
+        let (_dir, mut source) = state();
+        source.apply([entry(1, vec![create("alice"), create("bob"), login("alice", 1)])]).await.unwrap();
+        let commands = vec![send(1, "bob", "one"), send(1, "bob", "two")];
+        // The builder may run between two commands of an entry.
+        let sent = source.apply_command(&log_id(2), 0, false, &commands[0]).unwrap();
+        assert_eq!(sent, Ok(Applied::Sent { id: 1, sent_at_ms: 0 }));
+        let snapshot = source.build_snapshot().await.unwrap();
+        assert_eq!(snapshot.meta.last_log_id, Some(log_id(1)));
+
+        let (_dir2, mut receiver) = state();
+        receiver.install_snapshot(&snapshot.meta, snapshot.snapshot).await.unwrap();
+        // openraft then applies the log after the snapshot: entry 2, whole.
+        receiver.apply([entry(2, commands)]).await.unwrap();
+        assert_eq!(bodies(&receiver, "alice", "bob"), vec![(1, "one".into()), (2, "two".into())]);
+        assert_eq!(receiver.applied_state().await.unwrap().0, Some(log_id(2)));
+    }
+
+    #[tokio::test]
     async fn blank_and_empty_entries_advance_the_applied_point() {
         let (_dir, mut state) = state();
         let blank = Entry { log_id: log_id(1), payload: EntryPayload::Blank };
