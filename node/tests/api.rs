@@ -371,3 +371,32 @@ async fn health_readiness_and_metrics_over_http() {
     }
     assert_eq!(http_get(addr, "/nope").await.0, 404);
 }
+
+/// Concurrent sends are batched into shared Raft entries; each still gets its
+/// own id, and ids are dense and in commit order: 1, 2, 3… — what paging and
+/// Subscribe resume on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_get_dense_distinct_ids_in_commit_order() {
+    let mut t = one_node().await;
+    let alice = register(&mut t.client, "alice").await;
+    register(&mut t.client, "bob").await;
+    let sends: Vec<_> = (0..64)
+        .map(|i| {
+            let mut c = t.client.clone();
+            let token = alice.clone();
+            tokio::spawn(async move { send(&mut c, &token, "bob", &format!("m{i}"), &format!("r{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for s in sends {
+        ids.push(s.await.unwrap());
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=64).collect::<Vec<u64>>());
+    let read = read_all(&mut t.client, &alice, "bob", ReadConsistency::Linearizable).await.unwrap();
+    let read_ids: Vec<u64> = read.iter().map(|m| m.id).collect();
+    assert_eq!(read_ids, (1..=64).collect::<Vec<u64>>(), "read back oldest first, every one once");
+    // A retry with a request id already used gets the original id back, not a new one.
+    let again = send(&mut t.client, &alice, "bob", "m7", "r7").await.unwrap();
+    assert_eq!(again, read.iter().find(|m| m.body == "m7").unwrap().id);
+}
