@@ -31,6 +31,8 @@ pub struct Options {
     pub clients: Vec<usize>,
     pub count: usize,
     pub kills: usize,
+    /// Rounds of every level (this VM's noise is large: compare medians).
+    pub rounds: usize,
 }
 
 pub struct Row {
@@ -59,7 +61,8 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
         "clients", "chat/s", "p50", "p99", "p999", "etcd/s", "p50", "p99", "p999", "ratio"
     );
     let mut rows = Vec::new();
-    for &clients in &o.clients {
+    let levels = o.clients.iter().copied().cycle().take(o.clients.len() * o.rounds.max(1));
+    for clients in levels {
         let term_before = current_term(&chat).await;
         let chat_pids: Vec<u32> = chat.running().into_iter().filter_map(|id| chat.pid(id)).collect();
         let meter = cpu::Meter::start(&with_own_pid(&chat_pids));
@@ -97,6 +100,10 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
             c.per_second() / e.per_second()
         );
         rows.push(Row { clients, chat: c, etcd: e });
+    }
+
+    if o.rounds > 1 {
+        print_medians(&o.clients, &rows);
     }
 
     let mut chat_failovers = Vec::new();
@@ -155,6 +162,51 @@ async fn scrape(http: &str) -> Option<String> {
         mean_ms("round_trip"),
         mean_ms("handled")
     ))
+}
+
+/// One level's medians over rounds.
+#[derive(Debug, PartialEq)]
+pub struct Median {
+    pub clients: usize,
+    pub chat_per_second: f64,
+    pub chat_p99: Duration,
+    pub etcd_per_second: f64,
+    pub etcd_p99: Duration,
+    /// The median of each round's chat/etcd ratio (both systems share a round's noise).
+    pub ratio: f64,
+}
+
+/// Per level (in `levels` order), the medians over the rounds in `rows`.
+pub fn medians(levels: &[usize], rows: &[Row]) -> Vec<Median> {
+    fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        v[v.len() / 2]
+    }
+    levels
+        .iter()
+        .filter_map(|&clients| {
+            let of: Vec<&Row> = rows.iter().filter(|r| r.clients == clients).collect();
+            (!of.is_empty()).then(|| Median {
+                clients,
+                chat_per_second: median(of.iter().map(|r| r.chat.per_second()).collect()),
+                chat_p99: median(of.iter().map(|r| r.chat.p99).collect()),
+                etcd_per_second: median(of.iter().map(|r| r.etcd.per_second()).collect()),
+                etcd_p99: median(of.iter().map(|r| r.etcd.p99).collect()),
+                ratio: median(of.iter().map(|r| r.chat.per_second() / r.etcd.per_second()).collect()),
+            })
+        })
+        .collect()
+}
+
+fn print_medians(levels: &[usize], rows: &[Row]) {
+    println!("medians over {} rounds:", rows.len() / levels.len().max(1));
+    println!("{:>7} | {:>9} {:>9} | {:>9} {:>9} | {:>6}", "clients", "chat/s", "p99", "etcd/s", "p99", "ratio");
+    for m in medians(levels, rows) {
+        println!(
+            "{:>7} | {:>9.0} {:>9.2?} | {:>9.0} {:>9.2?} | {:>5.2}x",
+            m.clients, m.chat_per_second, m.chat_p99, m.etcd_per_second, m.etcd_p99, m.ratio
+        );
+    }
 }
 
 /// The given pids followed by this process's (the load generator).
@@ -243,4 +295,42 @@ pub fn distribution(samples: &[Duration]) -> String {
     }
     let all: Vec<String> = samples.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0)).collect();
     format!("min {:.2?}, median {:.2?}, max {:.2?} (ms: {})", s[0], s[s.len() / 2], s[s.len() - 1], all.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(per_second: u64, p99_ms: u64) -> LoadReport {
+        let ms = Duration::from_millis;
+        LoadReport {
+            clients: 1,
+            messages: per_second as usize,
+            elapsed: ms(1000),
+            p50: ms(1),
+            p99: ms(p99_ms),
+            p999: ms(p99_ms),
+        }
+    }
+
+    #[test]
+    fn medians_are_per_level_and_the_ratio_is_taken_per_round() {
+        let row =
+            |clients, chat: u64, etcd: u64| Row { clients, chat: report(chat, chat / 100), etcd: report(etcd, 7) };
+        // Round 2 is slow for both systems: its ratio is still 1.0.
+        let rows = vec![
+            row(1, 500, 1000),
+            row(16, 30, 10),
+            row(1, 100, 100),
+            row(16, 20, 10),
+            row(1, 900, 1000),
+            row(16, 10, 10),
+        ];
+        let m = medians(&[1, 16], &rows);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].clients, m[0].chat_per_second, m[0].etcd_per_second, m[0].ratio), (1, 500.0, 1000.0, 0.9));
+        assert_eq!(m[0].chat_p99, Duration::from_millis(5));
+        assert_eq!((m[1].clients, m[1].ratio), (16, 2.0));
+        assert!(medians(&[64], &rows).is_empty());
+    }
 }

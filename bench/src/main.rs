@@ -27,6 +27,9 @@ enum Command {
         /// Leader kills per system for the failover distribution.
         #[arg(long, default_value_t = 5)]
         kills: usize,
+        /// Run every level this many times and also print per-level medians.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// The chat-node binary (default: next to this one).
         #[arg(long)]
         chat_node: Option<PathBuf>,
@@ -44,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::VsEtcd { clients, count, kills, chat_node, etcd } => {
+        Command::VsEtcd { clients, count, kills, rounds, chat_node, etcd } => {
             let chat_node = match chat_node {
                 Some(p) => p,
                 None => std::env::current_exe()?.with_file_name("chat-node"),
@@ -55,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
                 chat_node.display()
             );
             anyhow::ensure!(etcd.exists(), "{} not found: apt install etcd-server", etcd.display());
-            let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills };
+            let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds };
             chat_bench::compare::run(&options).await?;
             Ok(())
         }
