@@ -1,9 +1,10 @@
 //! Proposal batching: many client commands in one Raft entry.
 //!
 //! openraft 0.9 turns every `client_write` into a log entry of its own, and
-//! the leader's Raft task pays for each: an append, a flush callback,
-//! replication bookkeeping, an apply round. Measured under load, that per-entry
-//! work — not fsync, not CPU — set the pace (BENCHMARKS.md). So commands go
+//! its Raft task takes entries one append at a time: it waits for each
+//! append's fsync before it replicates or appends anything else, then pays
+//! replication bookkeeping and an apply round per entry. One entry per command
+//! put all of that on every command's path (BENCHMARKS.md). So commands go
 //! through a queue, and whatever has queued is proposed as one [`Batch`].
 //!
 //! No timer: at most [`IN_FLIGHT`] batches are between proposal and apply.
@@ -15,10 +16,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use openraft::error::{ClientWriteError, RaftError};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-
-use openraft::error::{ClientWriteError, RaftError};
 
 use crate::command::{Batch, Command, CommandResult};
 use crate::typ::Raft;
@@ -71,17 +71,17 @@ struct Pending {
     reply: oneshot::Sender<Result<CommandResult, ProposeError>>,
 }
 
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.command.kind())
+    }
+}
+
 /// The queue in front of Raft. Cheap to share; the batching task ends when the
 /// last handle is dropped.
 #[derive(Debug, Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<Pending>,
-}
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.command.kind())
-    }
 }
 
 impl Proposer {
