@@ -134,6 +134,17 @@ impl ChatNode {
         Error::Unavailable { message: message.into(), leader: self.leader().filter(|(id, _)| *id != self.id) }
     }
 
+    /// Waits while this node hands leadership over (see [`ChatNode::hand_over`]);
+    /// `false` if the hand-over was still going at `deadline`.
+    async fn hand_over_done(&self, deadline: Instant) -> bool {
+        while self.handing_over.load(Ordering::Acquire) {
+            if !self.await_change(deadline).await {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Waits until Raft's metrics change or `deadline` passes; `false` on deadline.
     async fn await_change(&self, deadline: Instant) -> bool {
         let mut rx = self.raft.metrics();
@@ -156,11 +167,8 @@ impl ChatNode {
     pub async fn write(&self, cmd: Command) -> Result<CommandResult> {
         let deadline = Instant::now() + self.timeouts.request;
         loop {
-            if self.handing_over.load(Ordering::Acquire) {
-                if !self.await_change(deadline).await {
-                    return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
-                }
-                continue;
+            if !self.hand_over_done(deadline).await {
+                return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
             }
             match self.leader() {
                 Some((leader, _)) if leader == self.id => {
@@ -247,11 +255,8 @@ impl ChatNode {
     /// # Errors
     /// [`ProposeError::NotLeader`] when this node does not lead.
     pub async fn propose_here(&self, cmd: Command) -> std::result::Result<CommandResult, ProposeError> {
-        let deadline = Instant::now() + self.timeouts.hand_over;
-        while self.handing_over.load(Ordering::Acquire) {
-            if !self.await_change(deadline).await {
-                return Err(ProposeError::NotLeader);
-            }
+        if !self.hand_over_done(Instant::now() + self.timeouts.hand_over).await {
+            return Err(ProposeError::NotLeader);
         }
         self.proposer.propose(cmd).await
     }
@@ -263,10 +268,8 @@ impl ChatNode {
     pub async fn read_index_here(&self, deadline: Instant) -> Result<u64> {
         // Confirming leadership sends heartbeats, which would renew the
         // followers' leases on this leader mid hand-over: wait it out.
-        while self.handing_over.load(Ordering::Acquire) {
-            if !self.await_change(deadline).await {
-                return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
-            }
+        if !self.hand_over_done(deadline).await {
+            return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
         }
         match timeout_at(deadline, self.raft.ensure_linearizable()).await {
             Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),

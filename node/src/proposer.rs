@@ -61,7 +61,7 @@ impl Submit for Raft {
         match self.client_write(batch).await {
             Ok(response) => Ok(response.data),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ProposeError::NotLeader),
-            Err(e) => Err(ProposeError::Failed(format!("write failed: {e}"))),
+            Err(e) => Err(ProposeError::Failed(e.to_string())),
         }
     }
 }
