@@ -191,11 +191,8 @@ mod tests {
 
     /// Waits (at most 5 s) until `check` holds.
     async fn until(what: &str, check: impl Fn() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while !check() {
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let (within, every) = (Duration::from_secs(5), Duration::from_millis(1));
+        chat_testkit::eventually_every(what, within, every, || std::future::ready(check().then_some(()))).await;
     }
 
     fn close(n: usize) -> Command {
@@ -218,12 +215,17 @@ mod tests {
         waiting.push(tokio::spawn(async move { p.propose(command).await }));
     }
 
-    /// Proposes IN_FLIGHT single commands and waits until each is its own batch, held by the script.
-    async fn fill_pipeline(proposer: &Proposer, script: &Scripted, waiting: &mut Waiting) {
+    /// A proposer in front of a script that holds every batch, with its pipeline
+    /// filled: IN_FLIGHT single commands, each its own batch, still waiting.
+    async fn full_pipeline(not_leader: bool) -> (Arc<Scripted>, Proposer, Waiting) {
+        let script = Scripted::new(false, not_leader);
+        let proposer = Proposer::start(script.clone(), sizes());
+        let mut waiting = Vec::new();
         for n in 0..IN_FLIGHT {
-            propose(proposer, waiting, close(n));
+            propose(&proposer, &mut waiting, close(n));
             until("a batch of one", || script.batches().len() == n + 1).await;
         }
+        (script, proposer, waiting)
     }
 
     #[tokio::test]
@@ -236,10 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn commands_queued_behind_a_full_pipeline_ride_in_one_batch_in_order() {
-        let script = Scripted::new(false, false);
-        let proposer = Proposer::start(script.clone(), sizes());
-        let mut waiting = Vec::new();
-        fill_pipeline(&proposer, &script, &mut waiting).await;
+        let (script, proposer, mut waiting) = full_pipeline(false).await;
         let queued: Vec<usize> = (10..15).collect();
         for &n in &queued {
             propose(&proposer, &mut waiting, close(n));
@@ -266,10 +265,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_batch_fails_every_command_in_it() {
-        let script = Scripted::new(false, true);
-        let proposer = Proposer::start(script.clone(), sizes());
-        let mut waiting = Vec::new();
-        fill_pipeline(&proposer, &script, &mut waiting).await;
+        let (script, proposer, mut waiting) = full_pipeline(true).await;
         for n in 0..3 {
             propose(&proposer, &mut waiting, close(100 + n));
         }
@@ -282,10 +278,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_is_capped_by_bytes() {
-        let script = Scripted::new(false, false);
-        let proposer = Proposer::start(script.clone(), sizes());
-        let mut waiting = Vec::new();
-        fill_pipeline(&proposer, &script, &mut waiting).await;
+        let (script, proposer, mut waiting) = full_pipeline(false).await;
         let one = send(0).approx_size();
         let many = 2 * MAX_BYTES / one;
         for n in 0..many {
