@@ -118,8 +118,9 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
     Ok((rows, chat_failovers, etcd_failovers))
 }
 
-/// The leader's group-commit figures from its /metrics: WAL syncs, how many
-/// took over 12.8 ms, and appends per sync.
+/// A node's figures from its /metrics, so far: SendMessage service time,
+/// commands per proposed entry, WAL syncs (how many took over 12.8 ms,
+/// appends per sync) and AppendEntries timing on both ends.
 async fn scrape(http: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(http).await.ok()?;
@@ -129,28 +130,25 @@ async fn scrape(http: &str) -> Option<String> {
     let value = |name: &str| -> Option<f64> {
         text.lines().find(|l| l.starts_with(name)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
     };
+    // `(count, sum / count)` of the histogram `name` with `labels`, once it has samples.
+    let mean = |name: &str, labels: &str| -> Option<(f64, f64)> {
+        let sum = value(&format!("{name}_sum{labels} "))?;
+        let count = value(&format!("{name}_count{labels} "))?;
+        (count > 0.0).then(|| (count, sum / count))
+    };
+    let per_call = |name: &str, labels: &str| match mean(name, labels) {
+        Some((c, seconds)) => format!("{c:.0} × {:.2} ms", seconds * 1000.0),
+        None => "none".into(),
+    };
     let syncs = value("chat_wal_sync_seconds_count ")?;
     let fast = value("chat_wal_sync_seconds_bucket{le=\"0.0128\"} ")?;
     let sync_sum = value("chat_wal_sync_seconds_sum ")?;
     let appends = value("chat_wal_appends_per_sync_sum ")?;
-    let mean_ms = |what: &str| -> String {
-        let sum = value(&format!("chat_raft_rpc_{what}_seconds_sum{{method=\"AppendEntries\"}} "));
-        let count = value(&format!("chat_raft_rpc_{what}_seconds_count{{method=\"AppendEntries\"}} "));
-        match (sum, count) {
-            (Some(s), Some(c)) if c > 0.0 => format!("{c:.0} × {:.2} ms", s / c * 1000.0),
-            _ => "none".into(),
-        }
-    };
-    let served = match (
-        value("chat_rpc_duration_seconds_sum{method=\"SendMessage\"} "),
-        value("chat_rpc_duration_seconds_count{method=\"SendMessage\"} "),
-    ) {
-        (Some(s), Some(c)) if c > 0.0 => format!("{c:.0} × {:.2} ms", s / c * 1000.0),
-        _ => "none".into(),
-    };
-    let batches = match (value("chat_proposal_batch_commands_sum "), value("chat_proposal_batch_commands_count ")) {
-        (Some(s), Some(c)) if c > 0.0 => format!("{c:.0} entries × {:.1} commands", s / c),
-        _ => "none".into(),
+    let append_entries = "{method=\"AppendEntries\"}";
+    let served = per_call("chat_rpc_duration_seconds", "{method=\"SendMessage\"}");
+    let batches = match mean("chat_proposal_batch_commands", "") {
+        Some((c, commands)) => format!("{c:.0} entries × {commands:.1} commands"),
+        None => "none".into(),
     };
     Some(format!(
         "SendMessage served {served}; proposed {batches}; \
@@ -159,8 +157,8 @@ async fn scrape(http: &str) -> Option<String> {
         sync_sum / syncs * 1000.0,
         syncs - fast,
         appends / syncs,
-        mean_ms("round_trip"),
-        mean_ms("handled")
+        per_call("chat_raft_rpc_round_trip_seconds", append_entries),
+        per_call("chat_raft_rpc_handled_seconds", append_entries)
     ))
 }
 
