@@ -1,4 +1,6 @@
 //! openraft's `RaftNetwork`: Raft messages as bincode inside the `RaftService` gRPC.
+//! AppendEntries go over one stream per replication stream ([`append_stream`]);
+//! votes and snapshots are plain calls.
 //!
 //! A transport failure is reported as `Unreachable`, so openraft backs off
 //! instead of hammering a dead peer; an error raised by the remote Raft is
@@ -16,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
+use super::append_stream::{self, AppendStream};
 use crate::metrics::{MethodLabel, RaftRpcMetrics};
 use crate::store::{decode, encode};
 use crate::typ::{Node, NodeId, RaftError, RpcError, TypeConfig};
@@ -32,13 +35,14 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
         let client = super::peer::channel(&node.addr)
             .map(|c| RaftServiceClient::new(c).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20));
-        Connection { target, client: client.map_err(|e| e.to_string()), metrics: self.metrics.clone() }
+        Connection { target, client: client.map_err(|e| e.to_string()), appends: None, metrics: self.metrics.clone() }
     }
 }
 
 pub struct Connection {
     target: NodeId,
     client: Result<RaftServiceClient<Channel>, String>,
+    appends: Option<AppendStream>,
     metrics: RaftRpcMetrics,
 }
 
@@ -65,12 +69,20 @@ impl Connection {
             Err(e) => return Err(openraft::error::RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))),
         };
         let started = std::time::Instant::now();
-        let mut request = tonic::Request::new(Payload { data: encode(req) });
-        request.set_timeout(option.hard_ttl());
+        let payload = Payload { data: encode(req) };
         let (reply, name) = match method {
-            Method::AppendEntries => (client.append_entries(request).await, "AppendEntries"),
-            Method::Vote => (client.vote(request).await, "Vote"),
-            Method::InstallSnapshot => (client.install_snapshot(request).await, "InstallSnapshot"),
+            Method::AppendEntries => {
+                let call = append_stream::call(&mut self.appends, client, payload);
+                let reply = tokio::time::timeout(option.hard_ttl(), call).await.unwrap_or_else(|_| {
+                    Err(tonic::Status::deadline_exceeded(format!("no AppendEntries reply in {:?}", option.hard_ttl())))
+                });
+                (reply, "AppendEntries")
+            }
+            Method::Vote => (client.vote(with_timeout(payload, option)).await.map(tonic::Response::into_inner), "Vote"),
+            Method::InstallSnapshot => (
+                client.install_snapshot(with_timeout(payload, option)).await.map(tonic::Response::into_inner),
+                "InstallSnapshot",
+            ),
         };
         self.metrics.round_trip.get_or_create(&MethodLabel { method: name }).observe(started.elapsed().as_secs_f64());
         let reply = reply.map_err(|status| match status.code() {
@@ -79,10 +91,16 @@ impl Connection {
             }
             _ => openraft::error::RPCError::Network(NetworkError::new(&TransportError(status.to_string()))),
         })?;
-        let result: Result<Resp, RaftError<E>> = decode(&reply.into_inner().data)
+        let result: Result<Resp, RaftError<E>> = decode(&reply.data)
             .map_err(|e| openraft::error::RPCError::Network(NetworkError::new(&TransportError(e.to_string()))))?;
         result.map_err(|e| openraft::error::RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
+}
+
+fn with_timeout(payload: Payload, option: &RPCOption) -> tonic::Request<Payload> {
+    let mut request = tonic::Request::new(payload);
+    request.set_timeout(option.hard_ttl());
+    request
 }
 
 impl RaftNetwork<TypeConfig> for Connection {

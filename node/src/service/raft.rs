@@ -1,12 +1,14 @@
 //! `RaftServiceImpl`: receives Raft RPCs from peers and serves the follower →
 //! leader calls (forwarded writes, read-index, campaign requests).
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use chat_proto::raft::raft_service_server::RaftService;
 use chat_proto::raft::{CampaignRequest, CampaignResponse, Payload, ReadIndexRequest, ReadIndexResponse};
+use futures::{Stream, StreamExt};
 use tokio::time::Instant;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::command::{Command, CommandResult};
 use crate::metrics::{MethodLabel, RaftRpcMetrics};
@@ -23,11 +25,10 @@ impl RaftServiceImpl {
     pub fn new(node: Arc<ChatNode>, metrics: RaftRpcMetrics) -> Self {
         Self { node, metrics }
     }
-
-    fn handled(&self, method: &'static str, started: std::time::Instant) {
-        self.metrics.handled.get_or_create(&MethodLabel { method }).observe(started.elapsed().as_secs_f64());
-    }
 }
+
+/// Replies to the requests of one `AppendEntries` stream, in order.
+type AppendEntriesReplies = Pin<Box<dyn Stream<Item = Result<Payload, Status>> + Send>>;
 
 fn decode_request<T: serde::de::DeserializeOwned>(req: Request<Payload>) -> Result<T, Status> {
     decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
@@ -39,12 +40,31 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Payload>, Status> {
 
 #[tonic::async_trait]
 impl RaftService for RaftServiceImpl {
-    async fn append_entries(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let started = std::time::Instant::now();
-        let rpc = decode_request(request)?;
-        let response = self.node.raft.append_entries(rpc).await;
-        self.handled("AppendEntries", started);
-        reply(&response)
+    type AppendEntriesStream = AppendEntriesReplies;
+
+    /// Each request is answered before the next is read: the replies are
+    /// produced by the task that sends them (no task or channel in between),
+    /// and the leader never has more than one request outstanding anyway.
+    /// An undecodable request ends the stream with `InvalidArgument`.
+    async fn append_entries(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<Response<Self::AppendEntriesStream>, Status> {
+        let node = self.node.clone();
+        let handled = self.metrics.handled.get_or_create(&MethodLabel { method: "AppendEntries" }).clone();
+        let replies = request.into_inner().then(move |request| {
+            let (node, handled) = (node.clone(), handled.clone());
+            async move {
+                let started = std::time::Instant::now();
+                let rpc = decode(&request?.data)
+                    .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))?;
+                let response = node.raft.append_entries(rpc).await;
+                handled.observe(started.elapsed().as_secs_f64());
+                Ok(Payload { data: encode(&response) })
+            }
+        });
+        // tonic ends the stream at the first error (sent as its trailers).
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
