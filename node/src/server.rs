@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::network::{Network, peer};
 use crate::node::{ChatNode, Timeouts};
 use crate::service::{ChatServiceImpl, ClusterServiceImpl, RaftServiceImpl};
-use crate::store::{Db, Flusher, LogStore, StateMachine};
+use crate::store::{Db, Durability, Flusher, LogStore, StateMachine};
 use crate::typ::{Node, NodeId, Raft};
 
 /// Raft timing. The defaults suit a LAN or one machine: a dead leader is
@@ -117,11 +117,14 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
         .map_err(|e| Error::Storage(format!("creating {}: {e}", cfg.data_dir.display())))?;
     let db = Db::open(&cfg.data_dir.join("db"))
         .map_err(|e| Error::Storage(format!("opening RocksDB in {}: {e}", cfg.data_dir.display())))?;
-    let state =
-        StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots")).map_err(|e| Error::Storage(e.to_string()))?;
+    // Shared by the three: the leader acknowledges its own appends before they
+    // are synced, and the state machine and the network wait on this for them.
+    let durability = Arc::new(Durability::default());
+    let state = StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots"), durability.clone())
+        .map_err(|e| Error::Storage(e.to_string()))?;
     let metrics = Arc::new(Metrics::default());
-    let (log_store, flusher) = LogStore::new(db, metrics.flush.clone());
-    let network = Network { metrics: metrics.raft_rpc.clone() };
+    let (log_store, flusher) = LogStore::new(db, cfg.id, durability.clone(), metrics.flush.clone());
+    let network = Network { metrics: metrics.raft_rpc.clone(), durability };
     let raft = Raft::new(cfg.id, raft_config(&cfg)?, network, log_store, state.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;

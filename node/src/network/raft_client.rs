@@ -6,6 +6,8 @@
 //! instead of hammering a dead peer; an error raised by the remote Raft is
 //! passed through as `RemoteError`.
 
+use std::sync::Arc;
+
 use chat_proto::raft::Payload;
 use chat_proto::raft::raft_service_client::RaftServiceClient;
 use openraft::error::{InstallSnapshotError, NetworkError, RemoteError, Unreachable};
@@ -20,13 +22,16 @@ use tonic::transport::Channel;
 
 use super::append_stream::{self, AppendStream};
 use crate::metrics::{MethodLabel, RaftRpcMetrics};
-use crate::store::{decode, encode};
+use crate::store::{Durability, decode, encode};
 use crate::typ::{Node, NodeId, RaftError, RpcError, TypeConfig};
 
 /// Creates one [`Connection`] per replication stream openraft opens.
 #[derive(Debug, Clone, Default)]
 pub struct Network {
     pub metrics: RaftRpcMetrics,
+    /// The local log's durability: a commit index is sent only once the
+    /// log is on disk through it (see `store::Durability`).
+    pub durability: Arc<Durability>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -35,7 +40,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
         let client = super::peer::channel(&node.addr)
             .map(|c| RaftServiceClient::new(c).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20));
-        Connection { target, client: client.map_err(|e| e.to_string()), appends: None, metrics: self.metrics.clone() }
+        Connection {
+            target,
+            client: client.map_err(|e| e.to_string()),
+            appends: None,
+            durability: self.durability.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
@@ -43,6 +54,7 @@ pub struct Connection {
     target: NodeId,
     client: Result<RaftServiceClient<Channel>, String>,
     appends: Option<AppendStream>,
+    durability: Arc<Durability>,
     metrics: RaftRpcMetrics,
 }
 
@@ -109,6 +121,16 @@ impl RaftNetwork<TypeConfig> for Connection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
+        // openraft may count this leader's own entries committed before they
+        // are synced here; a follower told so could apply an entry this node
+        // can still lose. Usually the sync is long done by now.
+        if let Some(committed) = rpc.leader_commit {
+            let synced = self.durability.durable_through(committed.index);
+            if tokio::time::timeout(option.hard_ttl(), synced).await.is_err() {
+                let waited = TransportError(format!("the local log was not synced within {:?}", option.hard_ttl()));
+                return Err(openraft::error::RPCError::Unreachable(Unreachable::new(&waited)));
+            }
+        }
         self.call(Method::AppendEntries, &rpc, &option).await
     }
 

@@ -1,31 +1,38 @@
 //! The Raft log in RocksDB: openraft's `RaftLogStorage` and `RaftLogReader`.
 //!
 //! Durability: `append` writes the batch without syncing (so the entries are
-//! readable at once, as openraft requires) and hands the completion callback
-//! to a flusher thread, which syncs the WAL and acknowledges — keeping fsync
-//! off the async runtime. The flusher would cover every append waiting with
-//! one sync, but openraft 0.9 never has more than one waiting: its Raft task
-//! awaits each append's flush before it does anything else (including
-//! replicating the new entries). So it is one fsync per append, and what
-//! groups writes is the proposer putting many commands in one entry.
-
+//! readable at once, as openraft requires) and a flusher thread syncs the WAL
+//! — keeping fsync off the async runtime. One sync covers every append
+//! waiting for it.
+//!
+//! When is an append acknowledged to openraft? A follower's, once synced: it
+//! answers the leader only after that. The leader's own new entries, as soon
+//! as they are written: openraft 0.9 replicates nothing until the leader's
+//! append is acknowledged, so waiting for the sync would put the leader's
+//! fsync and the followers' one after the other on every write. What keeps
+//! those entries from being seen before they are on disk is [`Durability`]
+//! (see there for the argument).
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
+use super::durability::Durability;
 use super::keys::{self, cf};
 use super::{Db, decode, encode, read_err, write_err};
 use crate::metrics::FlushMetrics;
-use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::typ::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 /// What the flusher thread is asked to do.
 enum Flush {
     /// Acknowledge this append once the WAL holding it is synced.
     Append(LogFlushed<TypeConfig>),
+    /// An append already acknowledged (the leader's own): report its
+    /// [`Durability`] ticket synced.
+    WrittenAhead(u64),
     /// Sync what is pending, then end.
     Stop,
 }
@@ -34,6 +41,11 @@ enum Flush {
 #[derive(Debug, Clone)]
 pub struct LogStore {
     db: Db,
+    /// This node: entries it appends as leader are acknowledged before their sync.
+    id: NodeId,
+    /// The vote as last saved or read: whose term it is.
+    vote: Option<Vote>,
+    durability: Arc<Durability>,
     flusher: mpsc::Sender<Flush>,
 }
 
@@ -57,16 +69,26 @@ impl Flusher {
 }
 
 impl LogStore {
-    pub fn new(db: Db, metrics: FlushMetrics) -> (Self, Flusher) {
+    /// The log of node `id`. `durability` is shared with the state machine
+    /// and the network, which wait on it (see [`Durability`]).
+    pub fn new(db: Db, id: NodeId, durability: Arc<Durability>, metrics: FlushMetrics) -> (Self, Flusher) {
         let (tx, rx) = mpsc::channel::<Flush>();
         let flush_db = db.downgrade();
+        let flush_durability = durability.clone();
         // A plain thread, not a tokio task: fsync blocks, and it must never
         // stall the runtime that drives Raft and gRPC.
         let thread = std::thread::Builder::new()
             .name("raft-log-flush".into())
-            .spawn(move || flush_loop(flush_db, rx, metrics))
+            .spawn(move || flush_loop(flush_db, rx, &flush_durability, metrics))
             .expect("spawning the log flusher thread");
-        (Self { db, flusher: tx.clone() }, Flusher { tx, thread: Some(thread) })
+        (Self { db, id, vote: None, durability, flusher: tx.clone() }, Flusher { tx, thread: Some(thread) })
+    }
+
+    /// The leader id of the current term if this node is its leader: entries
+    /// carrying it are this node's own proposals.
+    fn leading(&self) -> Option<openraft::LeaderId<NodeId>> {
+        let vote = self.vote.as_ref()?;
+        (vote.is_committed() && vote.leader_id().voted_for() == Some(self.id)).then_some(*vote.leader_id())
     }
 
     fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
@@ -74,13 +96,15 @@ impl LogStore {
     }
 }
 
-fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>, metrics: FlushMetrics) {
+fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>, durability: &Durability, metrics: FlushMetrics) {
     let mut stopping = false;
     while !stopping && let Ok(first) = rx.recv() {
         let mut waiting = Vec::new();
+        let mut written_ahead = None;
         for request in std::iter::once(first).chain(rx.try_iter()) {
             match request {
                 Flush::Append(callback) => waiting.push(callback),
+                Flush::WrittenAhead(ticket) => written_ahead = Some(ticket),
                 Flush::Stop => stopping = true,
             }
         }
@@ -94,7 +118,20 @@ fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>, metrics: FlushMetric
             None => Err(std::io::Error::other("the database is closed")),
         };
         metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
-        metrics.appends_per_sync.observe(waiting.len() as f64);
+        metrics.appends_per_sync.observe((waiting.len() + usize::from(written_ahead.is_some())) as f64);
+        if let Some(ticket) = written_ahead {
+            match &result {
+                Ok(()) => durability.synced(ticket),
+                // Raft already counts these entries as written. After a failed
+                // fsync the kernel may have dropped them (and a retry can
+                // report success anyway), so the only safe course is to start
+                // again from what is on disk — as PostgreSQL does.
+                Err(e) => {
+                    tracing::error!(error = %e, "syncing the Raft log failed; aborting to recover from disk");
+                    std::process::abort();
+                }
+            }
+        }
         for callback in waiting {
             callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }
@@ -143,11 +180,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// Synced: a node must never vote twice in one term, even across a crash.
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.db.put_synced(cf::RAFT, keys::raft::VOTE, vote)
+        self.db.put_synced(cf::RAFT, keys::raft::VOTE, vote)?;
+        self.vote = Some(*vote);
+        Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.db.get(cf::RAFT, keys::raft::VOTE)
+        self.vote = self.db.get(cf::RAFT, keys::raft::VOTE)?;
+        Ok(self.vote)
     }
 
     /// Not synced: losing it only means re-applying entries that are in the log anyway.
@@ -166,10 +206,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let log = self.db.cf(cf::LOG);
         let mut batch = WriteBatch::default();
+        let leading = self.leading();
+        let (mut first, mut own) = (None, leading.is_some());
         for entry in entries {
+            first.get_or_insert(entry.log_id.index);
+            own &= Some(entry.log_id.leader_id) == leading;
             batch.put_cf(&log, keys::index(entry.log_id.index), encode(&entry));
         }
         self.db.raw().write(batch).map_err(write_err)?;
+        if let (Some(first), true) = (first, own) {
+            // Registered before openraft hears of it, so anything that commits
+            // these entries also finds them unsynced until the flusher is done.
+            let ticket = self.durability.written(first);
+            callback.log_io_completed(Ok(()));
+            // A stopped flusher means the node is shutting down; the entries
+            // stay unsynced, and unapplied, like those of any crash.
+            let _ = self.flusher.send(Flush::WrittenAhead(ticket));
+            return Ok(());
+        }
         // The flusher acknowledges once the WAL holding this batch is synced.
         if let Err(mpsc::SendError(Flush::Append(callback))) = self.flusher.send(Flush::Append(callback)) {
             callback.log_io_completed(Err(std::io::Error::other("log flusher stopped")));
@@ -196,5 +250,70 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .raw()
             .delete_range_cf(self.db.cf(cf::LOG), keys::index(0), keys::index(log_id.index + 1))
             .map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftLogStorageExt;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+    use crate::metrics::FlushMetrics;
+
+    fn entries(term: u64, leader: NodeId, indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+        indexes
+            .map(|i| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(term, leader), i),
+                payload: EntryPayload::Blank,
+            })
+            .collect()
+    }
+
+    /// Node 1's log, its durability tracker and its flusher.
+    fn log_of_node_1() -> (tempfile::TempDir, LogStore, Arc<Durability>, Flusher) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let durability = Arc::new(Durability::default());
+        let (log, flusher) = LogStore::new(db, 1, durability.clone(), FlushMetrics::default());
+        (dir, log, durability, flusher)
+    }
+
+    #[tokio::test]
+    async fn only_the_leaders_own_new_entries_are_acknowledged_before_their_sync() {
+        let (_dir, mut log, durability, flusher) = log_of_node_1();
+        // Follower of node 2 in term 1: synced first, never written ahead.
+        log.save_vote(&Vote::new_committed(1, 2)).await.unwrap();
+        log.blocking_append(entries(1, 2, 1..=3)).await.unwrap();
+        assert_eq!(durability.written_ahead(), 0);
+        // Only a candidate in term 2 (vote not committed): still synced first.
+        log.save_vote(&Vote::new(2, 1)).await.unwrap();
+        log.blocking_append(entries(2, 1, 4..=4)).await.unwrap();
+        assert_eq!(durability.written_ahead(), 0);
+        // Leader of term 2: its own entries are written ahead...
+        log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+        log.blocking_append(entries(2, 1, 5..=6)).await.unwrap();
+        assert_eq!(durability.written_ahead(), 1);
+        // ...but not entries of another leader's term that it is sent.
+        log.blocking_append(entries(1, 2, 7..=7)).await.unwrap();
+        assert_eq!(durability.written_ahead(), 1);
+        // The flusher syncs what was written ahead.
+        tokio::time::timeout(std::time::Duration::from_secs(5), durability.durable_through(6)).await.unwrap();
+        flusher.stop();
+    }
+
+    #[tokio::test]
+    async fn the_term_it_leads_is_known_again_after_a_restart() {
+        let (dir, mut log, _, flusher) = log_of_node_1();
+        log.save_vote(&Vote::new_committed(3, 1)).await.unwrap();
+        drop(log);
+        flusher.stop();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let durability = Arc::new(Durability::default());
+        let (mut log, flusher) = LogStore::new(db, 1, durability.clone(), FlushMetrics::default());
+        assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new_committed(3, 1)));
+        log.blocking_append(entries(3, 1, 1..=1)).await.unwrap();
+        assert_eq!(durability.written_ahead(), 1);
+        flusher.stop();
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`keys`]: key encoding and column family names.
 //! - [`log_store`]: openraft's `RaftLogStorage` (log entries, vote, purge).
+//! - [`durability`]: which of the log is on disk, for a leader that
+//!   acknowledges its own appends before syncing them.
 //! - [`state_machine`]: openraft's `RaftStateMachine`: applies commands, builds
 //!   and installs snapshots.
 //! - [`apply`]: the chat logic of applying one command to a write batch.
@@ -18,6 +20,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod apply;
+pub mod durability;
 pub mod keys;
 pub mod log_store;
 pub mod query;
@@ -34,6 +37,7 @@ use serde::de::DeserializeOwned;
 
 use crate::typ::{NodeId, StorageError};
 
+pub use durability::Durability;
 pub use log_store::{Flusher, LogStore};
 pub use state_machine::StateMachine;
 
@@ -219,9 +223,12 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().map_err(write_err)?;
             let db = Db::open(&dir.path().join("db")).map_err(write_err)?;
-            let state = StateMachine::new(db.clone(), &dir.path().join("snapshots")).map_err(write_err)?;
+            let durability = Arc::new(Durability::default());
+            let state =
+                StateMachine::new(db.clone(), &dir.path().join("snapshots"), durability.clone()).map_err(write_err)?;
             // The flusher thread ends by itself once every LogStore clone is gone.
-            Ok((dir, LogStore::new(db, crate::metrics::FlushMetrics::default()).0, state))
+            let (log, _) = LogStore::new(db, 0, durability, crate::metrics::FlushMetrics::default());
+            Ok((dir, log, state))
         }
     }
 

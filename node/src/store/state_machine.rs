@@ -16,6 +16,7 @@ use tokio::io::AsyncSeekExt;
 use tokio::sync::broadcast;
 
 use super::apply::{self, Delivered};
+use super::durability::Durability;
 use super::keys::{self, cf};
 use super::{Db, decode, encode, write_err};
 use crate::command::{Applied, Command, CommandResult};
@@ -30,12 +31,14 @@ pub struct StateMachine {
     db: Db,
     snapshot_dir: PathBuf,
     events: broadcast::Sender<Arc<Delivered>>,
+    /// Entries are applied only once the log holding them is on disk.
+    durability: Arc<Durability>,
 }
 
 impl StateMachine {
     /// # Errors
     /// When the snapshot directory cannot be created.
-    pub fn new(db: Db, snapshot_dir: &Path) -> std::io::Result<Self> {
+    pub fn new(db: Db, snapshot_dir: &Path, durability: Arc<Durability>) -> std::io::Result<Self> {
         std::fs::create_dir_all(snapshot_dir)?;
         // A crash while building leaves a partial file behind; it is never read, so drop it.
         for file in std::fs::read_dir(snapshot_dir)?.flatten() {
@@ -44,7 +47,7 @@ impl StateMachine {
             }
         }
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Ok(Self { db, snapshot_dir: snapshot_dir.to_path_buf(), events })
+        Ok(Self { db, snapshot_dir: snapshot_dir.to_path_buf(), events, durability })
     }
 
     /// Messages as they are applied, for Subscribe.
@@ -152,6 +155,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        // A leader's own entries may be committed before its copy is synced
+        // (see `Durability`); nothing is applied — answered, readable — before.
+        if let Some(last) = entries.last() {
+            self.durability.durable_through(last.log_id.index).await;
+        }
         let mut results = Vec::new();
         for entry in entries {
             results.push(match &entry.payload {
@@ -257,7 +266,7 @@ mod tests {
     fn state() -> (tempfile::TempDir, StateMachine) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("db")).unwrap();
-        let state = StateMachine::new(db, &dir.path().join("snapshots")).unwrap();
+        let state = StateMachine::new(db, &dir.path().join("snapshots"), Arc::default()).unwrap();
         (dir, state)
     }
 
@@ -293,6 +302,23 @@ mod tests {
             .into_iter()
             .map(|(id, m)| (id, m.body))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn nothing_is_applied_before_the_log_holding_it_is_synced() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let durability = Arc::new(Durability::default());
+        let mut state = StateMachine::new(db.clone(), &dir.path().join("snapshots"), durability.clone()).unwrap();
+        let ticket = durability.written(2); // a leader's own entries from index 2, not yet synced
+        state.apply([entry(1, vec![create("alice")])]).await.unwrap(); // below them: applies at once
+        let mut applying = Box::pin(state.apply([entry(2, vec![create("bob")])]));
+        assert!((&mut applying).now_or_never().is_none(), "applied before the sync");
+        assert!(query::account(&db, "bob").unwrap().is_none());
+        durability.synced(ticket);
+        applying.await.unwrap();
+        assert!(query::account(&db, "bob").unwrap().is_some());
     }
 
     #[tokio::test]
