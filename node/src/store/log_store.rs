@@ -100,13 +100,17 @@ fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>, durability: &Durabil
     let mut stopping = false;
     while !stopping && let Ok(first) = rx.recv() {
         let mut waiting = Vec::new();
-        let mut written_ahead = None;
+        let (mut written_ahead, mut appends) = (None, 0u32);
         for request in std::iter::once(first).chain(rx.try_iter()) {
             match request {
                 Flush::Append(callback) => waiting.push(callback),
                 Flush::WrittenAhead(ticket) => written_ahead = Some(ticket),
-                Flush::Stop => stopping = true,
+                Flush::Stop => {
+                    stopping = true;
+                    continue;
+                }
             }
+            appends += 1;
         }
         // Every entry of every waiting append was written before its callback
         // was queued, so this one sync covers them all.
@@ -118,7 +122,7 @@ fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>, durability: &Durabil
             None => Err(std::io::Error::other("the database is closed")),
         };
         metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
-        metrics.appends_per_sync.observe((waiting.len() + usize::from(written_ahead.is_some())) as f64);
+        metrics.appends_per_sync.observe(f64::from(appends));
         if let Some(ticket) = written_ahead {
             match &result {
                 Ok(()) => durability.synced(ticket),
