@@ -117,15 +117,18 @@ fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>, durability: &Durabil
         // Upgraded only while syncing: appends come from a live Raft, whose
         // LogStore holds the DB open, so this is never the last handle.
         let started = std::time::Instant::now();
-        let result = match db.upgrade() {
-            Some(db) => db.raw().flush_wal(true).map_err(std::io::Error::other),
-            None => Err(std::io::Error::other("the database is closed")),
+        let (result, closed) = match db.upgrade() {
+            Some(db) => (db.raw().flush_wal(true).map_err(std::io::Error::other), false),
+            None => (Err(std::io::Error::other("the database is closed")), true),
         };
         metrics.sync_seconds.observe(started.elapsed().as_secs_f64());
         metrics.appends_per_sync.observe(f64::from(appends));
         if let Some(ticket) = written_ahead {
             match &result {
                 Ok(()) => durability.synced(ticket),
+                // Every handle is gone, so Raft and the state machine are:
+                // nothing can apply these entries any more. Not a failed sync.
+                Err(_) if closed => {}
                 // Raft already counts these entries as written. After a failed
                 // fsync the kernel may have dropped them (and a retry can
                 // report success anyway), so the only safe course is to start
