@@ -120,7 +120,8 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
 
 /// A node's figures from its /metrics, so far: SendMessage service time,
 /// commands per proposed entry, WAL syncs (how many took over 12.8 ms,
-/// appends per sync) and AppendEntries timing on both ends.
+/// appends per sync), how often the leader's own unsynced entries held up an
+/// apply or AppendEntries, and AppendEntries timing on both ends.
 async fn scrape(http: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = tokio::net::TcpStream::connect(http).await.ok()?;
@@ -145,6 +146,18 @@ async fn scrape(http: &str) -> Option<String> {
     let sync_sum = value("chat_wal_sync_seconds_sum ")?;
     let appends = value("chat_wal_appends_per_sync_sum ")?;
     let append_entries = "{method=\"AppendEntries\"}";
+    let held_up = match (
+        value("chat_wal_durable_wait_seconds_count "),
+        value("chat_wal_durable_wait_seconds_bucket{le=\"0.00001\"} "),
+    ) {
+        (Some(checks), Some(at_once)) if checks > 0.0 => {
+            let wait = value("chat_wal_durable_wait_seconds_sum ").unwrap_or(0.0);
+            let waited = checks - at_once;
+            let mean = if waited > 0.0 { wait / waited * 1000.0 } else { 0.0 };
+            format!("{waited:.0} of {checks:.0} held up for the leader's sync, mean {mean:.2} ms")
+        }
+        _ => "none held up for the leader's sync".into(),
+    };
     let served = per_call("chat_rpc_duration_seconds", "{method=\"SendMessage\"}");
     let batches = match mean("chat_proposal_batch_commands", "") {
         Some((c, commands)) => format!("{c:.0} entries × {commands:.1} commands"),
@@ -152,7 +165,7 @@ async fn scrape(http: &str) -> Option<String> {
     };
     Some(format!(
         "SendMessage served {served}; proposed {batches}; \
-         {syncs:.0} WAL syncs, mean {:.2} ms, {:.0} over 12.8 ms, {:.1} appends per sync; \
+         {syncs:.0} WAL syncs, mean {:.2} ms, {:.0} over 12.8 ms, {:.1} appends per sync, {held_up}; \
          AppendEntries sent {}, handled {}",
         sync_sum / syncs * 1000.0,
         syncs - fast,

@@ -32,6 +32,10 @@ pub struct RoleLabel {
 pub struct FlushMetrics {
     pub sync_seconds: Histogram,
     pub appends_per_sync: Histogram,
+    /// How long an apply or an AppendEntries waited for the leader's own
+    /// written-ahead entries to be synced (see `store::Durability`); zero when
+    /// they already were, which is the usual case.
+    pub durable_wait_seconds: Histogram,
 }
 
 impl Default for FlushMetrics {
@@ -39,6 +43,7 @@ impl Default for FlushMetrics {
         Self {
             sync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
             appends_per_sync: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            durable_wait_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 18)),
         }
     }
 }
@@ -108,6 +113,11 @@ impl Default for Metrics {
             "wal_appends_per_sync",
             "Log appends acknowledged by one WAL sync",
             flush.appends_per_sync.clone(),
+        );
+        registry.register(
+            "wal_durable_wait_seconds",
+            "Time an apply or AppendEntries waited for the leader's own log entries to be synced",
+            flush.durable_wait_seconds.clone(),
         );
         let batch_commands = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register(

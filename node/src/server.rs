@@ -119,10 +119,10 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
         .map_err(|e| Error::Storage(format!("opening RocksDB in {}: {e}", cfg.data_dir.display())))?;
     // Shared by the three: the leader acknowledges its own appends before they
     // are synced, and the state machine and the network wait on this for them.
-    let durability = Arc::new(Durability::default());
+    let metrics = Arc::new(Metrics::default());
+    let durability = Arc::new(Durability::new(metrics.flush.durable_wait_seconds.clone()));
     let state = StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots"), durability.clone())
         .map_err(|e| Error::Storage(e.to_string()))?;
-    let metrics = Arc::new(Metrics::default());
     let (log_store, flusher) = LogStore::new(db, cfg.id, durability.clone(), metrics.flush.clone());
     let network = Network { metrics: metrics.raft_rpc.clone(), durability };
     let raft = Raft::new(cfg.id, raft_config(&cfg)?, network, log_store, state.clone())

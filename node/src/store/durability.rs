@@ -25,6 +25,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::watch;
 
 /// Appends acknowledged before their sync, and how far the syncs have come.
@@ -34,6 +35,8 @@ pub struct Durability {
     unsynced: Mutex<Unsynced>,
     /// The highest ticket whose append is synced.
     synced: watch::Sender<u64>,
+    /// Seconds each `durable_through` waited (zero when it did not).
+    waits: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -44,11 +47,16 @@ struct Unsynced {
 
 impl Default for Durability {
     fn default() -> Self {
-        Self { unsynced: Mutex::default(), synced: watch::Sender::new(0) }
+        Self::new(Histogram::new([0.0]))
     }
 }
 
 impl Durability {
+    /// A tracker that records how long each wait took in `waits`.
+    pub fn new(waits: Histogram) -> Self {
+        Self { unsynced: Mutex::default(), synced: watch::Sender::new(0), waits }
+    }
+
     /// Records an append starting at log index `first`, written but not yet
     /// synced. Returns its ticket, for [`Durability::synced`].
     pub fn written(&self, first: u64) -> u64 {
@@ -71,10 +79,15 @@ impl Durability {
     /// Waits until the local log is durable through `index`. Returns at once
     /// when no unsynced append holds an entry at or below it.
     pub async fn durable_through(&self, index: u64) {
-        let Some(ticket) = self.ticket_covering(index) else { return };
+        let Some(ticket) = self.ticket_covering(index) else {
+            self.waits.observe(0.0);
+            return;
+        };
+        let started = std::time::Instant::now();
         let mut synced = self.synced.subscribe();
         // The sender lives in `self`, which outlives this call: never closed.
         let _ = synced.wait_for(|synced| *synced >= ticket).await;
+        self.waits.observe(started.elapsed().as_secs_f64());
     }
 
     /// The ticket to wait for before `index` is durable: the latest unsynced
