@@ -117,9 +117,9 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
         .map_err(|e| Error::Storage(format!("creating {}: {e}", cfg.data_dir.display())))?;
     let db = Db::open(&cfg.data_dir.join("db"))
         .map_err(|e| Error::Storage(format!("opening RocksDB in {}: {e}", cfg.data_dir.display())))?;
+    let metrics = Arc::new(Metrics::default());
     // Shared by the three: the leader acknowledges its own appends before they
     // are synced, and the state machine and the network wait on this for them.
-    let metrics = Arc::new(Metrics::default());
     let durability = Arc::new(Durability::new(metrics.flush.durable_wait_seconds.clone()));
     let state = StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots"), durability.clone())
         .map_err(|e| Error::Storage(e.to_string()))?;

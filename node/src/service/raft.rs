@@ -30,8 +30,8 @@ impl RaftServiceImpl {
 /// Replies to the requests of one `AppendEntries` stream, in order.
 type AppendEntriesReplies = Pin<Box<dyn Stream<Item = Result<Payload, Status>> + Send>>;
 
-fn decode_request<T: serde::de::DeserializeOwned>(req: Request<Payload>) -> Result<T, Status> {
-    decode(&req.into_inner().data).map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+fn decode_payload<T: serde::de::DeserializeOwned>(payload: &Payload) -> Result<T, Status> {
+    decode(&payload.data).map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
 }
 
 fn reply<T: serde::Serialize>(value: &T) -> Result<Response<Payload>, Status> {
@@ -56,8 +56,7 @@ impl RaftService for RaftServiceImpl {
             let (node, handled) = (node.clone(), handled.clone());
             async move {
                 let started = std::time::Instant::now();
-                let rpc = decode(&request?.data)
-                    .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))?;
+                let rpc = decode_payload(&request?)?;
                 let response = node.raft.append_entries(rpc).await;
                 handled.observe(started.elapsed().as_secs_f64());
                 Ok(Payload { data: encode(&response) })
@@ -68,12 +67,12 @@ impl RaftService for RaftServiceImpl {
     }
 
     async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc = decode_request(request)?;
+        let rpc = decode_payload(request.get_ref())?;
         reply(&self.node.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let rpc = decode_request(request)?;
+        let rpc = decode_payload(request.get_ref())?;
         reply(&self.node.raft.install_snapshot(rpc).await)
     }
 
@@ -83,7 +82,7 @@ impl RaftService for RaftServiceImpl {
     /// request never bounces between nodes.
     #[tracing::instrument(skip_all, fields(node = self.node.id))]
     async fn forward(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
-        let cmd: Command = decode_request(request)?;
+        let cmd: Command = decode_payload(request.get_ref())?;
         let result: Result<CommandResult, ProposeError> = self.node.propose_here(cmd).await;
         reply(&result)
     }

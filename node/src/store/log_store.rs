@@ -12,6 +12,7 @@
 //! fsync and the followers' one after the other on every write. What keeps
 //! those entries from being seen before they are on disk is [`Durability`]
 //! (see there for the argument).
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::{Arc, mpsc};

@@ -264,9 +264,13 @@ mod tests {
     use crate::store::query;
 
     fn state() -> (tempfile::TempDir, StateMachine) {
+        state_with(Arc::default())
+    }
+
+    fn state_with(durability: Arc<Durability>) -> (tempfile::TempDir, StateMachine) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("db")).unwrap();
-        let state = StateMachine::new(db, &dir.path().join("snapshots"), Arc::default()).unwrap();
+        let state = StateMachine::new(db, &dir.path().join("snapshots"), durability).unwrap();
         (dir, state)
     }
 
@@ -307,10 +311,9 @@ mod tests {
     #[tokio::test]
     async fn nothing_is_applied_before_the_log_holding_it_is_synced() {
         use futures::FutureExt;
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("db")).unwrap();
         let durability = Arc::new(Durability::default());
-        let mut state = StateMachine::new(db.clone(), &dir.path().join("snapshots"), durability.clone()).unwrap();
+        let (_dir, mut state) = state_with(durability.clone());
+        let db = state.db().clone();
         let ticket = durability.written(2); // a leader's own entries from index 2, not yet synced
         state.apply([entry(1, vec![create("alice")])]).await.unwrap(); // below them: applies at once
         let mut applying = Box::pin(state.apply([entry(2, vec![create("bob")])]));
