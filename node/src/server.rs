@@ -160,7 +160,7 @@ async fn serve(
         .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())))
         .add_service(
             RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone()))
-                .max_decoding_message_size(64 << 20),
+                .max_decoding_message_size(peer::MAX_RAFT_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = grpc_stop.wait_for(|s| *s).await;

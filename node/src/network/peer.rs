@@ -32,6 +32,17 @@ pub fn channel(addr: &str) -> Result<Channel> {
     Ok(endpoint.connect_lazy())
 }
 
+/// The largest Raft message either end accepts (a batch of entries, a
+/// snapshot chunk, a forwarded command); the server's decoding limit too.
+pub const MAX_RAFT_MESSAGE: usize = 64 << 20;
+
+/// A `RaftService` client on `channel`, with [`MAX_RAFT_MESSAGE`] both ways.
+pub fn raft_service(channel: Channel) -> RaftServiceClient<Channel> {
+    RaftServiceClient::new(channel)
+        .max_decoding_message_size(MAX_RAFT_MESSAGE)
+        .max_encoding_message_size(MAX_RAFT_MESSAGE)
+}
+
 /// One channel per peer address, made on first use and kept: a follower
 /// forwards every write and read-index request to the leader, and a new
 /// connection per call would cost a TCP and HTTP/2 handshake each time.
@@ -51,7 +62,7 @@ impl Peers {
                 c
             }
         };
-        Ok(RaftServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        Ok(raft_service(channel))
     }
 
     /// Proposes `cmd` through the leader at `addr`. The inner result is the

@@ -38,8 +38,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
-        let client = super::peer::channel(&node.addr)
-            .map(|c| RaftServiceClient::new(c).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20));
+        let client = super::peer::channel(&node.addr).map(super::peer::raft_service);
         Connection {
             target,
             client: client.map_err(|e| e.to_string()),
