@@ -134,15 +134,17 @@ impl ChatNode {
         Error::Unavailable { message: message.into(), leader: self.leader().filter(|(id, _)| *id != self.id) }
     }
 
-    /// Waits while this node hands leadership over (see [`ChatNode::hand_over`]);
-    /// `false` if the hand-over was still going at `deadline`.
-    async fn hand_over_done(&self, deadline: Instant) -> bool {
+    /// Waits while this node hands leadership over (see [`ChatNode::hand_over`]).
+    ///
+    /// # Errors
+    /// `Timeout` if the hand-over was still going at `deadline`.
+    async fn hand_over_done(&self, deadline: Instant) -> Result<()> {
         while self.handing_over.load(Ordering::Acquire) {
             if !self.await_change(deadline).await {
-                return false;
+                return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
             }
         }
-        true
+        Ok(())
     }
 
     /// Waits until Raft's metrics change or `deadline` passes; `false` on deadline.
@@ -167,9 +169,7 @@ impl ChatNode {
     pub async fn write(&self, cmd: Command) -> Result<CommandResult> {
         let deadline = Instant::now() + self.timeouts.request;
         loop {
-            if !self.hand_over_done(deadline).await {
-                return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
-            }
+            self.hand_over_done(deadline).await?;
             match self.leader() {
                 Some((leader, _)) if leader == self.id => {
                     match timeout_at(deadline, self.proposer.propose(cmd.clone())).await {
@@ -255,7 +255,7 @@ impl ChatNode {
     /// # Errors
     /// [`ProposeError::NotLeader`] when this node does not lead.
     pub async fn propose_here(&self, cmd: Command) -> std::result::Result<CommandResult, ProposeError> {
-        if !self.hand_over_done(Instant::now() + self.timeouts.hand_over).await {
+        if self.hand_over_done(Instant::now() + self.timeouts.hand_over).await.is_err() {
             return Err(ProposeError::NotLeader);
         }
         self.proposer.propose(cmd).await
@@ -268,9 +268,7 @@ impl ChatNode {
     pub async fn read_index_here(&self, deadline: Instant) -> Result<u64> {
         // Confirming leadership sends heartbeats, which would renew the
         // followers' leases on this leader mid hand-over: wait it out.
-        if !self.hand_over_done(deadline).await {
-            return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
-        }
+        self.hand_over_done(deadline).await?;
         match timeout_at(deadline, self.raft.ensure_linearizable()).await {
             Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
             Ok(Err(e)) => Err(self.unavailable(format!("cannot serve a linearizable read here: {e}"))),
