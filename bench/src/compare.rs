@@ -141,10 +141,9 @@ async fn scrape(http: &str) -> Option<String> {
         Some((c, seconds)) => format!("{c:.0} × {:.2} ms", seconds * 1000.0),
         None => "none".into(),
     };
-    let syncs = value("chat_wal_sync_seconds_count ")?;
+    let (syncs, sync_mean) = mean("chat_wal_sync_seconds", "").unwrap_or_default();
     let fast = value("chat_wal_sync_seconds_bucket{le=\"0.0128\"} ")?;
-    let sync_sum = value("chat_wal_sync_seconds_sum ")?;
-    let appends = value("chat_wal_appends_per_sync_sum ")?;
+    let appends_per_sync = mean("chat_wal_appends_per_sync", "").map_or(0.0, |(_, appends)| appends);
     let append_entries = "{method=\"AppendEntries\"}";
     let held_up = match (
         value("chat_wal_durable_wait_seconds_count "),
@@ -167,9 +166,9 @@ async fn scrape(http: &str) -> Option<String> {
         "SendMessage served {served}; proposed {batches}; \
          {syncs:.0} WAL syncs, mean {:.2} ms, {:.0} over 12.8 ms, {:.1} appends per sync, {held_up}; \
          AppendEntries sent {}, handled {}",
-        sync_sum / syncs * 1000.0,
+        sync_mean * 1000.0,
         syncs - fast,
-        appends / syncs,
+        appends_per_sync,
         per_call("chat_raft_rpc_round_trip_seconds", append_entries),
         per_call("chat_raft_rpc_handled_seconds", append_entries)
     ))
