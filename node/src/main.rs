@@ -4,6 +4,12 @@ use anyhow::Context;
 use chat_node::cli::{Cli, Command};
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: a write allocates and frees many small
+/// buffers across threads (gRPC frames, log entries, RocksDB batches), the
+/// pattern glibc handles worst.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
