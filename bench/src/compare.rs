@@ -14,14 +14,14 @@ use crate::cpu;
 use crate::etcd::EtcdCluster;
 
 /// Raft timing given to chat-node: the operator's defaults (heartbeat 100 ms,
-/// election timeout 500–1000 ms). With openraft's leader lease (followers refuse
-/// votes for `election_timeout_max` after the last heartbeat) a new leader wins
-/// 1–2 s after the old one dies: the same window etcd's defaults (heartbeat
-/// 100 ms, election timeout 1 s, randomized up to 2 s) give it.
+/// election timeout 350–700 ms). Followers campaign once openraft's leader
+/// lease (`election_timeout_max`) and their own timeout have both passed since
+/// the last heartbeat — 1.05–1.4 s; etcd's followers, with its defaults
+/// (heartbeat 100 ms, election timeout 1 s, randomized up to 2 s), after 1–2 s.
 pub const CHAT_TIMING: [(&str, &str); 4] = [
     ("CHAT_HEARTBEAT_MS", "100"),
-    ("CHAT_ELECTION_TIMEOUT_MIN_MS", "500"),
-    ("CHAT_ELECTION_TIMEOUT_MAX_MS", "1000"),
+    ("CHAT_ELECTION_TIMEOUT_MIN_MS", "350"),
+    ("CHAT_ELECTION_TIMEOUT_MAX_MS", "700"),
     ("RUST_LOG", "warn"),
 ];
 

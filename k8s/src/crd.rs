@@ -146,13 +146,14 @@ impl VolumePolicy {
     }
 }
 
-/// Raft timing. Heartbeat 100 ms as etcd; election timeout 500–1000 ms.
+/// Raft timing. Heartbeat 100 ms as etcd; election timeout 350–700 ms.
 ///
-/// Failover takes between one and two `electionTimeoutMaxMs` (measured: see
-/// BENCHMARKS.md): openraft followers refuse to vote until
-/// `electionTimeoutMaxMs` has passed since they last heard the leader (a leader
-/// lease), so the first election that can succeed is the one after that. With
-/// these defaults that is 1–2 s, etcd's own window with its defaults.
+/// A follower of a live leader campaigns only once `electionTimeoutMaxMs`
+/// (openraft's leader lease) *plus* its own election timeout have passed
+/// without a heartbeat: with these defaults 1.05–1.4 s, never sooner than
+/// etcd's followers with etcd's defaults (1–2 s), so a slow node is not
+/// mistaken for a dead one any more readily. Failover after a crash is that
+/// plus one vote round (measured: BENCHMARKS.md).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RaftSpec {
@@ -177,10 +178,10 @@ fn default_heartbeat_ms() -> u64 {
     100
 }
 fn default_election_min_ms() -> u64 {
-    500
+    350
 }
 fn default_election_max_ms() -> u64 {
-    1000
+    700
 }
 fn default_snapshot_threshold() -> u64 {
     10_000

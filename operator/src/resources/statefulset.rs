@@ -207,7 +207,7 @@ mod tests {
         let env = env_of(&sts);
         assert_eq!(env["CHAT_ADVERTISE"], "$(POD_NAME).demo-peers.$(POD_NAMESPACE).svc:50051");
         assert!(!env.contains_key("CHAT_BOOTSTRAP") && !env.contains_key("CHAT_JOIN"));
-        assert_eq!(env["CHAT_ELECTION_TIMEOUT_MIN_MS"], "500");
+        assert_eq!(env["CHAT_ELECTION_TIMEOUT_MIN_MS"], "350");
         let spec = sts.spec.unwrap();
         assert_eq!(spec.service_name.as_deref(), Some("demo-peers"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
