@@ -148,7 +148,8 @@ async fn serve(
     let local = grpc.local_addr().ok();
     tracing::info!(id = cfg.id, listen = ?local, advertise = %cfg.advertise, "node serving");
 
-    // The gRPC server stops accepting when `grpc_stop` fires and finishes in-flight calls.
+    // The gRPC server stops accepting when `grpc_stop` fires and finishes
+    // in-flight calls; AppendEntries streams end then too (see the service).
     let (grpc_stop_tx, mut grpc_stop) = watch::channel(false);
     // TCP_NODELAY on every accepted connection. (The builder's `tcp_nodelay`
     // is ignored for a listener we bind ourselves; without it, Nagle holds a
@@ -159,7 +160,7 @@ async fn serve(
         .add_service(ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone())))
         .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())))
         .add_service(
-            RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone()))
+            RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone(), grpc_stop.clone()))
                 .max_decoding_message_size(peer::MAX_RAFT_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, async move {

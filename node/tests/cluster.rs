@@ -239,6 +239,12 @@ async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
     );
     let log = cluster.log_of(old);
     assert!(log.contains("leadership handed over"), "the old leader logged its hand-over; its log:\n{log}");
+    // The new leader's AppendEntries stream into the old one (now its
+    // follower) never finishes by itself; it must not hold the exit up.
+    assert!(
+        !log.contains("did not finish"),
+        "the old leader waited out its shutdown grace for in-flight calls; its log:\n{log}"
+    );
     assert_has_all(&cluster, survivor, &token, &acked, ReadConsistency::Linearizable).await;
 
     // Explicit transfer, and removal of the current leader hands over first.

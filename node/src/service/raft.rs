@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chat_proto::raft::raft_service_server::RaftService;
 use chat_proto::raft::{CampaignRequest, CampaignResponse, Payload, ReadIndexRequest, ReadIndexResponse};
 use futures::{Stream, StreamExt};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -19,11 +20,14 @@ use crate::store::{decode, encode};
 pub struct RaftServiceImpl {
     node: Arc<ChatNode>,
     metrics: RaftRpcMetrics,
+    /// Becomes true when the server stops accepting: open AppendEntries
+    /// streams end then, as a unary call would have.
+    stopping: watch::Receiver<bool>,
 }
 
 impl RaftServiceImpl {
-    pub fn new(node: Arc<ChatNode>, metrics: RaftRpcMetrics) -> Self {
-        Self { node, metrics }
+    pub fn new(node: Arc<ChatNode>, metrics: RaftRpcMetrics, stopping: watch::Receiver<bool>) -> Self {
+        Self { node, metrics, stopping }
     }
 }
 
@@ -46,12 +50,23 @@ impl RaftService for RaftServiceImpl {
     /// produced by the task that sends them (no task or channel in between),
     /// and the leader never has more than one request outstanding anyway.
     /// An undecodable request ends the stream with `InvalidArgument`.
+    ///
+    /// The stream ends when this server starts stopping. A leader keeps its
+    /// stream open for as long as it leads, so a graceful shutdown would
+    /// otherwise wait out its whole grace period for a call that never
+    /// finishes (a handed-over leader is the new leader's follower). A request
+    /// cut off this way goes unanswered, which the leader treats as a failed
+    /// call and retries — here or, once we are gone, as an unreachable peer.
     async fn append_entries(
         &self,
         request: Request<Streaming<Payload>>,
     ) -> Result<Response<Self::AppendEntriesStream>, Status> {
         let node = self.node.clone();
         let handled = self.metrics.handled.get_or_create(&MethodLabel { method: "AppendEntries" }).clone();
+        let mut stopping = self.stopping.clone();
+        let stopped = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
         let replies = request.into_inner().then(move |request| {
             let (node, handled) = (node.clone(), handled.clone());
             async move {
@@ -62,6 +77,7 @@ impl RaftService for RaftServiceImpl {
                 Ok(Payload { data: encode(&response) })
             }
         });
+        let replies = replies.take_until(stopped);
         // tonic ends the stream at the first error (sent as its trailers).
         Ok(Response::new(Box::pin(replies)))
     }
