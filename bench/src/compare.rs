@@ -343,4 +343,15 @@ mod tests {
         assert_eq!((m[1].clients, m[1].ratio), (16, 2.0));
         assert!(medians(&[64], &rows).is_empty());
     }
+
+    /// The bench claims to run chat with the operator's timing; a change to
+    /// those defaults must show up here too.
+    #[test]
+    fn chat_timing_is_the_operators_default() {
+        let raft = chat_k8s::crd::RaftSpec::default();
+        let timing: std::collections::HashMap<_, _> = CHAT_TIMING.into_iter().collect();
+        assert_eq!(timing["CHAT_HEARTBEAT_MS"], raft.heartbeat_ms.to_string());
+        assert_eq!(timing["CHAT_ELECTION_TIMEOUT_MIN_MS"], raft.election_timeout_min_ms.to_string());
+        assert_eq!(timing["CHAT_ELECTION_TIMEOUT_MAX_MS"], raft.election_timeout_max_ms.to_string());
+    }
 }
