@@ -2,11 +2,18 @@
 //! (a 200-byte SendMessage vs a 200-byte Put, N concurrent clients each with
 //! its own connection, a fixed count), then failover (kill -9 the leader →
 //! first acknowledged write) several times for each.
+//!
+//! Within a level the two take turns in short slices (A B B A …) with the same
+//! clients throughout, and each system's slices are reported as one run: this
+//! VM's speed drifts by tens of percent over seconds, and a level run whole,
+//! one system after the other, measured that drift as much as the systems.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use chat_client::load::{LoadReport, drive, send_load};
+use chat_client::load::{LoadReport, Run, Workers, send_workers};
 use chat_client::{Client, ClientOptions};
 use chat_testkit::{PASSWORD, TestCluster};
 
@@ -33,6 +40,8 @@ pub struct Options {
     pub kills: usize,
     /// Rounds of every level (this VM's noise is large: compare medians).
     pub rounds: usize,
+    /// At most this many alternating slices per system per level ([`slice_sizes`]).
+    pub slices: usize,
 }
 
 pub struct Row {
@@ -65,9 +74,21 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
     for clients in levels {
         let term_before = current_term(&chat).await;
         let chat_pids: Vec<u32> = chat.running().into_iter().filter_map(|id| chat.pid(id)).collect();
-        let meter = cpu::Meter::start(&with_own_pid(&chat_pids));
-        let c = send_load(&seeds, &token, "receiver", &body, clients, o.count).await?;
-        let chat_cpu = meter.stop();
+        let mut chat_load = Load::new(send_workers(&seeds, &token, "receiver", &body, clients)?, &chat_pids);
+        let mut etcd_load = Load::new(etcd_put_workers(&etcd, clients, &body).await?, &etcd.pids());
+        let slices = slice_sizes(o.count / clients.max(1), o.slices);
+        for (k, &per_worker) in slices.iter().enumerate() {
+            // A B B A: a drift of the machine's speed within the level weighs on both alike.
+            if k % 2 == 0 {
+                chat_load.slice(per_worker).await?;
+                etcd_load.slice(per_worker).await?;
+            } else {
+                etcd_load.slice(per_worker).await?;
+                chat_load.slice(per_worker).await?;
+            }
+        }
+        let (c, chat_cpu) = chat_load.report();
+        let (e, etcd_cpu) = etcd_load.report();
         let term_after = current_term(&chat).await;
         if term_after != term_before {
             println!("        (chat: the leader changed during this level: term {term_before} → {term_after})");
@@ -79,13 +100,11 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
                 println!("        (chat {role} {id} so far: {m})");
             }
         }
-        let meter = cpu::Meter::start(&with_own_pid(&etcd.pids()));
-        let e = etcd_put_load(&etcd, clients, o.count, &body).await?;
-        let etcd_cpu = meter.stop();
         println!(
-            "        (CPU per 1,000 operations — chat: {}; etcd: {})",
+            "        (CPU per 1,000 operations — chat: {}; etcd: {}; {} slices each)",
             per_thousand(&chat_cpu, c.messages),
-            per_thousand(&etcd_cpu, e.messages)
+            per_thousand(&etcd_cpu, e.messages),
+            slices.len()
         );
         println!(
             "{clients:>7} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>9.0} {:>9.2?} {:>9.2?} {:>9.2?} | {:>5.2}x",
@@ -249,19 +268,75 @@ async fn current_term(chat: &TestCluster) -> u64 {
     term
 }
 
-/// `total` Puts of `value` from `clients` workers, each with its own connection.
-async fn etcd_put_load(etcd: &EtcdCluster, clients: usize, total: usize, value: &str) -> anyhow::Result<LoadReport> {
-    let mut workers = Vec::with_capacity(clients);
+/// `clients` workers putting `value`, each with its own connection.
+async fn etcd_put_workers(
+    etcd: &EtcdCluster,
+    clients: usize,
+    value: &str,
+) -> anyhow::Result<Workers<impl FnMut(usize) -> EtcdPut + Send + 'static>> {
+    let mut ops = Vec::with_capacity(clients.max(1));
     for c in 0..clients.max(1) {
         let client = etcd.client().await?;
         let value = value.to_string();
-        workers.push(move |i: usize| {
+        ops.push(move |i: usize| -> EtcdPut {
             let mut kv = client.kv_client();
             let (key, value) = (format!("bench/{c}/{i}"), value.clone());
-            async move { kv.put(key, value, None).await.map(|_| ()) }
+            Box::pin(async move { kv.put(key, value, None).await.map(|_| ()) })
         });
     }
-    Ok(drive(workers, total / clients.max(1)).await?)
+    Ok(Workers::new(ops))
+}
+
+/// An etcd Put in flight; boxed like chat's [`chat_client::load::Sending`], so
+/// both load generators do the same work per operation.
+type EtcdPut = Pin<Box<dyn Future<Output = Result<(), etcd_client::Error>> + Send>>;
+
+/// How a level of `per_worker` operations per client is cut into slices that
+/// alternate between the two systems: at most `max` slices, none shorter than
+/// [`MIN_SLICE`] operations per client (each slice starts and drains its
+/// clients, which at high concurrency would cost both systems throughput).
+pub fn slice_sizes(per_worker: usize, max: usize) -> Vec<usize> {
+    let per_worker = per_worker.max(1);
+    let n = max.min(per_worker / MIN_SLICE).max(1);
+    (0..n).map(|k| per_worker / n + usize::from(k < per_worker % n)).collect()
+}
+
+/// See [`slice_sizes`].
+pub const MIN_SLICE: usize = 25;
+
+/// One system's workers through a level: its slices of load, and the CPU its
+/// servers and this process used during them (the load generator's while
+/// the other system ran is not counted).
+struct Load<Op> {
+    workers: Workers<Op>,
+    pids: Vec<u32>,
+    runs: Vec<Run>,
+    cpu: Vec<Duration>,
+}
+
+impl<Op, Fut, E> Load<Op>
+where
+    Op: FnMut(usize) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn new(workers: Workers<Op>, server_pids: &[u32]) -> Self {
+        let pids = with_own_pid(server_pids);
+        Self { workers, cpu: vec![Duration::ZERO; pids.len()], pids, runs: Vec::new() }
+    }
+
+    async fn slice(&mut self, per_worker: usize) -> anyhow::Result<()> {
+        let meter = cpu::Meter::start(&self.pids);
+        self.runs.push(self.workers.run(per_worker).await?);
+        for (total, used) in self.cpu.iter_mut().zip(meter.stop()) {
+            *total += used;
+        }
+        Ok(())
+    }
+
+    fn report(self) -> (LoadReport, Vec<Duration>) {
+        (LoadReport::from_runs(self.workers.len(), &self.runs), self.cpu)
+    }
 }
 
 async fn chat_failover(chat: &mut TestCluster, seeds: &[String], token: &str) -> anyhow::Result<Duration> {
@@ -342,6 +417,21 @@ mod tests {
         assert_eq!(m[0].chat_p99, Duration::from_millis(5));
         assert_eq!((m[1].clients, m[1].ratio), (16, 2.0));
         assert!(medians(&[64], &rows).is_empty());
+    }
+
+    #[test]
+    fn slices_split_a_level_evenly_and_never_get_too_short() {
+        assert_eq!(slice_sizes(4000, 8), vec![500; 8]);
+        assert_eq!(slice_sizes(250, 8), vec![32, 32, 31, 31, 31, 31, 31, 31]);
+        assert_eq!(slice_sizes(62, 8), vec![31, 31]);
+        assert_eq!(slice_sizes(15, 8), vec![15], "too few per client to slice");
+        assert_eq!(slice_sizes(4000, 1), vec![4000]);
+        assert_eq!(slice_sizes(0, 8), vec![1], "at least one operation");
+        for (per_worker, max) in [(4000, 8), (250, 8), (1001, 7), (49, 8)] {
+            let sizes = slice_sizes(per_worker, max);
+            assert_eq!(sizes.iter().sum::<usize>(), per_worker);
+            assert!(sizes.len() == 1 || sizes.iter().all(|&n| n >= MIN_SLICE), "{sizes:?}");
+        }
     }
 
     /// The bench claims to run chat with the operator's timing; a change to

@@ -30,6 +30,10 @@ enum Command {
         /// Run every level this many times and also print per-level medians.
         #[arg(long, default_value_t = 1)]
         rounds: usize,
+        /// Alternate the two systems in up to this many slices per level (A B B A …), so
+        /// that a drift in the machine's speed weighs on both alike; 1 runs each level whole.
+        #[arg(long, default_value_t = 8)]
+        slices: usize,
         /// The chat-node binary (default: next to this one).
         #[arg(long)]
         chat_node: Option<PathBuf>,
@@ -47,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::VsEtcd { clients, count, kills, rounds, chat_node, etcd } => {
+        Command::VsEtcd { clients, count, kills, rounds, slices, chat_node, etcd } => {
             let chat_node = match chat_node {
                 Some(p) => p,
                 None => std::env::current_exe()?.with_file_name("chat-node"),
@@ -58,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 chat_node.display()
             );
             anyhow::ensure!(etcd.exists(), "{} not found: apt install etcd-server", etcd.display());
-            let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds };
+            let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds, slices };
             chat_bench::compare::run(&options).await?;
             Ok(())
         }
