@@ -7,6 +7,7 @@
 //! - [`network`]: Raft RPC client and follower → leader calls.
 //! - [`node`]: [`node::ChatNode`], write routing, read barriers, membership, hand-over.
 //! - [`proposer`]: batching client commands into Raft entries.
+//! - [`election`]: when to start an election — openraft's timer, behind a pre-vote.
 //! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `RaftService`).
 //! - [`server`]: assembling and running a node; the shutdown path.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod command;
 pub mod dev;
+pub mod election;
 pub mod error;
 pub mod http;
 pub mod metrics;

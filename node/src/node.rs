@@ -130,6 +130,17 @@ impl ChatNode {
         Some((id, addr))
     }
 
+    /// Channels to the other nodes.
+    pub(crate) fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// While true, this node (still the leader) is handing leadership over and
+    /// must not start an election of its own (see [`ChatNode::hand_over`]).
+    pub(crate) fn is_handing_over(&self) -> bool {
+        self.handing_over.load(Ordering::Acquire)
+    }
+
     fn unavailable(&self, message: impl Into<String>) -> Error {
         Error::Unavailable { message: message.into(), leader: self.leader().filter(|(id, _)| *id != self.id) }
     }
@@ -448,14 +459,13 @@ impl ChatNode {
         };
         let addr = membership.get_node(&target).map(|n| n.addr.clone()).unwrap_or_default();
         tracing::info!(to = target, "handing leadership over");
+        // Also keeps our election timer (`election::run`) from campaigning
+        // against the target: once its vote request makes us step down, we
+        // would otherwise race it, term after term (seen in a test: both
+        // campaigning every ~300 ms for 3 s).
         self.handing_over.store(true, Ordering::Release);
-        // Never campaign against the target: once its vote request makes us
-        // step down, our own election timer would otherwise race it, term
-        // after term (seen in a test: both campaigning every ~300 ms for 3 s).
-        self.raft.runtime_config().elect(false);
         let result = self.do_hand_over(target, &addr).await;
         self.raft.runtime_config().heartbeat(true);
-        self.raft.runtime_config().elect(true);
         self.handing_over.store(false, Ordering::Release);
         result
     }

@@ -102,6 +102,8 @@ fn raft_config(cfg: &Config) -> Result<Arc<openraft::Config>> {
         // An entry is a batch of up to `proposer::MAX_BYTES` (256 KiB): 128 of
         // them (32 MiB) fit one Raft message (64 MiB limit).
         max_payload_entries: 128,
+        // Elections start from `election::run`, which asks for a pre-vote first.
+        enable_elect: false,
         ..Default::default()
     };
     Ok(Arc::new(raft.validate().map_err(|e| Error::invalid(format!("raft timing: {e}")))?))
@@ -174,6 +176,7 @@ async fn serve(
     });
 
     let membership_task = tokio::spawn(establish(cfg.clone(), node.clone(), stopped.clone()));
+    let election_task = tokio::spawn(crate::election::run(node.clone()));
 
     let _ = stopped.wait_for(|s| *s).await;
     membership_task.abort();
@@ -199,6 +202,7 @@ async fn serve(
     }
     // 3. Stop Raft, then the log flusher (joined), then RocksDB's background
     //    work: nothing may still be touching the DB when the process exits.
+    election_task.abort();
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }

@@ -393,3 +393,38 @@ async fn a_member_restarting_at_a_new_address_is_updated_and_catches_up() {
     assert_has_all(&cluster, moved, &token, &acked, ReadConsistency::Stale).await;
     cluster.wait_voters(3).await;
 }
+
+/// A follower frozen past its election timeout (a stall, CPU throttling) must
+/// not cost the cluster its leader when it runs again: it asks for a pre-vote,
+/// is refused by voters that still hear from the leader, and rejoins. Without
+/// the pre-vote it campaigned at once and its higher term made the leader step
+/// down (term 1 → 3 on every run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_paused_past_its_election_timeout_does_not_depose_the_leader() {
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[]).await;
+    send_batch(&cluster, &[1], &token, "before", 3).await;
+    let leader = cluster.leader().await;
+    let term = cluster.status(leader).await.unwrap().term;
+    let follower = cluster.running().into_iter().find(|&id| id != leader).unwrap();
+    cluster.pause(follower);
+    // The fault itself, not a wait for a condition: frozen well past lease +
+    // election timeout (300 + 150..300 ms with the test timing).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send_batch(&cluster, &[leader], &token, "during", 3).await;
+    cluster.resume(follower);
+    send_batch(&cluster, &[leader], &token, "after", 20).await;
+    eventually("the resumed follower to catch up", Duration::from_secs(10), || async {
+        let l = cluster.status(leader).await?;
+        let f = cluster.status(follower).await?;
+        (f.applied_index >= l.applied_index).then_some(())
+    })
+    .await;
+    let now = cluster.leader().await;
+    let term_now = cluster.status(now).await.unwrap().term;
+    assert_eq!(
+        (now, term_now),
+        (leader, term),
+        "the resumed follower deposed the leader (was leader {leader}, term {term})"
+    );
+    assert!(cluster.log_of(follower).contains("pre-vote lost"), "the follower did ask for a pre-vote");
+}

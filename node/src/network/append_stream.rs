@@ -114,6 +114,9 @@ mod tests {
         async fn vote(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
             Err(Status::unimplemented("vote"))
         }
+        async fn pre_vote(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
+            Err(Status::unimplemented("pre_vote"))
+        }
         async fn install_snapshot(&self, _: Request<Payload>) -> Result<Response<Payload>, Status> {
             Err(Status::unimplemented("install_snapshot"))
         }

@@ -9,6 +9,7 @@ use chat_proto::raft::{CampaignRequest, Payload, ReadIndexRequest};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::command::{Command, CommandResult};
+use crate::election::{PreVoteRequest, PreVoteResponse};
 use crate::error::{Error, Result};
 use crate::proposer::ProposeError;
 use crate::store::{decode, encode};
@@ -101,5 +102,16 @@ impl Peers {
         request.set_timeout(timeout);
         self.raft_client(addr)?.campaign(request).await.map_err(Error::from)?;
         Ok(())
+    }
+
+    /// Asks the voter at `addr` whether it would vote for us now (no term changes).
+    ///
+    /// # Errors
+    /// If the voter cannot be reached or does not answer within `timeout`.
+    pub async fn pre_vote(&self, addr: &str, ask: &PreVoteRequest, timeout: Duration) -> Result<PreVoteResponse> {
+        let mut request = tonic::Request::new(Payload { data: encode(ask) });
+        request.set_timeout(timeout);
+        let reply = self.raft_client(addr)?.pre_vote(request).await.map_err(Error::from)?;
+        Ok(decode(&reply.into_inner().data)?)
     }
 }

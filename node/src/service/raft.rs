@@ -1,5 +1,5 @@
-//! `RaftServiceImpl`: receives Raft RPCs from peers and serves the follower →
-//! leader calls (forwarded writes, read-index, campaign requests).
+//! `RaftServiceImpl`: receives Raft RPCs from peers (and pre-votes) and serves
+//! the follower → leader calls (forwarded writes, read-index, campaign requests).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::command::{Command, CommandResult};
+use crate::election::{self, PreVoteRequest};
 use crate::metrics::{MethodLabel, RaftRpcMetrics};
 use crate::node::ChatNode;
 use crate::proposer::ProposeError;
@@ -85,6 +86,11 @@ impl RaftService for RaftServiceImpl {
     async fn vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
         let rpc = decode_payload(request.get_ref())?;
         reply(&self.node.raft.vote(rpc).await)
+    }
+
+    async fn pre_vote(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {
+        let ask: PreVoteRequest = decode_payload(request.get_ref())?;
+        reply(&election::answer(&self.node, &ask).await)
     }
 
     async fn install_snapshot(&self, request: Request<Payload>) -> Result<Response<Payload>, Status> {

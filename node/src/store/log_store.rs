@@ -91,9 +91,22 @@ impl LogStore {
         let vote = self.vote.as_ref()?;
         (vote.is_committed() && vote.leader_id().voted_for() == Some(self.id)).then_some(*vote.leader_id())
     }
+}
 
-    fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
-        self.db.get(cf::RAFT, keys::raft::LAST_PURGED)
+fn last_purged(db: &Db) -> Result<Option<LogId>, StorageError> {
+    db.get(cf::RAFT, keys::raft::LAST_PURGED)
+}
+
+/// The id of the last entry in the log of `db`, or of the last purged one if
+/// none is left. (openraft keeps this in memory but does not expose it; a
+/// pre-vote compares it.)
+///
+/// # Errors
+/// When the log cannot be read.
+pub fn last_log_id(db: &Db) -> Result<Option<LogId>, StorageError> {
+    match db.raw().iterator_cf(db.cf(cf::LOG), IteratorMode::End).next() {
+        Some(item) => Ok(Some(decode::<Entry>(&item.map_err(read_err)?.1)?.log_id)),
+        None => last_purged(db),
     }
 }
 
@@ -194,13 +207,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id = self.last_purged()?;
-        let last = self.db.raw().iterator_cf(self.db.cf(cf::LOG), IteratorMode::End).next();
-        let last_log_id = match last {
-            Some(item) => Some(decode::<Entry>(&item.map_err(read_err)?.1)?.log_id),
-            None => last_purged_log_id,
-        };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState { last_purged_log_id: last_purged(&self.db)?, last_log_id: last_log_id(&self.db)? })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
