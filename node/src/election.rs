@@ -31,6 +31,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use openraft::ServerState;
 use rand::Rng;
 use tokio::time::Instant;
@@ -178,8 +180,9 @@ pub async fn run(node: Arc<ChatNode>) {
     }
 }
 
-/// Asks every other voter; true once a majority of each configuration
-/// (counting this node) would vote for it. Each is given `timeout` to answer.
+/// Asks every other voter; true as soon as a majority of each configuration
+/// (counting this node) would vote for it — without waiting on voters that
+/// are down or cut off, which get `timeout` to answer.
 async fn pre_vote(node: &ChatNode, view: &View, timeout: Duration) -> bool {
     let request = match last_log_id(node.db()) {
         Ok(last_log_id) => PreVoteRequest { candidate: node.id, last_log_id },
@@ -188,12 +191,19 @@ async fn pre_vote(node: &ChatNode, view: &View, timeout: Duration) -> bool {
             return false;
         }
     };
-    let asks = view.voters.iter().filter(|(id, _)| *id != node.id).map(|(id, addr)| {
-        let request = &request;
-        async move { (*id, node.peers().pre_vote(addr, request, timeout).await) }
-    });
+    let mut asks: FuturesUnordered<_> = view
+        .voters
+        .iter()
+        .filter(|(id, _)| *id != node.id)
+        .map(|(id, addr)| {
+            let request = &request;
+            async move { (*id, node.peers().pre_vote(addr, request, timeout).await) }
+        })
+        .collect();
     let mut granted = BTreeSet::from([node.id]);
-    for (id, answer) in futures::future::join_all(asks).await {
+    while !is_quorum(&view.configs, &granted)
+        && let Some((id, answer)) = asks.next().await
+    {
         match answer {
             Ok(Ok(())) => {
                 granted.insert(id);

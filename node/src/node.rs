@@ -473,9 +473,16 @@ impl ChatNode {
     /// Returns the id of the node that leads afterwards (normally `target`).
     async fn do_hand_over(&self, target: NodeId, addr: &str) -> Result<NodeId> {
         let deadline = Instant::now() + self.timeouts.hand_over;
-        // 0. Let what was proposed before the hand-over began commit (new writes
-        //    wait now), so the log stops growing: an entry appended after the
-        //    target caught up would make every holder of it refuse the target.
+        // 0. Let what was proposed before the hand-over began commit, and
+        //    propose nothing more, so the log stops growing: an entry appended
+        //    after the target caught up would make every holder of it refuse
+        //    the target. (New writes wait in `write` now, but one that got past
+        //    that check just before, or sits in the proposer's queue, would
+        //    still be proposed: the chaos run caught exactly that, the target
+        //    one entry short and campaigning in vain for the whole timeout.)
+        let Ok(_paused) = timeout_at(deadline, self.proposer.pause()).await else {
+            return Err(Error::Timeout("writes in flight did not commit in time to hand over".into()));
+        };
         let left = deadline.saturating_duration_since(Instant::now());
         let settled = |m: &RaftMetrics| m.last_applied.map(|l| l.index) >= m.last_log_index;
         if self.raft.wait(Some(left)).metrics(settled, "in-flight writes applied").await.is_err() {

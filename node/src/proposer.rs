@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use openraft::error::{ClientWriteError, RaftError};
 use prometheus_client::metrics::histogram::Histogram;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::command::{Batch, Command, CommandResult};
 use crate::typ::Raft;
@@ -82,14 +82,33 @@ impl std::fmt::Debug for Pending {
 #[derive(Debug, Clone)]
 pub struct Proposer {
     queue: mpsc::Sender<Pending>,
+    /// One permit per batch between proposal and apply ([`IN_FLIGHT`]).
+    in_flight: Arc<Semaphore>,
+}
+
+/// While held, nothing is proposed: see [`Proposer::pause`].
+#[derive(Debug)]
+pub struct Paused {
+    _permits: OwnedSemaphorePermit,
 }
 
 impl Proposer {
     /// Starts the batching task on the current runtime.
     pub fn start(submit: impl Submit, sizes: BatchSizes) -> Self {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(batch_loop(rx, Arc::new(submit), sizes));
-        Self { queue }
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        tokio::spawn(batch_loop(rx, Arc::new(submit), sizes, in_flight.clone()));
+        Self { queue, in_flight }
+    }
+
+    /// Waits until every batch proposed so far is applied (or failed), then
+    /// proposes nothing more until the returned guard is dropped; commands
+    /// queue meanwhile. For a leader handing over: a batch proposed after its
+    /// target caught up would leave the target behind every other voter, and
+    /// unelectable.
+    pub async fn pause(&self) -> Paused {
+        let permits = self.in_flight.clone().acquire_many_owned(IN_FLIGHT as u32).await;
+        Paused { _permits: permits.expect("the proposer's semaphore is never closed") }
     }
 
     /// Proposes `command` in the next batch and waits until it is applied.
@@ -106,11 +125,17 @@ impl Proposer {
     }
 }
 
-async fn batch_loop<S: Submit>(mut rx: mpsc::Receiver<Pending>, submit: Arc<S>, sizes: BatchSizes) {
-    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+async fn batch_loop<S: Submit>(
+    mut rx: mpsc::Receiver<Pending>,
+    submit: Arc<S>,
+    sizes: BatchSizes,
+    in_flight: Arc<Semaphore>,
+) {
     loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        // The command first, then the permit: an idle loop holds no permit, so
+        // a pause waiting for all of them is not stuck behind it.
         let Some(first) = rx.recv().await else { return };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
         let mut bytes = first.command.approx_size();
         let mut batch = vec![first];
         while batch.len() < MAX_COMMANDS && bytes < MAX_BYTES {
@@ -243,7 +268,8 @@ mod tests {
         for &n in &queued {
             propose(&proposer, &mut waiting, close(n));
         }
-        until("the commands to queue", || proposer.queue.capacity() == QUEUE - queued.len()).await;
+        // The batching loop holds the first of them, waiting for a permit.
+        until("the commands to queue", || proposer.queue.capacity() == QUEUE - (queued.len() - 1)).await;
         assert_eq!(script.batches().len(), IN_FLIGHT, "nothing proposed while the pipeline is full");
 
         script.gate.add_permits(1);
@@ -261,6 +287,34 @@ mod tests {
         let mut expected = vec![0; IN_FLIGHT];
         expected.extend(0..queued.len() as u64);
         assert_eq!(positions, expected, "each caller gets the result at its own position");
+    }
+
+    #[tokio::test]
+    async fn a_pause_waits_for_batches_in_flight_and_holds_back_new_ones() {
+        let (script, proposer, mut waiting) = full_pipeline(false).await;
+        let pausing = tokio::spawn({
+            let proposer = proposer.clone();
+            async move { proposer.pause().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!pausing.is_finished(), "paused with batches still in flight");
+        script.gate.add_permits(IN_FLIGHT);
+        let paused = tokio::time::timeout(Duration::from_secs(5), pausing).await.expect("paused").unwrap();
+
+        propose(&proposer, &mut waiting, close(7));
+        // One thread (a current-thread runtime): these turns let the command
+        // reach the batching loop, which then waits for a permit.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        script.gate.add_permits(1);
+        assert_eq!(script.batches().len(), IN_FLIGHT, "nothing proposed while paused");
+        drop(paused);
+        until("the held-back batch", || script.batches().len() == IN_FLIGHT + 1).await;
+        assert_eq!(script.batches()[IN_FLIGHT], vec![close(7)]);
+        for w in waiting {
+            assert!(matches!(w.await.unwrap(), Ok(Ok(_))));
+        }
     }
 
     #[tokio::test]
@@ -284,7 +338,7 @@ mod tests {
         for n in 0..many {
             propose(&proposer, &mut waiting, send(n));
         }
-        until("the commands to queue", || proposer.queue.capacity() == QUEUE - many).await;
+        until("the commands to queue", || proposer.queue.capacity() == QUEUE - (many - 1)).await;
         script.gate.add_permits(1);
         until("the next batch", || script.batches().len() > IN_FLIGHT).await;
         let batch = &script.batches()[IN_FLIGHT];
