@@ -32,6 +32,10 @@ struct Cli {
     /// The chat-node binary (default: next to this one).
     #[arg(long)]
     chat_node: Option<PathBuf>,
+    /// The nodes' log filter (`RUST_LOG` syntax), e.g. "info,openraft=info" to
+    /// follow elections; with CHAT_KEEP_TEST_DIRS=1 the logs stay on disk.
+    #[arg(long, default_value = "warn")]
+    node_log: String,
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         duration: cli.duration,
         max_faults: cli.max_faults,
         faults: Fault::ALL.to_vec(),
+        node_log: cli.node_log,
     };
     println!(
         "chaos: seed {} · {} nodes · {} clients · {:?}",

@@ -29,6 +29,8 @@ pub struct Config {
     pub duration: Duration,
     pub max_faults: usize,
     pub faults: Vec<Fault>,
+    /// The nodes' `RUST_LOG`.
+    pub node_log: String,
 }
 
 #[derive(Debug)]
@@ -121,7 +123,7 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
     } else {
         None
     };
-    let env = [("RUST_LOG", "warn")];
+    let env = [("RUST_LOG", config.node_log.as_str())];
     let mut cluster = match &net {
         Some(net) => TestCluster::start_placed(binary, config.nodes, &env, net.placement()).await,
         None => TestCluster::start(binary, config.nodes, &env).await,

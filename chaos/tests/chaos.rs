@@ -17,6 +17,7 @@ async fn a_short_seeded_run_finds_no_anomaly() {
         duration: Duration::from_secs(15),
         max_faults: 8,
         faults: Fault::ALL.to_vec(),
+        node_log: "warn".into(),
     };
     let report = run(&chat_testkit::chat_node_binary(), &config).await;
     eprintln!("{report}");

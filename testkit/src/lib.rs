@@ -153,8 +153,16 @@ impl TestCluster {
 
     /// A cluster with no nodes yet, for tests that add bare nodes and let
     /// someone else (the operator) found and grow the cluster.
+    ///
+    /// With `CHAT_KEEP_TEST_DIRS` set, the cluster's directory (data and node
+    /// logs) is kept after the run and its path printed: for reading what the
+    /// nodes did in a failed test or chaos run.
     pub fn empty(binary: impl AsRef<Path>, env: &[(&str, &str)]) -> Self {
-        let root = tempfile::tempdir().unwrap();
+        let mut root = tempfile::tempdir().unwrap();
+        if std::env::var_os("CHAT_KEEP_TEST_DIRS").is_some() {
+            root.disable_cleanup(true);
+            eprintln!("test cluster dir (kept): {}", root.path().display());
+        }
         TestCluster {
             binary: binary.as_ref().to_path_buf(),
             root: root.path().to_path_buf(),
