@@ -150,7 +150,7 @@ impl ChatNode {
     /// # Errors
     /// `Timeout` if the hand-over was still going at `deadline`.
     async fn hand_over_done(&self, deadline: Instant) -> Result<()> {
-        while self.handing_over.load(Ordering::Acquire) {
+        while self.is_handing_over() {
             if !self.await_change(deadline).await {
                 return Err(Error::Timeout("leadership hand-over did not finish in time".into()));
             }

@@ -77,9 +77,7 @@ impl Peers {
         cmd: &Command,
         timeout: Duration,
     ) -> Result<std::result::Result<CommandResult, ProposeError>> {
-        let mut request = tonic::Request::new(Payload { data: encode(cmd) });
-        request.set_timeout(timeout);
-        let reply = self.raft_client(addr)?.forward(request).await.map_err(Error::from)?;
+        let reply = self.raft_client(addr)?.forward(payload(cmd, timeout)).await.map_err(Error::from)?;
         Ok(decode(&reply.into_inner().data)?)
     }
 
@@ -88,8 +86,7 @@ impl Peers {
     /// # Errors
     /// `Unavailable` if the leader cannot be reached or cannot confirm its leadership.
     pub async fn read_index(&self, addr: &str, timeout: Duration) -> Result<u64> {
-        let mut request = tonic::Request::new(ReadIndexRequest {});
-        request.set_timeout(timeout);
+        let request = within(ReadIndexRequest {}, timeout);
         Ok(self.raft_client(addr)?.read_index(request).await.map_err(Error::from)?.into_inner().index)
     }
 
@@ -98,9 +95,7 @@ impl Peers {
     /// # Errors
     /// If the node cannot be reached.
     pub async fn campaign(&self, addr: &str, from: NodeId, timeout: Duration) -> Result<()> {
-        let mut request = tonic::Request::new(CampaignRequest { from });
-        request.set_timeout(timeout);
-        self.raft_client(addr)?.campaign(request).await.map_err(Error::from)?;
+        self.raft_client(addr)?.campaign(within(CampaignRequest { from }, timeout)).await.map_err(Error::from)?;
         Ok(())
     }
 
@@ -109,9 +104,19 @@ impl Peers {
     /// # Errors
     /// If the voter cannot be reached or does not answer within `timeout`.
     pub async fn pre_vote(&self, addr: &str, ask: &PreVoteRequest, timeout: Duration) -> Result<PreVoteResponse> {
-        let mut request = tonic::Request::new(Payload { data: encode(ask) });
-        request.set_timeout(timeout);
-        let reply = self.raft_client(addr)?.pre_vote(request).await.map_err(Error::from)?;
+        let reply = self.raft_client(addr)?.pre_vote(payload(ask, timeout)).await.map_err(Error::from)?;
         Ok(decode(&reply.into_inner().data)?)
     }
+}
+
+/// A request carrying `message`, to be answered within `timeout` (sent as `grpc-timeout`).
+fn within<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// [`within`] for the calls whose message is a bincode-encoded `value`.
+fn payload<T: serde::Serialize>(value: &T, timeout: Duration) -> tonic::Request<Payload> {
+    within(Payload { data: encode(value) }, timeout)
 }
