@@ -32,6 +32,11 @@ pub const CHAT_TIMING: [(&str, &str); 4] = [
     ("RUST_LOG", "warn"),
 ];
 
+/// Both of chat-node's ports without TLS, like the etcd it is compared with
+/// (which this bench runs without TLS too): the like-for-like baseline.
+pub const CHAT_PLAINTEXT: [(&str, &str); 2] =
+    [("CHAT_PUBLIC_PLAINTEXT", "true"), ("CHAT_INSECURE_PEER_PLAINTEXT", "true")];
+
 pub struct Options {
     pub chat_node: PathBuf,
     pub etcd: PathBuf,
@@ -55,10 +60,12 @@ pub struct Row {
 /// # Errors
 /// When a cluster does not start or a load run fails.
 pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Duration>)> {
-    let mut chat = TestCluster::start(&o.chat_node, 3, &CHAT_TIMING).await;
+    let env: Vec<(&str, &str)> = CHAT_TIMING.iter().chain(&CHAT_PLAINTEXT).copied().collect();
+    let mut chat = TestCluster::start(&o.chat_node, 3, &env).await;
+    let security = chat.tls.security();
     let mut etcd = EtcdCluster::start(&o.etcd, 3).await?;
     let seeds = chat.addrs();
-    let admin = Client::new(seeds.clone(), ClientOptions::default())?;
+    let admin = Client::new(seeds.clone(), chat.client_options())?;
     admin.register("sender", PASSWORD).await?;
     admin.register("receiver", PASSWORD).await?;
     let token = admin.login("sender", PASSWORD).await?;
@@ -74,7 +81,7 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
     for clients in levels {
         let term_before = current_term(&chat).await;
         let chat_pids: Vec<u32> = chat.running().into_iter().filter_map(|id| chat.pid(id)).collect();
-        let mut chat_load = Load::new(send_workers(&seeds, &token, "receiver", &body, clients)?, &chat_pids);
+        let mut chat_load = Load::new(send_workers(&seeds, &security, &token, "receiver", &body, clients)?, &chat_pids);
         let mut etcd_load = Load::new(etcd_put_workers(&etcd, clients, &body).await?, &etcd.pids());
         let slices = slice_sizes(o.count / clients.max(1), o.slices);
         for (k, &per_worker) in slices.iter().enumerate() {
@@ -342,7 +349,7 @@ where
 async fn chat_failover(chat: &mut TestCluster, seeds: &[String], token: &str) -> anyhow::Result<Duration> {
     let leader = chat.leader().await;
     let client =
-        Client::new(seeds.to_vec(), ClientOptions { deadline: Duration::from_secs(30), ..Default::default() })?
+        Client::new(seeds.to_vec(), ClientOptions { deadline: Duration::from_secs(30), ..chat.client_options() })?
             .with_token(token);
     chat.kill(leader);
     let killed = Instant::now();

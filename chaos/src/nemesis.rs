@@ -81,19 +81,23 @@ pub async fn run(
             }
             Fault::Membership => {
                 let other = *ids.iter().find(|&&i| i != target).expect("more than one node");
-                let mut admin = cluster.cluster_client(other);
+                let mut admin = cluster.membership_client(other);
                 let removed = tokio::time::timeout(
                     Duration::from_secs(10),
                     admin.remove_member(RemoveMemberRequest { node_id: target }),
                 )
                 .await;
                 tokio::time::sleep(hold).await;
-                let address = cluster.node(target).addr.clone();
+                let (address, peer_address) = (cluster.node(target).addr.clone(), cluster.node(target).peer.clone());
                 // Add it back (learner → caught up → voter); retried until it sticks.
                 let deadline = Instant::now() + Duration::from_secs(30);
                 while Instant::now() < deadline {
-                    let mut admin = cluster.cluster_client(other);
-                    let join = JoinClusterRequest { node_id: target, address: address.clone() };
+                    let mut admin = cluster.membership_client(other);
+                    let join = JoinClusterRequest {
+                        node_id: target,
+                        address: address.clone(),
+                        peer_address: peer_address.clone(),
+                    };
                     if matches!(
                         tokio::time::timeout(Duration::from_secs(10), admin.join_cluster(join)).await,
                         Ok(Ok(_))

@@ -130,7 +130,7 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
     };
     let seeds = cluster.addrs();
     let users: Vec<String> = (0..config.users).map(|u| format!("u{u}")).collect();
-    let admin = Client::new(seeds.clone(), ClientOptions::default()).unwrap();
+    let admin = Client::new(seeds.clone(), cluster.client_options()).unwrap();
     let mut tokens = BTreeMap::new();
     for u in &users {
         admin.register(u, PASSWORD).await.expect("register");
@@ -150,6 +150,7 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
             tokens[&user].clone(),
             peers,
             seeds.clone(),
+            cluster.tls.security(),
             config.seed,
             history.clone(),
             stopped.clone(),
@@ -173,7 +174,7 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
 
     // Final reads of every conversation, recorded like any other read.
     let finals =
-        Client::new(seeds, ClientOptions { deadline: Duration::from_secs(30), ..ClientOptions::default() }).unwrap();
+        Client::new(seeds, ClientOptions { deadline: Duration::from_secs(30), ..cluster.client_options() }).unwrap();
     let mut final_state = BTreeMap::new();
     for (i, a) in users.iter().enumerate() {
         for b in &users[i + 1..] {

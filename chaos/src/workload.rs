@@ -40,11 +40,12 @@ pub async fn client(
     token: String,
     peers: Vec<String>,
     seeds: Vec<String>,
+    security: chat_client::Security,
     seed: u64,
     history: Arc<History>,
     mut stop: watch::Receiver<bool>,
 ) -> usize {
-    let options = ClientOptions { deadline: OP_DEADLINE, ..ClientOptions::default() };
+    let options = ClientOptions { deadline: OP_DEADLINE, ..ClientOptions::new(security) };
     let client = Client::new(seeds, options).expect("seeds").with_token(token);
     let mut rng = StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut seen: HashMap<String, Vec<u64>> = HashMap::new();

@@ -13,13 +13,18 @@ use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::dial::{Dial, TcpDial};
+use crate::dial::{Dial, Security, TcpDial};
 use crate::discovery::Discovery;
 use crate::error::{Error, Result};
 use crate::retry::{Backoff, Idempotence, should_retry};
 
+/// How a [`Client`] connects and how long it tries. Built with
+/// [`ClientOptions::new`]: there is no default [`Security`], a caller says
+/// whom it trusts (or that it wants plaintext).
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
+    /// TLS and the CA to verify members against, or plaintext.
+    pub security: Security,
     /// Overall time budget of one call, retries included.
     pub deadline: Duration,
     /// TCP connect timeout per attempt.
@@ -30,9 +35,15 @@ pub struct ClientOptions {
     pub follow_leader: bool,
 }
 
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Self { deadline: Duration::from_secs(15), connect_timeout: Duration::from_secs(1), follow_leader: true }
+impl ClientOptions {
+    /// A 15 s deadline per call, 1 s per connection attempt, following the leader.
+    pub fn new(security: Security) -> Self {
+        Self {
+            security,
+            deadline: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(1),
+            follow_leader: true,
+        }
     }
 }
 
@@ -71,7 +82,8 @@ impl Client {
     /// # Errors
     /// `Invalid` for an empty or malformed seed list.
     pub fn new(seeds: Vec<String>, options: ClientOptions) -> Result<Self> {
-        Self::with_dial(seeds, options, Arc::new(TcpDial))
+        let dial = Arc::new(TcpDial::new(options.security.clone()));
+        Self::with_dial(seeds, options, dial)
     }
 
     /// A client that reaches members through `dial` (e.g. a Kubernetes
@@ -88,6 +100,11 @@ impl Client {
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
+    }
+
+    /// How this client secures its connections (for more clients like it).
+    pub fn security(&self) -> &Security {
+        &self.options.security
     }
 
     pub fn token(&self) -> Option<&str> {

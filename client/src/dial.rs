@@ -1,10 +1,14 @@
-//! How the client reaches a member address. Plain TCP by default; anything
-//! that yields a byte stream can stand in (the Kubernetes port-forward dialer
-//! of `chat-k8s` reaches pods this way from outside the cluster).
+//! How the client reaches a member address: over TLS that verifies the
+//! member's certificate against the cluster's CA (or, by explicit choice,
+//! plaintext), carried by direct TCP or anything else that yields a byte
+//! stream (the Kubernetes port-forward of `chat-k8s` reaches pods this way).
 
 use std::fmt;
+use std::path::Path;
 use std::time::Duration;
 
+use chat_tls::Live;
+use chat_tls::connect::{Tcp, Transport, connector, plain_connector};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
@@ -16,13 +20,64 @@ pub trait Dial: Send + Sync + fmt::Debug + 'static {
     fn dial(&self, addr: &str, connect_timeout: Duration) -> Result<Channel>;
 }
 
+/// Whether connections are TLS, and whom they trust.
+#[derive(Debug, Clone)]
+pub enum Security {
+    /// TLS, verifying the server's certificate (and presenting one, if the
+    /// configuration has a client certificate: the operator does).
+    Tls(Live<rustls::ClientConfig>),
+    /// No TLS: only for a cluster run with `--public-plaintext`.
+    Plaintext,
+}
+
+impl Security {
+    /// TLS trusting the CA certificates in the PEM file at `path`.
+    ///
+    /// # Errors
+    /// `Invalid` if the file cannot be read or holds no usable certificate.
+    pub fn ca_file(path: &Path) -> Result<Self> {
+        let certs = chat_tls::files::read_ca_file(path).map_err(|e| Error::Invalid(format!("--ca: {e}")))?;
+        Self::trusting(&certs)
+    }
+
+    /// TLS trusting the CA certificates in `pem` (e.g. read from a ConfigMap).
+    ///
+    /// # Errors
+    /// `Invalid` if it holds no usable certificate.
+    pub fn ca_pem(pem: &[u8]) -> Result<Self> {
+        let certs = chat_tls::files::certs(pem).map_err(|e| Error::Invalid(format!("CA certificate: {e}")))?;
+        Self::trusting(&certs)
+    }
+
+    fn trusting(certs: &[rustls_pki_types::CertificateDer<'static>]) -> Result<Self> {
+        let config = chat_tls::config::client(certs, None).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(Self::Tls(Live::fixed(config)))
+    }
+
+    /// A lazily connecting channel on `endpoint` whose connections `transport` opens.
+    pub fn channel<T: Transport>(&self, endpoint: Endpoint, transport: T) -> Channel {
+        match self {
+            Security::Tls(config) => endpoint.connect_with_connector_lazy(connector(transport, config.clone())),
+            Security::Plaintext => endpoint.connect_with_connector_lazy(plain_connector(transport)),
+        }
+    }
+}
+
 /// Direct TCP connections to the address as given.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TcpDial;
+#[derive(Debug, Clone)]
+pub struct TcpDial {
+    security: Security,
+}
+
+impl TcpDial {
+    pub fn new(security: Security) -> Self {
+        Self { security }
+    }
+}
 
 impl Dial for TcpDial {
     fn dial(&self, addr: &str, connect_timeout: Duration) -> Result<Channel> {
-        Ok(endpoint(addr)?.connect_timeout(connect_timeout).tcp_nodelay(true).connect_lazy())
+        Ok(self.security.channel(endpoint(addr)?.connect_timeout(connect_timeout), Tcp))
     }
 }
 

@@ -9,7 +9,7 @@
 //!   reconnect: no gap, no duplicate.
 //!
 //! Layout: [`error`] (the error type and exit-code classes), [`dial`] (how a
-//! member address is reached: TCP, or a caller's connector), [`discovery`]
+//! member address is reached: TLS or plaintext, over TCP or a caller's transport), [`discovery`]
 //! (who leads, which members exist), [`retry`] (what may be retried, backoff),
 //! [`client`] (the calls), [`subscribe`] (the resuming stream), [`load`] (a
 //! SendMessage load generator for benchmarks).
@@ -25,5 +25,5 @@ pub mod subscribe;
 pub use chat_proto::chat::{Conversation, Message, ReadConsistency};
 pub use chat_proto::cluster::GetStatusResponse as NodeStatus;
 pub use client::{Client, ClientOptions, ClusterStatus, MemberStatus};
-pub use dial::{Dial, TcpDial};
+pub use dial::{Dial, Security, TcpDial};
 pub use error::{Error, Result};

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, ClientOptions};
+use crate::dial::Security;
 use crate::error::Result;
 
 /// What one or more load runs measured.
@@ -142,6 +143,7 @@ pub type Sending = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// When a client cannot be built from `seeds`.
 pub fn send_workers(
     seeds: &[String],
+    security: &Security,
     token: &str,
     to: &str,
     body: &str,
@@ -150,7 +152,7 @@ pub fn send_workers(
     let run = uuid::Uuid::new_v4().simple().to_string();
     let mut ops = Vec::with_capacity(clients.max(1));
     for c in 0..clients.max(1) {
-        let client = Client::new(seeds.to_vec(), ClientOptions::default())?.with_token(token);
+        let client = Client::new(seeds.to_vec(), ClientOptions::new(security.clone()))?.with_token(token);
         let (to, body, run) = (to.to_string(), body.to_string(), run.clone());
         ops.push(move |i: usize| -> Sending {
             let (client, to, body, id) = (client.clone(), to.clone(), body.clone(), format!("{run}-{c}-{i}"));
@@ -167,13 +169,14 @@ pub fn send_workers(
 /// The first send that failed (after the client's own retries).
 pub async fn send_load(
     seeds: &[String],
+    security: &Security,
     token: &str,
     to: &str,
     body: &str,
     clients: usize,
     total: usize,
 ) -> Result<LoadReport> {
-    let mut workers = send_workers(seeds, token, to, body, clients)?;
+    let mut workers = send_workers(seeds, security, token, to, body, clients)?;
     let run = workers.run((total / workers.len()).max(1)).await?;
     Ok(LoadReport::from_runs(workers.len(), &[run]))
 }

@@ -30,6 +30,9 @@ fn docker_ok(args: &[&str]) -> String {
 struct Lab {
     id: String,
     tag: String,
+    /// The cluster's throw-away CA and the nodes' certificates, mounted
+    /// read-only into every container as a TLS Secret would be into a pod.
+    tls: tempfile::TempDir,
     containers: Vec<String>,
     volumes: Vec<String>,
 }
@@ -47,6 +50,22 @@ impl Lab {
         format!("{name}:{}", self.tag)
     }
 
+    fn tls_mount(&self) -> String {
+        format!("{}:/etc/chat/tls:ro", self.tls.path().display())
+    }
+
+    /// A CA and one node certificate valid for every container's name.
+    fn make_certificates(&self) {
+        let ca = chat_tls::Ca::generate("replicated-chat image test").unwrap();
+        let names: Vec<String> = (0..3).map(|i| self.node(i)).collect();
+        let dir = ca.write_leaf(&chat_tls::Leaf::node(names), self.tls.path()).unwrap();
+        // The nodes run as 65532; a Secret volume's files are 0644 too.
+        for file in [dir.key(), self.tls.path().to_path_buf()] {
+            let mode = if file.is_dir() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        }
+    }
+
     /// Starts node `i`: founder if `i == 0`, else joining through node 0.
     fn start_node(&mut self, i: usize) {
         let name = self.node(i);
@@ -54,7 +73,8 @@ impl Lab {
         let advertise = format!("CHAT_ADVERTISE={name}:50051");
         let id = format!("CHAT_ID={i}");
         let cluster =
-            if i == 0 { "CHAT_BOOTSTRAP=true".to_string() } else { format!("CHAT_JOIN={}:50051", self.node(0)) };
+            if i == 0 { "CHAT_BOOTSTRAP=true".to_string() } else { format!("CHAT_JOIN={}:50052", self.node(0)) };
+        let tls = self.tls_mount();
         let network = self.network();
         let mount = format!("{volume}:/var/lib/chat");
         let image = self.image("chat-node");
@@ -72,6 +92,10 @@ impl Lab {
             "no-new-privileges",
             "-v",
             &mount,
+            "-v",
+            &tls,
+            "-e",
+            "CHAT_TLS_DIR=/etc/chat/tls",
             "-e",
             &id,
             "-e",
@@ -93,6 +117,7 @@ impl Lab {
         let config = format!("rchat-{}-cli:/cli", self.id);
         let password = format!("CHAT_PASSWORD={PASSWORD}");
         let image = self.image("chat-node");
+        let tls = self.tls_mount();
         let mut cmd = vec![
             "run",
             "--rm",
@@ -103,6 +128,10 @@ impl Lab {
             "0",
             "-v",
             &config,
+            "-v",
+            &tls,
+            "-e",
+            "CHAT_CA=/etc/chat/tls/ca.crt",
             "-e",
             "XDG_CONFIG_HOME=/cli",
             "-e",
@@ -175,7 +204,14 @@ async fn a_three_container_cluster_from_the_images_elects_serves_and_hands_over(
         return;
     }
     let id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let mut lab = Lab { tag: format!("e2e-{id}"), id, containers: Vec::new(), volumes: Vec::new() };
+    let mut lab = Lab {
+        tag: format!("e2e-{id}"),
+        id,
+        tls: tempfile::tempdir().unwrap(),
+        containers: Vec::new(),
+        volumes: Vec::new(),
+    };
+    lab.make_certificates();
 
     // 1. Images from the binaries this test run built.
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/local/build-images");
@@ -192,7 +228,8 @@ async fn a_three_container_cluster_from_the_images_elects_serves_and_hands_over(
     let version = docker_ok(&["run", "--rm", "--read-only", &lab.image("chat-operator"), "--version"]);
     assert!(version.starts_with("chat-operator "), "{version}");
 
-    // 2. Three nodes on a user-defined network, reaching each other by name.
+    // 2. Three nodes on a user-defined network, reaching each other by name,
+    //    over TLS (the peer port mutual).
     docker_ok(&["network", "create", &lab.network()]);
     for i in 0..3 {
         lab.start_node(i);

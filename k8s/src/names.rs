@@ -11,8 +11,10 @@ pub const FIELD_MANAGER: &str = "chat-operator";
 /// Label the operator moves to the pod that leads; the client Service selects it.
 pub const ROLE_LABEL: &str = "chat.replicated.dev/role";
 pub const ROLE_LEADER: &str = "leader";
-/// gRPC port of every node: client API, cluster admin and Raft traffic.
+/// Public gRPC port of every node: the chat API and GetStatus.
 pub const GRPC_PORT: u16 = 50051;
+/// Peer gRPC port of every node: Raft traffic and membership (mutual TLS).
+pub const PEER_PORT: u16 = 50052;
 /// HTTP port of every node: /healthz, /readyz, /metrics.
 pub const HTTP_PORT: u16 = 8080;
 /// Where a node's volume is mounted.
@@ -65,10 +67,19 @@ impl ClusterNames {
         format!("{DATA_VOLUME}-{}", self.pod(ordinal))
     }
 
-    /// The address pod `ordinal` advertises to its peers and clients (pod DNS
+    /// The public address pod `ordinal` advertises to clients (pod DNS
     /// through the peers Service).
     pub fn pod_address(&self, ordinal: u64) -> String {
-        format!("{}.{}.{}.svc:{GRPC_PORT}", self.pod(ordinal), self.peers_service(), self.namespace)
+        format!("{}:{GRPC_PORT}", self.pod_host(ordinal))
+    }
+
+    /// The peer address pod `ordinal` advertises to the other members.
+    pub fn pod_peer_address(&self, ordinal: u64) -> String {
+        format!("{}:{PEER_PORT}", self.pod_host(ordinal))
+    }
+
+    fn pod_host(&self, ordinal: u64) -> String {
+        format!("{}.{}.{}.svc", self.pod(ordinal), self.peers_service(), self.namespace)
     }
 
     /// Labels that select every pod of this cluster (StatefulSet selector).

@@ -7,8 +7,9 @@
 
 use std::time::Duration;
 
+use chat_client::Security;
 use chat_client::dial::{Dial, endpoint};
-use hyper_util::rt::TokioIo;
+use chat_tls::connect::{Connecting, Io, Transport};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use tonic::transport::Channel;
@@ -21,6 +22,8 @@ pub struct PortForwardDial {
     client: kube::Client,
     /// For addresses that do not name a namespace (`<pod>:<port>`).
     default_namespace: String,
+    /// TLS inside the tunnel, or plaintext.
+    security: Security,
 }
 
 impl std::fmt::Debug for PortForwardDial {
@@ -31,9 +34,9 @@ impl std::fmt::Debug for PortForwardDial {
 
 impl PortForwardDial {
     /// Dials pods in the namespace each address names (`<pod>.<service>.<namespace>…`),
-    /// else in `default_namespace`.
-    pub fn new(client: kube::Client, default_namespace: impl Into<String>) -> Self {
-        Self { client, default_namespace: default_namespace.into() }
+    /// else in `default_namespace`, with `security` inside the tunnel.
+    pub fn new(client: kube::Client, default_namespace: impl Into<String>, security: Security) -> Self {
+        Self { client, default_namespace: default_namespace.into(), security }
     }
 }
 
@@ -46,25 +49,40 @@ pub enum TunnelError {
     NoStream { pod: String, port: u16 },
 }
 
+/// One pod's port, reached through the API server.
+#[derive(Clone)]
+struct Tunnel {
+    pods: Api<Pod>,
+    pod: String,
+    port: u16,
+}
+
+impl Transport for Tunnel {
+    type Io = Box<dyn Io>;
+
+    fn open(&self, _uri: &http::Uri) -> Connecting<Box<dyn Io>> {
+        let Tunnel { pods, pod, port } = self.clone();
+        Box::pin(async move {
+            let mut forwarder = pods
+                .portforward(&pod, &[port])
+                .await
+                .map_err(|source| TunnelError::Api { pod: pod.clone(), source })?;
+            let stream = forwarder.take_stream(port).ok_or_else(|| TunnelError::NoStream { pod, port })?;
+            // The forwarder's task lives on (it is not aborted on drop) until the stream closes.
+            Ok(Box::new(stream) as Box<dyn Io>)
+        })
+    }
+}
+
 impl Dial for PortForwardDial {
     fn dial(&self, addr: &str, connect_timeout: Duration) -> chat_client::Result<Channel> {
         let (pod, port) = pod_and_port(addr).ok_or_else(|| {
             chat_client::Error::Invalid(format!("address {addr:?} does not name a pod (want <pod>[.<domain>]:<port>)"))
         })?;
         let namespace = namespace_of(addr).unwrap_or(&self.default_namespace);
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let connector = tower::service_fn(move |_: http::Uri| {
-            let (pods, pod) = (pods.clone(), pod.clone());
-            async move {
-                let mut forwarder = pods
-                    .portforward(&pod, &[port])
-                    .await
-                    .map_err(|source| TunnelError::Api { pod: pod.clone(), source })?;
-                let stream = forwarder.take_stream(port).ok_or_else(|| TunnelError::NoStream { pod, port })?;
-                // The forwarder's task lives on (it is not aborted on drop) until the stream closes.
-                Ok::<_, TunnelError>(TokioIo::new(stream))
-            }
-        });
-        Ok(endpoint(addr)?.connect_timeout(connect_timeout).connect_with_connector_lazy(connector))
+        let tunnel = Tunnel { pods: Api::namespaced(self.client.clone(), namespace), pod, port };
+        // TLS (when on) runs inside the tunnel and verifies the pod's own
+        // name: the address dialled, not the API server's.
+        Ok(self.security.channel(endpoint(addr)?.connect_timeout(connect_timeout), tunnel))
     }
 }

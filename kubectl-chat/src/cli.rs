@@ -1,7 +1,7 @@
 //! Global flags, the subcommand list, and the connection they share.
 
 use anyhow::Context;
-use chat_client::{Client, ClientOptions};
+use chat_client::Client;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -34,6 +34,14 @@ pub struct Cli {
     /// Name of the ReplicatedChat (kube mode; default: the only one in the namespace).
     #[arg(long, global = true)]
     pub cluster: Option<String>,
+    /// CA certificate (PEM) to verify the cluster's members against.
+    /// `chat-node dev` prints where its CA is.
+    #[arg(long, env = "CHAT_CA", global = true)]
+    pub ca: Option<std::path::PathBuf>,
+    /// Talk to a cluster that serves its public port without TLS
+    /// (`chat-node --public-plaintext`): passwords and tokens cross the network in clear.
+    #[arg(long, env = "CHAT_PLAINTEXT", global = true, conflicts_with = "ca")]
+    pub plaintext: bool,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value = "table", global = true)]
     pub output: Output,
@@ -112,16 +120,17 @@ impl Ctx {
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
-        let options =
-            ClientOptions { deadline: std::time::Duration::from_secs(self.timeout), ..ClientOptions::default() };
         let target = Target {
             addrs: &self.addr,
+            ca: self.ca.as_deref(),
+            plaintext: self.plaintext,
             kubeconfig: self.kubeconfig.as_deref(),
             context: self.context.as_deref(),
             namespace: self.namespace.as_deref(),
             cluster: self.cluster.as_deref(),
         };
-        let Connection { client, cluster_key } = Connection::open(&target, options).await?;
+        let deadline = std::time::Duration::from_secs(self.timeout);
+        let Connection { client, cluster_key } = Connection::open(&target, deadline).await?;
         let ctx = Ctx { client, store: SessionStore::default_location()?, cluster_key, output: self.output };
         match self.command {
             Command::Register(c) => c.run(&ctx).await,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chat_client::{Client, ClientOptions};
+use chat_client::{Client, ClientOptions, Security};
 use chat_k8s::names::ClusterNames;
 use chat_k8s::portforward::PortForwardDial;
 use chat_k8s::resolve::{self, ResolveError};
@@ -27,6 +27,10 @@ pub struct Connection {
 /// Where the user pointed us.
 pub struct Target<'a> {
     pub addrs: &'a [String],
+    /// `--ca`: the CA to verify members against.
+    pub ca: Option<&'a std::path::Path>,
+    /// `--plaintext`: no TLS.
+    pub plaintext: bool,
     pub kubeconfig: Option<&'a str>,
     pub context: Option<&'a str>,
     pub namespace: Option<&'a str>,
@@ -38,9 +42,18 @@ impl Connection {
     /// A malformed address, an unusable kubeconfig, or a ReplicatedChat that
     /// cannot be found ([`ResolveError`], which says whether it is the user's
     /// or the cluster's fault).
-    pub async fn open(target: &Target<'_>, options: ClientOptions) -> anyhow::Result<Self> {
+    pub async fn open(target: &Target<'_>, deadline: Duration) -> anyhow::Result<Self> {
         let addrs: Vec<String> = target.addrs.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
         if !addrs.is_empty() {
+            let security = match (target.ca, target.plaintext) {
+                (Some(ca), _) => Security::ca_file(ca)?,
+                (None, true) => Security::Plaintext,
+                (None, false) => anyhow::bail!(
+                    "the cluster's CA certificate is needed to verify it: --ca FILE or CHAT_CA (`chat-node dev` \
+                     prints its path); --plaintext for a cluster that serves without TLS"
+                ),
+            };
+            let options = ClientOptions { deadline, ..ClientOptions::new(security) };
             let mut sorted = addrs.clone();
             sorted.sort();
             return Ok(Self {
@@ -48,10 +61,10 @@ impl Connection {
                 cluster_key: format!("addr:{}", sorted.join(",")),
             });
         }
-        Self::through_kubernetes(target, options).await
+        Self::through_kubernetes(target, deadline).await
     }
 
-    async fn through_kubernetes(target: &Target<'_>, options: ClientOptions) -> anyhow::Result<Self> {
+    async fn through_kubernetes(target: &Target<'_>, deadline: Duration) -> anyhow::Result<Self> {
         let config_options = KubeConfigOptions { context: target.context.map(str::to_string), ..Default::default() };
         let config = match target.kubeconfig {
             Some(path) => {
@@ -71,9 +84,18 @@ impl Connection {
         let services = Api::namespaced(kube.clone(), &namespace);
         let seeds = resolve::seeds(&services, &pods, &names).await.map_err(unavailable_if)?;
         tracing::debug!(?seeds, "kube mode seeds");
+        // The tunnel runs over the API server's TLS; inside it, until the
+        // operator issues certificates, nodes serve plaintext unless `--ca`
+        // names a CA to verify them against.
+        let security = match target.ca {
+            Some(ca) => Security::ca_file(ca)?,
+            None => Security::Plaintext,
+        };
         // A tunnel through the API server takes longer to open than a TCP connect.
-        let options = ClientOptions { connect_timeout: options.connect_timeout.max(Duration::from_secs(5)), ..options };
-        let client = Client::with_dial(seeds, options, Arc::new(PortForwardDial::new(kube, namespace.clone())))?;
+        let options =
+            ClientOptions { deadline, connect_timeout: Duration::from_secs(5), ..ClientOptions::new(security.clone()) };
+        let dial = PortForwardDial::new(kube, namespace.clone(), security);
+        let client = Client::with_dial(seeds, options, Arc::new(dial))?;
         Ok(Self { client, cluster_key: format!("kube:{server}/{namespace}/{}", names.cluster) })
     }
 }

@@ -17,6 +17,7 @@ fn kchat(cluster: &TestCluster, home: &Path, args: &[&str], stdin: Option<&str>)
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-chat"));
     cmd.args(args)
         .env("CHAT_ADDR", cluster.addrs().join(","))
+        .env("CHAT_CA", cluster.tls.dir.join("ca.crt"))
         .env("XDG_CONFIG_HOME", home)
         .env_remove("CHAT_PASSWORD")
         .stdin(Stdio::piped())
@@ -135,8 +136,27 @@ async fn the_whole_command_set() {
 
     // An unreachable cluster is exit code 2.
     let mut down = Command::new(env!("CARGO_BIN_EXE_kubectl-chat"));
-    down.args(["--addr", "127.0.0.1:9", "--timeout", "2", "status"]).env("XDG_CONFIG_HOME", a);
+    down.args(["--addr", "127.0.0.1:9", "--timeout", "2", "status"])
+        .env("XDG_CONFIG_HOME", a)
+        .env("CHAT_CA", cluster.tls.dir.join("ca.crt"));
     assert_eq!(down.output().unwrap().status.code(), Some(2));
+    // Without the cluster's CA (and no explicit --plaintext) nothing is sent: a user error.
+    let mut no_ca = Command::new(env!("CARGO_BIN_EXE_kubectl-chat"));
+    no_ca.args(["--addr", &cluster.addrs()[0], "status"]).env("XDG_CONFIG_HOME", a).env_remove("CHAT_CA");
+    let out = no_ca.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ca"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A CA that did not sign the cluster's certificates: refused, never trusted.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = chat_tls::Ca::load_or_generate(other.path(), "another").unwrap();
+    drop(stranger);
+    let mut wrong_ca = Command::new(env!("CARGO_BIN_EXE_kubectl-chat"));
+    wrong_ca
+        .args(["--addr", &cluster.addrs()[0], "--timeout", "2", "status"])
+        .env("XDG_CONFIG_HOME", a)
+        .env("CHAT_CA", other.path().join("ca.crt"));
+    let out = wrong_ca.output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "a server the CA did not sign is not trusted");
     // Help is complete for every subcommand.
     let help = Command::new(env!("CARGO_BIN_EXE_kubectl-chat")).arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout).to_string();
@@ -164,7 +184,7 @@ async fn the_whole_command_set() {
 async fn a_send_loop_through_a_leader_kill_loses_nothing_and_duplicates_nothing() {
     let mut cluster = TestCluster::start(chat_node_binary(), 3, &[]).await;
     let client =
-        Client::new(cluster.addrs(), ClientOptions { deadline: Duration::from_secs(20), ..Default::default() })
+        Client::new(cluster.addrs(), ClientOptions { deadline: Duration::from_secs(20), ..cluster.client_options() })
             .unwrap();
     client.register("alice", PASSWORD).await.unwrap();
     client.register("bob", PASSWORD).await.unwrap();
@@ -187,7 +207,7 @@ async fn a_send_loop_through_a_leader_kill_loses_nothing_and_duplicates_nothing(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn watch_survives_the_leader_dying() {
     let mut cluster = TestCluster::start(chat_node_binary(), 3, &[]).await;
-    let client = Client::new(cluster.addrs(), ClientOptions::default()).unwrap();
+    let client = Client::new(cluster.addrs(), cluster.client_options()).unwrap();
     client.register("alice", PASSWORD).await.unwrap();
     client.register("bob", PASSWORD).await.unwrap();
     let alice = client.clone().with_token(client.login("alice", PASSWORD).await.unwrap());
@@ -198,6 +218,7 @@ async fn watch_survives_the_leader_dying() {
     let mut watch = Command::new(env!("CARGO_BIN_EXE_kubectl-chat"))
         .args(["watch", "-o", "json", "--from", "0"])
         .env("CHAT_ADDR", cluster.addrs().join(","))
+        .env("CHAT_CA", cluster.tls.dir.join("ca.crt"))
         .env("XDG_CONFIG_HOME", home.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -32,7 +32,9 @@ fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kube_mode_port_forwards_to_the_leader_and_survives_its_death() {
-    let mut cluster = TestCluster::start(chat_node_binary(), 3, &[]).await;
+    // As the operator runs nodes until it issues certificates: a plaintext
+    // public port, reached inside the API server's TLS tunnel.
+    let mut cluster = TestCluster::start(chat_node_binary(), 3, &[("CHAT_PUBLIC_PLAINTEXT", "true")]).await;
     let nodes: BTreeMap<u64, String> = cluster.nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
     let forwards = Arc::new(Mutex::new(Vec::new()));
     let server = FakeApi { nodes: Arc::new(nodes), forwards: forwards.clone() }.start().await;

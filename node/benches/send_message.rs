@@ -6,7 +6,7 @@
 //! `chat_client::load` — the same one `kubectl chat bench` uses: each client has
 //! its own connection to the leader; bodies are 200 bytes.
 
-use chat_client::{Client, ClientOptions};
+use chat_client::Client;
 use chat_testkit::{PASSWORD, TestCluster};
 
 #[tokio::main]
@@ -17,7 +17,7 @@ async fn main() {
     let total: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(4000);
     let cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[("RUST_LOG", "warn")]).await;
     let seeds = cluster.addrs();
-    let client = Client::new(seeds.clone(), ClientOptions::default()).unwrap();
+    let client = Client::new(seeds.clone(), cluster.client_options()).unwrap();
     client.register("sender", PASSWORD).await.unwrap();
     client.register("receiver", PASSWORD).await.unwrap();
     let token = client.login("sender", PASSWORD).await.unwrap();
@@ -27,7 +27,9 @@ async fn main() {
     println!("{:>8} {:>12} {:>10} {:>10} {:>10}", "clients", "msgs/s", "p50", "p99", "p999");
     for clients in [1usize, 16, 64] {
         let r =
-            chat_client::load::send_load(&seeds, &token, "receiver", &body, clients, total).await.expect("load run");
+            chat_client::load::send_load(&seeds, &cluster.tls.security(), &token, "receiver", &body, clients, total)
+                .await
+                .expect("load run");
         println!("{clients:>8} {:>12.0} {:>10.2?} {:>10.2?} {:>10.2?}", r.per_second(), r.p50, r.p99, r.p999);
     }
 }

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use chat_tls::TlsDir;
+
 use crate::error::{Error, Result};
 use crate::node::Timeouts;
-use crate::server::{Config, RaftTiming};
-use crate::typ::NodeId;
+use crate::server::{Config, RaftTiming, TlsSettings};
+use crate::typ::{Node, NodeId};
+use crate::validate;
 
 #[derive(Debug, Parser)]
 #[command(name = "chat-node", version, about = "A Raft-replicated chat server", args_conflicts_with_subcommands = true)]
@@ -47,13 +50,42 @@ pub struct NodeArgs {
     /// Node id. May be left out in a StatefulSet pod: the ordinal at the end of POD_NAME is used.
     #[arg(long, env = "CHAT_ID")]
     pub id: Option<NodeId>,
-    /// Address the gRPC server (client API and Raft) binds.
+    /// Address the public gRPC server (ChatService, GetStatus) binds.
     #[arg(long, env = "CHAT_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
-    /// host:port other members and clients use to reach this node. Defaults to --listen
-    /// when that is a concrete address.
+    /// host:port clients use to reach this node. Defaults to --listen when
+    /// that is a concrete address.
     #[arg(long, env = "CHAT_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Address the peer gRPC server (Raft, membership; mutual TLS) binds.
+    #[arg(long, env = "CHAT_PEER_LISTEN", default_value = "0.0.0.0:50052")]
+    pub peer_listen: SocketAddr,
+    /// host:port other members use to reach this node's peer port. Defaults
+    /// to --peer-listen when that is a concrete address, else to the host of
+    /// --advertise with the port of --peer-listen.
+    #[arg(long, env = "CHAT_PEER_ADVERTISE")]
+    pub peer_advertise: Option<String>,
+    /// Directory with ca.crt, tls.crt and tls.key (a mounted TLS Secret): the
+    /// peer port's mutual TLS, and the public port's certificate unless
+    /// --public-tls-dir is given. Rotated files are picked up without a restart.
+    #[arg(long, env = "CHAT_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Directory with the public port's certificate (tls.crt, tls.key; ca.crt
+    /// is read too), e.g. one issued for a public name.
+    #[arg(long, env = "CHAT_PUBLIC_TLS_DIR")]
+    pub public_tls_dir: Option<PathBuf>,
+    /// Serve the public port without TLS (logged as a warning): passwords and
+    /// tokens then cross the network in clear.
+    #[arg(long, env = "CHAT_PUBLIC_PLAINTEXT")]
+    pub public_plaintext: bool,
+    /// Serve and dial the peer port without TLS (logged as a warning). Anyone
+    /// who reaches the port can then take over the cluster: for isolated
+    /// networks and debugging only.
+    #[arg(long, env = "CHAT_INSECURE_PEER_PLAINTEXT")]
+    pub insecure_peer_plaintext: bool,
+    /// How often certificate files are checked for a rotation.
+    #[arg(long, env = "CHAT_TLS_RELOAD_MS", default_value_t = 5000)]
+    pub tls_reload_ms: u64,
     /// Where the Raft log, state and snapshots live.
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "./chat-data")]
     pub data_dir: PathBuf,
@@ -81,6 +113,10 @@ pub struct NodeArgs {
     /// Time budget of a write or linearizable read before it fails with UNAVAILABLE.
     #[arg(long, env = "CHAT_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
+    /// How long a joining member may take to catch up before the join fails
+    /// (and the learner it added is removed again).
+    #[arg(long, env = "CHAT_JOIN_CATCH_UP_MS", default_value_t = 60_000)]
+    pub join_catch_up_ms: u64,
 }
 
 impl NodeArgs {
@@ -101,22 +137,68 @@ impl NodeArgs {
             None if !self.listen.ip().is_unspecified() => self.listen.to_string(),
             None => return Err(Error::invalid("--advertise is required when --listen is a wildcard address")),
         };
+        validate::host_port("--advertise", &advertise)?;
+        let peer_advertise = match self.peer_advertise {
+            Some(a) => a,
+            None if !self.peer_listen.ip().is_unspecified() => self.peer_listen.to_string(),
+            None => match advertise.rsplit_once(':') {
+                Some((host, _)) => format!("{host}:{}", self.peer_listen.port()),
+                None => return Err(Error::invalid("--peer-advertise is required")),
+            },
+        };
+        validate::host_port("--peer-advertise", &peer_advertise)?;
         if self.bootstrap && !self.join.is_empty() {
             return Err(Error::invalid("--bootstrap and --join exclude each other: found a cluster, or join one"));
         }
+        let join: Vec<String> = self.join.into_iter().filter(|s| !s.trim().is_empty()).collect();
+        for seed in &join {
+            validate::host_port("--join", seed)?;
+        }
+        let peer_tls = match (self.tls_dir.as_ref(), self.insecure_peer_plaintext) {
+            (Some(dir), false) => Some(TlsDir::new(dir)),
+            (None, true) => None,
+            (Some(_), true) => {
+                return Err(Error::invalid("--tls-dir and --insecure-peer-plaintext exclude each other"));
+            }
+            (None, false) => {
+                return Err(Error::invalid(
+                    "--tls-dir is required: the peer port serves mutual TLS (--insecure-peer-plaintext turns \
+                     that off, for isolated networks only)",
+                ));
+            }
+        };
+        let public_tls = match (self.public_tls_dir.or(self.tls_dir), self.public_plaintext) {
+            (_, true) => None,
+            (Some(dir), false) => Some(TlsDir::new(dir)),
+            (None, false) => {
+                return Err(Error::invalid(
+                    "--tls-dir or --public-tls-dir is required: the public port serves TLS (--public-plaintext \
+                     turns that off)",
+                ));
+            }
+        };
         Ok(Config {
             id,
-            advertise,
+            advertise: Node { addr: peer_advertise, api: advertise },
             data_dir: self.data_dir,
             bootstrap: self.bootstrap,
-            join: self.join.into_iter().filter(|s| !s.trim().is_empty()).collect(),
+            join,
             raft: RaftTiming {
                 heartbeat_ms: self.heartbeat_ms,
                 election_timeout_min_ms: self.election_timeout_min_ms,
                 election_timeout_max_ms: self.election_timeout_max_ms,
                 snapshot_threshold: self.snapshot_threshold,
             },
-            timeouts: Timeouts { request: Duration::from_millis(self.request_timeout_ms), ..Timeouts::default() },
+            timeouts: Timeouts {
+                request: Duration::from_millis(self.request_timeout_ms),
+                catch_up: Duration::from_millis(self.join_catch_up_ms),
+                ..Timeouts::default()
+            },
+            tls: TlsSettings {
+                peer: peer_tls,
+                public: public_tls,
+                reload_every: Duration::from_millis(self.tls_reload_ms.max(100)),
+            },
         })
     }
 }
@@ -140,24 +222,61 @@ mod tests {
         assert_eq!(ordinal("demo-chat-2"), Some(2));
         assert_eq!(ordinal("demo"), None);
         assert_eq!(ordinal("demo-x"), None);
-        let cfg = parse(&["--advertise", "demo-3.demo-peers:50051"]).into_config(Some("demo-3")).unwrap();
+        let cfg = parse(&["--advertise", "demo-3.demo-peers:50051", "--tls-dir", "/tls"])
+            .into_config(Some("demo-3"))
+            .unwrap();
         assert_eq!(cfg.id, 3);
-        let err = parse(&["--advertise", "a:1"]).into_config(Some("demo")).unwrap_err();
+        assert_eq!(
+            cfg.advertise,
+            Node { addr: "demo-3.demo-peers:50052".into(), api: "demo-3.demo-peers:50051".into() }
+        );
+        let err = parse(&["--advertise", "a:1", "--tls-dir", "/tls"]).into_config(Some("demo")).unwrap_err();
         assert!(err.to_string().contains("POD_NAME"), "{err}");
     }
 
     #[test]
     fn advertise_defaults_to_a_concrete_listen_address() {
-        let cfg = parse(&["--id", "1", "--listen", "127.0.0.1:7000"]).into_config(None).unwrap();
-        assert_eq!(cfg.advertise, "127.0.0.1:7000");
-        let err = parse(&["--id", "1"]).into_config(None).unwrap_err();
+        let cfg =
+            parse(&["--id", "1", "--listen", "127.0.0.1:7000", "--peer-listen", "127.0.0.1:7001", "--tls-dir", "/t"])
+                .into_config(None)
+                .unwrap();
+        assert_eq!(cfg.advertise, Node { addr: "127.0.0.1:7001".into(), api: "127.0.0.1:7000".into() });
+        let err = parse(&["--id", "1", "--tls-dir", "/t"]).into_config(None).unwrap_err();
         assert!(err.to_string().contains("--advertise"), "{err}");
     }
 
     #[test]
     fn join_takes_a_comma_separated_list() {
-        let cfg = parse(&["--id", "1", "--advertise", "a:1", "--join", "b:1,c:1"]).into_config(None).unwrap();
+        let cfg = parse(&["--id", "1", "--advertise", "a:1", "--join", "b:1,c:1", "--tls-dir", "/t"])
+            .into_config(None)
+            .unwrap();
         assert_eq!(cfg.join, vec!["b:1", "c:1"]);
-        assert!(parse(&["--id", "1", "--advertise", "a:1", "--join", "b:1", "--bootstrap"]).into_config(None).is_err());
+        let both = ["--id", "1", "--advertise", "a:1", "--join", "b:1", "--bootstrap", "--tls-dir", "/t"];
+        assert!(parse(&both).into_config(None).is_err());
+        let err = parse(&["--id", "1", "--advertise", "a:1", "--join", "http://b:1", "--tls-dir", "/t"])
+            .into_config(None)
+            .unwrap_err();
+        assert!(err.to_string().contains("--join"), "{err}");
+    }
+
+    #[test]
+    fn tls_is_required_unless_explicitly_turned_off() {
+        let base = ["--id", "1", "--advertise", "a:1"];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            parse(&args).into_config(None)
+        };
+        let err = with(&[]).unwrap_err().to_string();
+        assert!(err.contains("--tls-dir is required"), "{err}");
+        let err = with(&["--insecure-peer-plaintext"]).unwrap_err().to_string();
+        assert!(err.contains("--public-tls-dir"), "{err}");
+        let cfg = with(&["--insecure-peer-plaintext", "--public-plaintext"]).unwrap();
+        assert!(cfg.tls.peer.is_none() && cfg.tls.public.is_none());
+        let cfg = with(&["--tls-dir", "/t"]).unwrap();
+        assert_eq!(cfg.tls.peer, Some(TlsDir::new("/t")));
+        assert_eq!(cfg.tls.public, Some(TlsDir::new("/t")));
+        let cfg = with(&["--tls-dir", "/t", "--public-tls-dir", "/p"]).unwrap();
+        assert_eq!(cfg.tls.public, Some(TlsDir::new("/p")));
+        assert!(with(&["--tls-dir", "/t", "--insecure-peer-plaintext"]).is_err());
     }
 }

@@ -72,6 +72,32 @@ impl Command {
             }
     }
 
+    /// The public API's input rules, for a command from any source: checked
+    /// when a follower forwards it (before it is proposed) and again when it is
+    /// applied, so neither a peer, nor a bug, nor an old log can commit state
+    /// the API would have refused (a username with a NUL, an oversized body…).
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the field.
+    pub fn check(&self) -> crate::error::Result<()> {
+        use crate::validate;
+        match self {
+            Command::CreateAccount { username, password_hash, .. } => {
+                validate::username("username", username)?;
+                validate::password_hash(password_hash)
+            }
+            Command::OpenSession { username, .. } => validate::username("username", username),
+            Command::CloseSession { .. } | Command::DeleteAccount { .. } => Ok(()),
+            Command::SendMessage { to, body, request_id, .. } => {
+                validate::username("to", to)?;
+                validate::body(body)?;
+                validate::request_id(request_id)
+            }
+            Command::MarkRead { with, .. } => validate::username("with", with),
+            Command::DeleteMessages { ids, .. } => validate::delete_ids(ids),
+        }
+    }
+
     /// Whether committing this command twice has the same effect as once, so a
     /// forward that failed ambiguously (did the leader commit it?) may be retried.
     pub fn is_idempotent(&self) -> bool {

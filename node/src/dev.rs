@@ -2,6 +2,10 @@
 //!
 //! Each node is a child process running this same binary, so `fail N` is a
 //! genuine `kill -9` and `start N` a genuine restart from the node's data dir.
+//!
+//! TLS is on, as in production: the playground makes a CA of its own in
+//! `<dir>/tls/` (kept across runs), a node certificate for loopback, and
+//! prints the `CHAT_CA` a client needs.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,9 +17,12 @@ use chat_proto::chat::chat_service_client::ChatServiceClient;
 use chat_proto::chat::{CreateAccountRequest, LoginRequest, ReadConversationRequest, SendMessageRequest};
 use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
 use chat_proto::cluster::{GetStatusRequest, GetStatusResponse, Role};
+use chat_tls::connect::{Tcp, connector};
+use chat_tls::{Ca, Leaf, Live, TlsDir};
 use tokio::io::{AsyncBufReadExt, BufReader};
+
 use tokio::process::{Child, Command};
-use tonic::transport::Channel;
+use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -25,7 +32,8 @@ pub struct DevArgs {
     /// Directory for node data and logs (node-N/ and node-N.log).
     #[arg(long, default_value = "./chat-dev")]
     pub dir: PathBuf,
-    /// gRPC port of node 1; node N listens on base+N-1, its HTTP port 100 above.
+    /// Public gRPC port of node 1; node N listens on base+N-1, its peer port
+    /// 10 above and its HTTP port 100 above.
     #[arg(long, default_value_t = 50051)]
     pub base_port: u16,
     /// Delete the directory first, starting a brand-new cluster.
@@ -37,11 +45,36 @@ struct Cluster {
     args: DevArgs,
     exe: PathBuf,
     children: Vec<Option<Child>>,
+    /// The nodes' certificates (one for all: they share the loopback names).
+    node_tls: TlsDir,
+    /// Trusts the playground's CA: how the prompt reaches the public ports.
+    client_tls: Live<rustls::ClientConfig>,
+}
+
+/// The playground's CA, made on first use and kept in `<dir>/tls/` so a
+/// restarted playground's nodes and clients still trust each other; and a
+/// fresh node certificate for loopback from it.
+fn dev_tls(dir: &std::path::Path) -> anyhow::Result<(TlsDir, std::path::PathBuf)> {
+    let tls = dir.join("tls");
+    let ca = Ca::load_or_generate(&tls, "replicated-chat dev playground")?;
+    let node = ca.write_leaf(&Leaf::node(["127.0.0.1", "localhost", "::1"]), &tls.join("node"))?;
+    Ok((node, tls.join("ca.crt")))
 }
 
 impl Cluster {
     fn addr(&self, id: u64) -> String {
         format!("127.0.0.1:{}", self.args.base_port as u64 + id - 1)
+    }
+
+    fn peer_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.args.base_port as u64 + 10 + id - 1)
+    }
+
+    /// A channel to node `id`'s public port, over TLS.
+    fn channel(&self, id: u64) -> anyhow::Result<Channel> {
+        let endpoint =
+            Endpoint::from_shared(format!("http://{}", self.addr(id)))?.connect_timeout(Duration::from_secs(1));
+        Ok(endpoint.connect_with_connector_lazy(connector(Tcp, self.client_tls.clone())))
     }
 
     fn http(&self, id: u64) -> String {
@@ -74,6 +107,10 @@ impl Cluster {
             .arg(id.to_string())
             .arg("--listen")
             .arg(self.addr(id))
+            .arg("--peer-listen")
+            .arg(self.peer_addr(id))
+            .arg("--tls-dir")
+            .arg(&self.node_tls.dir)
             .arg("--http")
             .arg(self.http(id))
             .arg("--data-dir")
@@ -81,7 +118,7 @@ impl Cluster {
         if id == 1 {
             cmd.arg("--bootstrap");
         } else {
-            let seeds: Vec<String> = self.ids().filter(|&i| i != id).map(|i| self.addr(i)).collect();
+            let seeds: Vec<String> = self.ids().filter(|&i| i != id).map(|i| self.peer_addr(i)).collect();
             cmd.arg("--join").arg(seeds.join(","));
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
@@ -158,7 +195,7 @@ impl Cluster {
     }
 
     async fn status_of(&self, id: u64) -> Option<GetStatusResponse> {
-        let channel = crate::network::peer::channel(&self.addr(id)).ok()?;
+        let channel = self.channel(id).ok()?;
         let mut request = tonic::Request::new(GetStatusRequest {});
         request.set_timeout(Duration::from_millis(500));
         ClusterServiceClient::new(channel).get_status(request).await.ok().map(|r| r.into_inner())
@@ -232,9 +269,8 @@ impl Cluster {
         if nodes.is_empty() {
             bail!("no node is running");
         }
-        let client = |id: u64| -> anyhow::Result<ChatServiceClient<Channel>> {
-            Ok(ChatServiceClient::new(crate::network::peer::channel(&self.addr(id))?))
-        };
+        let client =
+            |id: u64| -> anyhow::Result<ChatServiceClient<Channel>> { Ok(ChatServiceClient::new(self.channel(id)?)) };
         let tag: u32 = rand::random::<u32>() % 1_000_000;
         let (alice, bob) = (format!("alice{tag}"), format!("bob{tag}"));
         let started = Instant::now();
@@ -304,13 +340,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let exe = std::env::current_exe().context("finding the chat-node binary")?;
     let n = args.nodes;
-    let mut cluster = Cluster { args, exe, children: (0..n).map(|_| None).collect() };
+    let (node_tls, ca) = dev_tls(&args.dir).context("making the playground's certificates")?;
+    let client_tls = Live::fixed(chat_tls::config::client(&chat_tls::files::read_ca_file(&ca)?, None)?);
+    let mut cluster = Cluster { args, exe, children: (0..n).map(|_| None).collect(), node_tls, client_tls };
 
     println!("replicated-chat dev cluster: {n} node(s), data and logs in {}", cluster.args.dir.display());
     for id in cluster.ids() {
         cluster.start(id)?;
-        println!("  node {id}: gRPC {}  http://{}/metrics", cluster.addr(id), cluster.http(id));
+        println!(
+            "  node {id}: gRPC {} (peers {})  http://{}/metrics",
+            cluster.addr(id),
+            cluster.peer_addr(id),
+            cluster.http(id)
+        );
     }
+    let addrs: Vec<String> = cluster.ids().map(|id| cluster.addr(id)).collect();
+    println!("  TLS on both ports, CA {}; a client needs:", ca.display());
+    println!("    export CHAT_ADDR={} CHAT_CA={}", addrs.join(","), std::fs::canonicalize(&ca)?.display());
     print!("  waiting for a leader and {n} voters ...");
     std::io::stdout().flush()?;
     if cluster.wait_ready(n as usize, Duration::from_secs(60)).await {

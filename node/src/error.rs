@@ -15,6 +15,15 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The request is well-formed but the cluster's state forbids it now.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A size, count or rate limit was reached; the message names it.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The state machine refused the command.
     #[error(transparent)]
     Rejected(#[from] Rejection),
@@ -44,6 +53,9 @@ impl Error {
         match self {
             Error::InvalidArgument(_) => "invalid_argument",
             Error::Unauthenticated(_) => "unauthenticated",
+            Error::PermissionDenied(_) => "permission_denied",
+            Error::FailedPrecondition(_) => "failed_precondition",
+            Error::ResourceExhausted(_) => "resource_exhausted",
             Error::Rejected(_) => "rejected",
             Error::Unavailable { .. } => "unavailable",
             Error::Timeout(_) => "timeout",
@@ -65,6 +77,9 @@ impl From<Error> for Status {
         match e {
             Error::InvalidArgument(_) => Status::invalid_argument(message),
             Error::Unauthenticated(_) => Status::unauthenticated(message),
+            Error::PermissionDenied(_) => Status::permission_denied(message),
+            Error::FailedPrecondition(_) => Status::failed_precondition(message),
+            Error::ResourceExhausted(_) => Status::resource_exhausted(message),
             Error::Rejected(r) => {
                 let code = match r {
                     Rejection::AccountExists(_) => Code::AlreadyExists,
@@ -97,6 +112,9 @@ impl From<Status> for Error {
         match s.code() {
             Code::InvalidArgument => Error::InvalidArgument(msg),
             Code::Unauthenticated => Error::Unauthenticated(msg),
+            Code::PermissionDenied => Error::PermissionDenied(msg),
+            Code::FailedPrecondition => Error::FailedPrecondition(msg),
+            Code::ResourceExhausted => Error::ResourceExhausted(msg),
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => Error::unavailable(msg),
             _ => Error::Internal(format!("{}: {msg}", s.code())),
         }

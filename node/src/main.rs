@@ -17,15 +17,17 @@ async fn main() -> anyhow::Result<()> {
         return chat_node::dev::run(args).await;
     }
     chat_node::telemetry::init(cli.log.log_format);
-    let http = cli.node.http;
-    let listen = cli.node.listen;
+    let (public, peer, http) = (cli.node.listen, cli.node.peer_listen, cli.node.http);
     let config = cli.node.into_config(std::env::var("POD_NAME").ok().as_deref())?;
-    let grpc = chat_node::server::bind(listen).await?;
-    let http = match http {
-        Some(addr) => Some(chat_node::server::bind(addr).await?),
-        None => None,
+    let listeners = chat_node::server::Listeners {
+        public: chat_node::server::bind(public).await?,
+        peer: chat_node::server::bind(peer).await?,
+        http: match http {
+            Some(addr) => Some(chat_node::server::bind(addr).await?),
+            None => None,
+        },
     };
-    chat_node::server::run(config, grpc, http, shutdown_signal()).await.context("node failed")?;
+    chat_node::server::run(config, listeners, shutdown_signal()).await.context("node failed")?;
     Ok(())
 }
 

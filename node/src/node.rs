@@ -14,7 +14,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::command::{Command, CommandResult};
 use crate::error::{Error, Result};
-use crate::network::peer::Peers;
+use crate::network::peer::{PeerDialer, Peers};
 use crate::proposer::{BatchSizes, ProposeError, Proposer};
 use crate::store::{Db, StateMachine};
 use crate::typ::{ClientWriteError, Node, NodeId, Raft, RaftMetrics};
@@ -48,27 +48,28 @@ pub enum Consistency {
 #[derive(Debug, Clone)]
 pub struct Status {
     pub id: NodeId,
-    pub address: String,
+    pub address: Node,
     pub state: ServerState,
     pub term: u64,
-    pub leader: Option<(NodeId, String)>,
+    pub leader: Option<(NodeId, Node)>,
     pub last_log_index: u64,
     pub committed_index: u64,
     pub applied_index: u64,
     pub snapshot_index: u64,
     pub purged_index: u64,
-    /// (id, address, voter, matched index if this node leads)
-    pub members: Vec<(NodeId, String, bool, Option<u64>)>,
+    /// (id, addresses, voter, matched index if this node leads)
+    pub members: Vec<(NodeId, Node, bool, Option<u64>)>,
 }
 
 pub struct ChatNode {
     pub id: NodeId,
-    pub address: String,
+    /// Where this node is reached: its peer and public addresses.
+    pub address: Node,
     pub raft: Raft,
     state: StateMachine,
     /// Where this node, as leader, proposes commands: batched into entries.
     proposer: Proposer,
-    /// Channels to the other nodes, for forwarding to the leader.
+    /// Channels to the other nodes' peer ports, for forwarding to the leader.
     peers: Peers,
     timeouts: Timeouts,
     /// Set while this leader hands leadership over; writes wait for the new leader.
@@ -82,7 +83,7 @@ pub struct ChatNode {
 
 impl std::fmt::Debug for ChatNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatNode").field("id", &self.id).field("address", &self.address).finish()
+        f.debug_struct("ChatNode").field("id", &self.id).field("address", &self.address).finish_non_exhaustive()
     }
 }
 
@@ -90,7 +91,8 @@ impl ChatNode {
     /// Must run inside a tokio runtime: it starts the proposer's batching task.
     pub fn new(
         id: NodeId,
-        address: String,
+        address: Node,
+        dialer: PeerDialer,
         raft: Raft,
         state: StateMachine,
         timeouts: Timeouts,
@@ -100,7 +102,7 @@ impl ChatNode {
             id,
             address,
             proposer: Proposer::start(raft.clone(), batch_sizes),
-            peers: Peers::default(),
+            peers: Peers::new(dialer),
             raft,
             state,
             timeouts,
@@ -121,17 +123,17 @@ impl ChatNode {
         self.raft.metrics().borrow().clone()
     }
 
-    /// The leader's id and address as this node currently believes.
-    pub fn leader(&self) -> Option<(NodeId, String)> {
+    /// The leader's id and addresses as this node currently believes.
+    pub fn leader(&self) -> Option<(NodeId, Node)> {
         let m = self.raft.metrics();
         let m = m.borrow();
         let id = m.current_leader?;
-        let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
-        Some((id, addr))
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
     }
 
     /// Channels to the other nodes.
-    pub(crate) fn peers(&self) -> &Peers {
+    pub fn peers(&self) -> &Peers {
         &self.peers
     }
 
@@ -142,7 +144,9 @@ impl ChatNode {
     }
 
     fn unavailable(&self, message: impl Into<String>) -> Error {
-        Error::Unavailable { message: message.into(), leader: self.leader().filter(|(id, _)| *id != self.id) }
+        // Clients follow the hint, so it is the leader's public address.
+        let leader = self.leader().filter(|(id, _)| *id != self.id).map(|(id, node)| (id, node.api));
+        Error::Unavailable { message: message.into(), leader }
     }
 
     /// Waits while this node hands leadership over (see [`ChatNode::hand_over`]).
@@ -192,9 +196,9 @@ impl ChatNode {
                         }
                     }
                 }
-                Some((_, addr)) => {
+                Some((_, leader)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match self.peers.forward(&addr, &cmd, left).await {
+                    match self.peers.forward(&leader.addr, &cmd, left).await {
                         Ok(Ok(result)) => return Ok(result),
                         // It proposed nothing (it no longer leads): safe to retry any command.
                         Ok(Err(ProposeError::NotLeader)) => {}
@@ -232,9 +236,9 @@ impl ChatNode {
                     Err(Error::Timeout(m)) => return Err(Error::Timeout(m)),
                     Err(_) => None,
                 },
-                Some((_, addr)) => {
+                Some((_, leader)) => {
                     let left = deadline.saturating_duration_since(Instant::now());
-                    match self.peers.read_index(&addr, left).await {
+                    match self.peers.read_index(&leader.addr, left).await {
                         Ok(index) => Some(index),
                         Err(Error::Unavailable { .. }) => None,
                         Err(e) => return Err(e),
@@ -299,7 +303,7 @@ impl ChatNode {
                 let matched = m.replication.as_ref().map(|_| {
                     if *id == self.id { m.last_log_index.unwrap_or(0) } else { matched_index(&m, *id).unwrap_or(0) }
                 });
-                (*id, node.addr.clone(), voters.contains(id), matched)
+                (*id, node.clone(), voters.contains(id), matched)
             })
             .collect();
         Status {
@@ -327,7 +331,7 @@ impl ChatNode {
         if self.raft.is_initialized().await.map_err(|e| Error::Internal(format!("raft: {e}")))? {
             return Ok(false);
         }
-        let members = BTreeMap::from([(self.id, Node { addr: self.address.clone() })]);
+        let members = BTreeMap::from([(self.id, self.address.clone())]);
         match self.raft.initialize(members).await {
             Ok(()) => {
                 tracing::info!(id = self.id, "founded a new cluster");
@@ -339,37 +343,61 @@ impl ChatNode {
         }
     }
 
-    /// Makes `id` at `address` a voter: learner first, caught up, then promoted.
-    /// Safe to repeat; a known member with a new address gets its address updated.
-    /// Must run on the leader.
+    /// Makes `id`, reached at `node`, a voter: learner first, caught up, then
+    /// promoted. Safe to repeat. Must run on the leader.
+    ///
+    /// A member's addresses change only when it no longer answers at the old
+    /// ones (it came back elsewhere): rewriting a live member's address would
+    /// cut the cluster off from a voter it needs for its quorum. A learner this
+    /// call added is removed again if it does not catch up, so a failed join
+    /// leaves nothing behind.
     ///
     /// # Errors
-    /// `Unavailable` if this node is not the leader or the change cannot commit.
-    pub async fn join(&self, id: NodeId, address: String) -> Result<()> {
+    /// `FailedPrecondition` for a live member under other addresses;
+    /// `Unavailable` if this node is not the leader or the change cannot commit;
+    /// `Timeout` if the new member does not catch up in time.
+    pub async fn join(&self, id: NodeId, node: Node) -> Result<()> {
         let _one_at_a_time = self.membership_changes.lock().await;
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
-        let known = membership.get_node(&id).map(|n| n.addr.clone());
+        let known = membership.get_node(&id).cloned();
         let is_voter = membership.voter_ids().any(|v| v == id);
-        let node = Node { addr: address.clone() };
+        let mut added = false;
         match known {
-            Some(addr) if addr == address && is_voter => return Ok(()),
-            Some(addr) if addr != address => {
-                tracing::info!(node = id, old = %addr, new = %address, "updating member address");
+            Some(known) if known == node && is_voter => return Ok(()),
+            Some(known) if known != node => {
+                if id == self.id || self.peers.answers_as(&known.addr, id).await {
+                    return Err(Error::FailedPrecondition(format!(
+                        "node {id} is alive and answering at {}; its address is not changed while it answers \
+                         (remove it first to replace it)",
+                        known.addr
+                    )));
+                }
+                tracing::info!(node = id, old = %known, new = %node, "updating the address of a member that no longer answers");
                 let change = ChangeMembers::SetNodes(BTreeMap::from([(id, node.clone())]));
                 self.raft.change_membership(change, true).await.map_err(|e| self.membership_error(e))?;
             }
             Some(_) => {}
             None => {
-                tracing::info!(node = id, %address, "adding learner");
+                tracing::info!(node = id, %node, "adding learner");
                 // Not openraft's blocking mode: it returns as soon as the learner is
                 // within `replication_lag_threshold` (5000 entries) — at once on a
                 // young cluster, before a snapshot has even been sent.
                 self.raft.add_learner(id, node, false).await.map_err(|e| self.membership_error(e))?;
+                added = true;
             }
         }
         if !is_voter {
-            self.wait_caught_up(id, self.timeouts.catch_up).await?;
+            if let Err(e) = self.wait_caught_up(id, self.timeouts.catch_up).await {
+                if added {
+                    tracing::info!(node = id, error = %e, "removing the learner this join added");
+                    let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+                    if let Err(e) = self.raft.change_membership(change, false).await {
+                        tracing::warn!(node = id, error = %e, "could not remove the learner of a failed join");
+                    }
+                }
+                return Err(e);
+            }
             tracing::info!(node = id, "promoting learner to voter");
             let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
             self.raft.change_membership(change, false).await.map_err(|e| self.membership_error(e))?;

@@ -1,5 +1,6 @@
-//! Assembling and running one node: storage, Raft, the gRPC and HTTP servers,
-//! joining the cluster, and the one shutdown path.
+//! Assembling and running one node: storage, Raft, the two gRPC servers (the
+//! public port and the mutual-TLS peer port) and the HTTP server, joining the
+//! cluster, and the one shutdown path.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -10,17 +11,25 @@ use std::time::Duration;
 
 use chat_proto::chat::chat_service_server::ChatServiceServer;
 use chat_proto::cluster::JoinClusterRequest;
-use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
 use chat_proto::cluster::cluster_service_server::ClusterServiceServer;
+use chat_proto::cluster::membership_service_server::MembershipServiceServer;
 use chat_proto::raft::raft_service_server::RaftServiceServer;
+use chat_tls::config::{self as tls_config, ClientAuth};
+use chat_tls::server::HandshakeStats;
+use chat_tls::{Live, Role, TlsDir};
+use futures::future::BoxFuture;
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::Router;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::network::{Network, peer};
+use crate::network::Network;
+use crate::network::peer::{self, PeerDialer};
 use crate::node::{ChatNode, Timeouts};
-use crate::service::{ChatServiceImpl, ClusterServiceImpl, RaftServiceImpl};
+use crate::service::{ChatServiceImpl, ClusterServiceImpl, MembershipServiceImpl, RaftServiceImpl};
 use crate::store::{Db, Durability, Flusher, LogStore, StateMachine};
 use crate::typ::{Node, NodeId, Raft};
 
@@ -50,15 +59,84 @@ impl Default for RaftTiming {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: NodeId,
-    /// `host:port` other members and clients reach this node at.
-    pub advertise: String,
+    /// Where other members (`addr`, the peer port) and clients (`api`, the
+    /// public port) reach this node.
+    pub advertise: Node,
     pub data_dir: PathBuf,
     /// Found a new one-member cluster if the data dir is fresh.
     pub bootstrap: bool,
-    /// Seeds to ask for admission if the data dir is fresh.
+    /// Seeds' peer addresses to ask for admission if the data dir is fresh.
     pub join: Vec<String>,
     pub raft: RaftTiming,
     pub timeouts: Timeouts,
+    pub tls: TlsSettings,
+}
+
+/// Where each port's certificates come from.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The peer port's certificates (mutual TLS; also this node's client
+    /// certificate towards other members). `None` only with the explicit
+    /// `--insecure-peer-plaintext`.
+    pub peer: Option<TlsDir>,
+    /// The public port's server certificate. `None` only with the explicit `--public-plaintext`.
+    pub public: Option<TlsDir>,
+    /// How often certificate files are checked for a rotation.
+    pub reload_every: Duration,
+}
+
+/// The sockets a node serves on, bound by the caller (tests bind port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    /// ChatService, GetStatus: what clients use.
+    pub public: TcpListener,
+    /// RaftService, MembershipService, GetStatus: members and the operator, mutual TLS.
+    pub peer: TcpListener,
+    /// /healthz, /readyz, /metrics.
+    pub http: Option<TcpListener>,
+}
+
+/// The rustls configurations a node serves and dials with, kept current as
+/// certificate files rotate.
+struct Tls {
+    peer_server: Option<Live<ServerConfig>>,
+    public_server: Option<Live<ServerConfig>>,
+    dialer: PeerDialer,
+}
+
+impl Tls {
+    /// Loads every certificate now: a node must not start with certificates it cannot use.
+    fn load(settings: &TlsSettings) -> Result<Self> {
+        let every = settings.reload_every;
+        let tls_err = |e: chat_tls::Error| Error::invalid(format!("TLS: {e}"));
+        let (peer_server, dialer) = match &settings.peer {
+            Some(dir) => {
+                let server = chat_tls::watch(dir.clone(), every, |m| tls_config::server(m, ClientAuth::Required));
+                let client = chat_tls::watch(dir.clone(), every, tls_config::mutual_client);
+                (Some(server.map_err(tls_err)?), PeerDialer::tls(client.map_err(tls_err)?))
+            }
+            None => {
+                tracing::warn!(
+                    "INSECURE: the peer port runs without TLS (--insecure-peer-plaintext): anyone who reaches it \
+                     can read and take over the cluster"
+                );
+                (None, PeerDialer::plaintext())
+            }
+        };
+        let public_server = match &settings.public {
+            Some(dir) => Some(
+                chat_tls::watch(dir.clone(), every, |m| tls_config::server(m, ClientAuth::None)).map_err(tls_err)?,
+            ),
+            None => {
+                tracing::warn!(
+                    "the public port runs without TLS (--public-plaintext): passwords and session tokens cross \
+                     the network in clear"
+                );
+                None
+            }
+        };
+        Ok(Self { peer_server, public_server, dialer })
+    }
 }
 
 /// A running node: its handle, and a way to stop it and wait for the end.
@@ -109,12 +187,14 @@ fn raft_config(cfg: &Config) -> Result<Arc<openraft::Config>> {
     Ok(Arc::new(raft.validate().map_err(|e| Error::invalid(format!("raft timing: {e}")))?))
 }
 
-/// Starts a node serving gRPC on `grpc` and, if given, HTTP (health, metrics) on `http`.
-/// Returns once it is serving; the cluster work (bootstrap, join) goes on in the background.
+/// Starts a node serving on `listeners`. Returns once it is serving; the
+/// cluster work (bootstrap, join) goes on in the background.
 ///
 /// # Errors
-/// When the data dir or DB cannot be opened, or the configuration is invalid.
-pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) -> Result<Running> {
+/// When the certificates, the data dir or the DB cannot be loaded, or the
+/// configuration is invalid.
+pub async fn start(cfg: Config, listeners: Listeners) -> Result<Running> {
+    let tls = Tls::load(&cfg.tls)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .map_err(|e| Error::Storage(format!("creating {}: {e}", cfg.data_dir.display())))?;
     let db = Db::open(&cfg.data_dir.join("db"))
@@ -126,15 +206,22 @@ pub async fn start(cfg: Config, grpc: TcpListener, http: Option<TcpListener>) ->
     let state = StateMachine::new(db.clone(), &cfg.data_dir.join("snapshots"), durability.clone())
         .map_err(|e| Error::Storage(e.to_string()))?;
     let (log_store, flusher) = LogStore::new(db, cfg.id, durability.clone(), metrics.flush.clone());
-    let network = Network { metrics: metrics.raft_rpc.clone(), durability };
+    let network = Network { dialer: tls.dialer.clone(), metrics: metrics.raft_rpc.clone(), durability };
     let raft = Raft::new(cfg.id, raft_config(&cfg)?, network, log_store, state.clone())
         .await
         .map_err(|e| Error::Internal(format!("starting raft: {e}")))?;
-    let node =
-        ChatNode::new(cfg.id, cfg.advertise.clone(), raft, state, cfg.timeouts.clone(), metrics.batch_commands.clone());
+    let node = ChatNode::new(
+        cfg.id,
+        cfg.advertise.clone(),
+        tls.dialer.clone(),
+        raft,
+        state,
+        cfg.timeouts.clone(),
+        metrics.batch_commands.clone(),
+    );
     let (stop, stopped) = watch::channel(false);
 
-    let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), flusher, grpc, http, stopped));
+    let task = tokio::spawn(serve(cfg, node.clone(), metrics.clone(), flusher, tls, listeners, stopped));
     Ok(Running { node, metrics, task, stop })
 }
 
@@ -143,32 +230,63 @@ async fn serve(
     node: Arc<ChatNode>,
     metrics: Arc<Metrics>,
     flusher: Flusher,
-    grpc: TcpListener,
-    http: Option<TcpListener>,
+    tls: Tls,
+    listeners: Listeners,
     mut stopped: watch::Receiver<bool>,
 ) -> Result<()> {
-    let local = grpc.local_addr().ok();
-    tracing::info!(id = cfg.id, listen = ?local, advertise = %cfg.advertise, "node serving");
+    let Listeners { public, peer, http } = listeners;
+    tracing::info!(
+        id = cfg.id,
+        public = ?public.local_addr().ok(),
+        peer = ?peer.local_addr().ok(),
+        advertise = %cfg.advertise,
+        "node serving"
+    );
 
-    // The gRPC server stops accepting when `grpc_stop` fires and finishes
+    // Both gRPC servers stop accepting when `grpc_stop` fires and finish
     // in-flight calls; AppendEntries streams end then too (see the service).
-    let (grpc_stop_tx, mut grpc_stop) = watch::channel(false);
-    // TCP_NODELAY on every accepted connection. (The builder's `tcp_nodelay`
-    // is ignored for a listener we bind ourselves; without it, Nagle holds a
-    // response's trailing frame until the peer's delayed ACK, ~40 ms — which
-    // was the p99/p999 tail in BENCHMARKS.md.)
-    let incoming = tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true));
-    let grpc_server = tonic::transport::Server::builder()
+    let (grpc_stop_tx, grpc_stop) = watch::channel(false);
+    let stop_signal = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let public_router = tonic::transport::Server::builder()
         .add_service(ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone())))
-        .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())))
-        .add_service(
-            RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone(), grpc_stop.clone()))
-                .max_decoding_message_size(peer::MAX_RAFT_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = grpc_stop.wait_for(|s| *s).await;
-        });
-    let grpc_task = tokio::spawn(grpc_server);
+        .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())));
+
+    // The peer port: the handshake already refused callers without a
+    // certificate of the cluster's CA; each service admits only the roles
+    // that need it.
+    let enforce = tls.peer_server.is_some();
+    let raft = RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone(), grpc_stop.clone()))
+        .max_decoding_message_size(peer::MAX_RAFT_MESSAGE);
+    let membership = MembershipServiceServer::new(MembershipServiceImpl::new(node.clone(), metrics.clone()));
+    let peer_router = tonic::transport::Server::builder()
+        .add_service(InterceptedService::new(raft, chat_tls::require(&[Role::Node], enforce)))
+        .add_service(InterceptedService::new(membership, chat_tls::require(&[Role::Node, Role::Operator], enforce)))
+        .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())));
+
+    let handshakes = Arc::new(HandshakeStats::default());
+    let public_task = tokio::spawn(serve_port(
+        public_router,
+        public,
+        tls.public_server,
+        "public",
+        handshakes.clone(),
+        stop_signal(grpc_stop.clone()),
+    ));
+    let peer_task =
+        tokio::spawn(serve_port(peer_router, peer, tls.peer_server, "peer", handshakes, stop_signal(grpc_stop)));
+    let grpc_task = async move {
+        let (public, peer) = tokio::join!(public_task, peer_task);
+        for (port, result) in [("public", public), ("peer", peer)] {
+            match result {
+                Ok(Err(e)) => tracing::warn!(port, error = %e, "gRPC server error"),
+                Err(e) => tracing::warn!(port, error = %e, "gRPC server task"),
+                Ok(Ok(())) => {}
+            }
+        }
+    };
 
     let http_task = http.map(|listener| {
         let stop = stopped.clone();
@@ -193,12 +311,10 @@ async fn serve(
             }
         }
     }
-    // 2. Stop accepting, finish in-flight calls.
+    // 2. Stop accepting on both ports, finish in-flight calls.
     let _ = grpc_stop_tx.send(true);
-    match tokio::time::timeout(Duration::from_secs(10), grpc_task).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server error"),
-        Err(_) => tracing::warn!("in-flight calls did not finish in 10s"),
-        _ => {}
+    if tokio::time::timeout(Duration::from_secs(10), grpc_task).await.is_err() {
+        tracing::warn!("in-flight calls did not finish in 10s");
     }
     // 3. Stop Raft, then the log flusher (joined), then RocksDB's background
     //    work: nothing may still be touching the DB when the process exits.
@@ -227,8 +343,8 @@ async fn serve(
 async fn establish(cfg: Config, node: Arc<ChatNode>, stopped: watch::Receiver<bool>) {
     let initialized = node.raft.is_initialized().await.unwrap_or(false);
     if initialized {
-        let known = node.metrics().membership_config.membership().get_node(&cfg.id).map(|n| n.addr.clone());
-        if known.as_deref() == Some(cfg.advertise.as_str()) {
+        let known = node.metrics().membership_config.membership().get_node(&cfg.id).cloned();
+        if known.as_ref() == Some(&cfg.advertise) {
             tracing::info!(id = cfg.id, "resuming as an existing member");
             return;
         }
@@ -241,11 +357,11 @@ async fn establish(cfg: Config, node: Arc<ChatNode>, stopped: watch::Receiver<bo
             .filter(|(id, _)| **id != cfg.id)
             .map(|(_, n)| n.addr.clone())
             .collect();
-        join_until_admitted(&cfg, &peers, stopped).await;
+        join_until_admitted(&cfg, &node, &peers, stopped).await;
         return;
     }
     if cfg.bootstrap {
-        let members = BTreeMap::from([(cfg.id, Node { addr: cfg.advertise.clone() })]);
+        let members = BTreeMap::from([(cfg.id, cfg.advertise.clone())]);
         match node.raft.initialize(members).await {
             Ok(()) => tracing::info!(id = cfg.id, "bootstrapped a new cluster"),
             Err(e) => tracing::warn!(error = %e, "bootstrap skipped"),
@@ -256,15 +372,15 @@ async fn establish(cfg: Config, node: Arc<ChatNode>, stopped: watch::Receiver<bo
         tracing::info!(id = cfg.id, "no data, no --bootstrap, no --join: waiting to be added by a member");
         return;
     }
-    join_until_admitted(&cfg, &cfg.join, stopped).await;
+    join_until_admitted(&cfg, &node, &cfg.join, stopped).await;
 }
 
 /// Calls JoinCluster on each seed in turn, with capped exponential backoff, until one admits us.
-async fn join_until_admitted(cfg: &Config, seeds: &[String], mut stopped: watch::Receiver<bool>) {
+async fn join_until_admitted(cfg: &Config, node: &ChatNode, seeds: &[String], mut stopped: watch::Receiver<bool>) {
     let mut backoff = Duration::from_millis(200);
     loop {
         for seed in seeds {
-            match join_once(cfg, seed).await {
+            match join_once(cfg, node, seed).await {
                 Ok(()) => {
                     tracing::info!(id = cfg.id, %seed, "admitted to the cluster");
                     return;
@@ -280,9 +396,13 @@ async fn join_until_admitted(cfg: &Config, seeds: &[String], mut stopped: watch:
     }
 }
 
-async fn join_once(cfg: &Config, seed: &str) -> Result<()> {
-    let mut client = ClusterServiceClient::new(peer::channel(seed)?);
-    let mut request = tonic::Request::new(JoinClusterRequest { node_id: cfg.id, address: cfg.advertise.clone() });
+async fn join_once(cfg: &Config, node: &ChatNode, seed: &str) -> Result<()> {
+    let mut client = node.peers().membership(seed)?;
+    let mut request = tonic::Request::new(JoinClusterRequest {
+        node_id: cfg.id,
+        address: cfg.advertise.api.clone(),
+        peer_address: cfg.advertise.addr.clone(),
+    });
     request.set_timeout(cfg.timeouts.catch_up + Duration::from_secs(5));
     client.join_cluster(request).await?;
     Ok(())
@@ -292,15 +412,35 @@ async fn join_once(cfg: &Config, seed: &str) -> Result<()> {
 ///
 /// # Errors
 /// As [`start`] and [`Running::shutdown`].
-pub async fn run(
-    cfg: Config,
-    grpc: TcpListener,
-    http: Option<TcpListener>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let running = start(cfg, grpc, http).await?;
+pub async fn run(cfg: Config, listeners: Listeners, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let running = start(cfg, listeners).await?;
     shutdown.await;
     running.shutdown().await
+}
+
+/// Serves `router` on `listener` until `stop` resolves: over TLS with the
+/// current `tls` configuration, or plaintext if there is none. Every accepted
+/// connection gets TCP_NODELAY (the builder's `tcp_nodelay` is ignored for a
+/// listener we bind ourselves; without it, Nagle holds a response's trailing
+/// frame until the peer's delayed ACK, ~40 ms — which was the p99/p999 tail
+/// in BENCHMARKS.md).
+fn serve_port(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<Live<ServerConfig>>,
+    port: &'static str,
+    handshakes: Arc<HandshakeStats>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> BoxFuture<'static, std::result::Result<(), tonic::transport::Error>> {
+    match tls {
+        Some(tls) => Box::pin(
+            router.serve_with_incoming_shutdown(chat_tls::server::incoming(listener, tls, port, handshakes), stop),
+        ),
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
+        }
+    }
 }
 
 /// Connections the kernel may queue before we accept them (clamped to

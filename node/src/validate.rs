@@ -56,6 +56,31 @@ pub fn request_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// 1–1000 message ids. (Id 0 never exists; the caller reports it as not found.)
+pub fn delete_ids(ids: &[u64]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::invalid("ids must name at least one message"));
+    }
+    if ids.len() > MAX_DELETE_IDS {
+        return Err(Error::invalid(format!("ids has {} entries; at most {MAX_DELETE_IDS} are allowed", ids.len())));
+    }
+    Ok(())
+}
+
+/// The longest argon2 PHC string a node produces is ~100 bytes.
+pub const MAX_PASSWORD_HASH: usize = 256;
+
+/// An argon2id PHC string, as `auth::hash_password` makes: what the log may
+/// carry in place of a password.
+pub fn password_hash(phc: &str) -> Result<()> {
+    if !phc.starts_with("$argon2id$") || phc.len() > MAX_PASSWORD_HASH {
+        return Err(Error::invalid("password_hash must be an argon2id PHC string"));
+    }
+    argon2::password_hash::PasswordHash::new(phc)
+        .map(|_| ())
+        .map_err(|e| Error::invalid(format!("password_hash does not parse: {e}")))
+}
+
 pub fn glob(pattern: &str) -> Result<glob::Pattern> {
     let pattern = if pattern.is_empty() { "*" } else { pattern };
     glob::Pattern::new(pattern).map_err(|e| Error::invalid(format!("pattern {pattern:?} is not a valid glob: {e}")))
@@ -70,9 +95,71 @@ pub fn page_size(field: &str, n: u32, default: usize, max: usize) -> Result<usiz
     }
 }
 
+/// A strict `host:port`: a DNS name, an IPv4 address or a bracketed IPv6
+/// address, then a port 1–65535. Nothing else — no scheme, user, path or
+/// query — since members dial it and the operator derives pod names from it.
+pub fn host_port(field: &str, value: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::invalid(format!("{field} {value:?} is not host:port: {why}")));
+    if value.len() > 261 {
+        return bad("too long");
+    }
+    let Some((host, port)) = value.rsplit_once(':') else { return bad("no port") };
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || !matches!(port.parse::<u16>(), Ok(1..)) {
+        return bad("the port must be a number from 1 to 65535");
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match v6.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => Ok(()),
+            Err(_) => bad("not an IPv6 address in brackets"),
+        };
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(());
+    }
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return bad("the host must be a DNS name, an IPv4 address or [IPv6]");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_ports_are_strict() {
+        for ok in ["demo-0.demo-peers.ns.svc:50052", "127.0.0.1:1", "[::1]:65535", "localhost:50051"] {
+            assert!(host_port("address", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "host",
+            "host:",
+            "host:0",
+            "host:65536",
+            "host:+1",
+            "http://x@y:1/path",
+            "x@y:1",
+            "y:1/path",
+            "-a.b:1",
+            "a..b:1",
+            "a.b.:1",
+            "::1:5",
+            "[zz]:1",
+            "a b:1",
+            "evil\0:1",
+        ] {
+            let err = host_port("peer_address", bad).unwrap_err().to_string();
+            assert!(err.starts_with("peer_address"), "{bad}: {err}");
+        }
+        assert!(host_port("address", &format!("{}:1", "a".repeat(64))).is_err());
+    }
 
     #[test]
     fn usernames() {

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use chat_node::node::Timeouts;
-use chat_node::server::{self, Config, RaftTiming, Running};
+use chat_node::server::{self, Config, Listeners, RaftTiming, Running, TlsSettings};
+use chat_node::typ::Node;
 use chat_proto::chat::chat_service_client::ChatServiceClient;
 use chat_proto::chat::*;
 use chat_testkit::*;
@@ -25,24 +26,29 @@ async fn one_node() -> One {
 
 async fn one_node_with_http(http: Option<tokio::net::TcpListener>) -> One {
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    let tls = TestTls::new(&dir.path().join("tls"));
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = public.local_addr().unwrap().to_string();
+    let peer_addr = peer.local_addr().unwrap().to_string();
+    let node_tls = tls.node_dir(1, "127.0.0.1");
     let cfg = Config {
         id: 1,
-        advertise: addr.clone(),
-        data_dir: dir.path().to_path_buf(),
+        advertise: Node { addr: peer_addr, api: addr.clone() },
+        data_dir: dir.path().join("data"),
         bootstrap: true,
         join: vec![],
         raft: RaftTiming::default(),
         timeouts: Timeouts::default(),
+        tls: TlsSettings { peer: Some(node_tls.clone()), public: Some(node_tls), reload_every: Duration::from_secs(5) },
     };
-    let running = server::start(cfg, listener, http).await.unwrap();
+    let running = server::start(cfg, Listeners { public, peer, http }).await.unwrap();
     let node = running.node.clone();
     eventually("single node leads", Duration::from_secs(10), || async {
         (node.leader().map(|(id, _)| id) == Some(1)).then_some(())
     })
     .await;
-    One { running: Some(running), client: ChatServiceClient::new(channel(&addr)), dir }
+    One { running: Some(running), client: ChatServiceClient::new(tls.channel(&addr)), dir }
 }
 
 fn code<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {

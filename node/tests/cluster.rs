@@ -123,15 +123,15 @@ async fn grow_to_five_and_shrink_to_three_under_writes_with_snapshot_catch_up() 
     let writer = {
         let stop = stop.clone();
         let token = token.clone();
-        let addrs: Vec<String> = [1, 2, 3].iter().map(|&id| cluster.node(id).addr.clone()).collect();
+        let channels: Vec<_> = [1, 2, 3].iter().map(|&id| cluster.tls.channel(&cluster.node(id).addr)).collect();
         tokio::spawn(async move {
             let mut ids = Vec::new();
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) && i < 2000 {
-                let addr = &addrs[i % addrs.len()];
+                let channel = &channels[i % channels.len()];
                 let request_id = format!("during-{i}");
                 let result = retry_unavailable(Duration::from_secs(20), || {
-                    let mut c = chat_proto::chat::chat_service_client::ChatServiceClient::new(channel(addr));
+                    let mut c = chat_proto::chat::chat_service_client::ChatServiceClient::new(channel.clone());
                     let (token, request_id) = (token.clone(), request_id.clone());
                     async move { send(&mut c, &token, "bob", "during", &request_id).await }
                 })
@@ -166,7 +166,7 @@ async fn grow_to_five_and_shrink_to_three_under_writes_with_snapshot_catch_up() 
     // Shrink: remove 5, then 4 (through a node that is not the leader: it forwards).
     let follower = cluster.running().into_iter().find(|&id| id != leader && id <= 3).unwrap();
     for id in [5, 4] {
-        cluster.cluster_client(follower).remove_member(RemoveMemberRequest { node_id: id }).await.unwrap();
+        cluster.membership_client(follower).remove_member(RemoveMemberRequest { node_id: id }).await.unwrap();
     }
     cluster.wait_voters(3).await;
     stop.store(true, Ordering::Relaxed);
@@ -177,8 +177,9 @@ async fn grow_to_five_and_shrink_to_three_under_writes_with_snapshot_catch_up() 
     cluster.remove_node(5);
 
     // JoinCluster is idempotent: repeating it for an existing voter changes nothing.
-    let addr2 = cluster.node(2).addr.clone();
-    cluster.cluster_client(1).join_cluster(JoinClusterRequest { node_id: 2, address: addr2 }).await.unwrap();
+    let (address, peer_address) = (cluster.node(2).addr.clone(), cluster.node(2).peer.clone());
+    let join = JoinClusterRequest { node_id: 2, address, peer_address };
+    cluster.membership_client(1).join_cluster(join).await.unwrap();
     cluster.wait_voters(3).await;
 
     for id in [1, 2, 3] {
@@ -251,7 +252,7 @@ async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
     let leader = cluster.leader().await;
     let other = cluster.running().into_iter().find(|&id| id != leader).unwrap();
     let moved = cluster
-        .cluster_client(leader)
+        .membership_client(leader)
         .transfer_leader(chat_proto::cluster::TransferLeaderRequest { to: Some(other) })
         .await
         .unwrap();
@@ -305,7 +306,7 @@ async fn removing_the_leader_hands_over_first_and_the_cluster_carries_on() {
     let stop = Arc::new(AtomicBool::new(false));
     let load = load_through(&cluster, followers, &token, stop.clone());
     let reply =
-        cluster.cluster_client(old).remove_member(RemoveMemberRequest { node_id: old }).await.unwrap().into_inner();
+        cluster.membership_client(old).remove_member(RemoveMemberRequest { node_id: old }).await.unwrap().into_inner();
     assert!(reply.members.iter().all(|m| m.id != old), "{:?}", reply.members);
     stop.store(true, Ordering::Relaxed);
     assert!(load.await.unwrap() > 0, "the load made no progress at all");
@@ -323,11 +324,12 @@ async fn removing_the_leader_hands_over_first_and_the_cluster_carries_on() {
     }
 }
 
-/// A base port with base..base+2 and base+100..base+102 free (what `dev --nodes 3` uses).
+/// A base port with base..base+2, base+10..base+12 and base+100..base+102
+/// free (what `dev --nodes 3` uses).
 fn free_port_block() -> u16 {
     for _ in 0..200 {
         let base = 20_000 + rand::random::<u16>() % 30_000;
-        let ports = (0..3).flat_map(|i| [base + i, base + 100 + i]);
+        let ports = (0..3).flat_map(|i| [base + i, base + 10 + i, base + 100 + i]);
         if ports.into_iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
         }
@@ -374,14 +376,17 @@ async fn a_member_restarting_at_a_new_address_is_updated_and_catches_up() {
 
     // Stop a follower, and bring it back from the same data dir on another port.
     cluster.kill(moved);
-    let new_addr = cluster.move_to_new_port(moved);
+    let (new_addr, new_peer) = cluster.move_to_new_port(moved);
     acked.extend(send_batch(&cluster, &[leader], &token, "while-away", 10).await);
     cluster.restart(moved);
 
     // The cluster learns the new address, and the member catches up through it.
     eventually("membership shows the new address", Duration::from_secs(30), || async {
         let s = cluster.status(leader).await?;
-        s.members.iter().any(|m| m.id == moved && m.address == new_addr && m.voter).then_some(())
+        s.members
+            .iter()
+            .any(|m| m.id == moved && m.address == new_addr && m.peer_address == new_peer && m.voter)
+            .then_some(())
     })
     .await;
     acked.extend(send_batch(&cluster, &[moved], &token, "after", 5).await);

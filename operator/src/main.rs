@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
-use chat_client::TcpDial;
+use chat_client::{Security, TcpDial};
 use chat_k8s::portforward::PortForwardDial;
 use chat_operator::controller;
 use chat_operator::election::LeaseLock;
@@ -106,11 +106,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         DialMode::Dns => false,
         DialMode::PortForward => true,
     };
+    // Nodes run with their plaintext opt-outs until the operator issues
+    // each cluster's certificates (see the StatefulSet).
+    let security = Security::Plaintext;
     let dial: Arc<dyn chat_client::Dial> = if port_forward {
         tracing::info!("reaching pods through port-forward (out of cluster)");
-        Arc::new(PortForwardDial::new(client.clone(), client.default_namespace().to_string()))
+        Arc::new(PortForwardDial::new(client.clone(), client.default_namespace().to_string(), security))
     } else {
-        Arc::new(TcpDial)
+        Arc::new(TcpDial::new(security))
     };
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));

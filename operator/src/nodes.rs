@@ -1,5 +1,6 @@
-//! Talking to the chat nodes over their ClusterService: observe every pod's
-//! view, found the cluster, add and remove members, hand leadership over.
+//! Talking to the chat nodes on their peer ports: observe every pod's view
+//! (ClusterService), found the cluster, add and remove members, hand
+//! leadership over (MembershipService).
 //!
 //! In the cluster the operator dials pod DNS names directly; run out of
 //! cluster (development), it dials through port-forwards ([`chat_k8s::portforward`]).
@@ -11,6 +12,7 @@ use std::time::Duration;
 use chat_client::Dial;
 use chat_k8s::ClusterNames;
 use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
+use chat_proto::cluster::membership_service_client::MembershipServiceClient;
 use chat_proto::cluster::{
     GetStatusRequest, GetStatusResponse, InitializeRequest, JoinClusterRequest, Member, RemoveMemberRequest, Role,
     TransferLeaderRequest,
@@ -28,19 +30,31 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Where a pod is reached: its public port (what clients are told) and its
+/// peer port (what the operator and the other members dial).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodAddress {
+    pub public: String,
+    pub peer: String,
+}
+
 /// Where each member is reached: its pod DNS name (the default), or a fixed
 /// map for tests running nodes on loopback.
-pub type AddressBook = Arc<dyn Fn(&ClusterNames, u64) -> String + Send + Sync>;
+pub type AddressBook = Arc<dyn Fn(&ClusterNames, u64) -> PodAddress + Send + Sync>;
 
 /// The default address book: `<pod>.<peers>.<ns>.svc:<port>`, what pods advertise.
 pub fn pod_dns() -> AddressBook {
-    Arc::new(|names: &ClusterNames, ordinal| names.pod_address(ordinal))
+    Arc::new(|names: &ClusterNames, ordinal| PodAddress {
+        public: names.pod_address(ordinal),
+        peer: names.pod_peer_address(ordinal),
+    })
 }
 
 /// One pod's answer (or silence).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodView {
     pub ordinal: u64,
+    /// Its peer address: where the operator asked.
     pub address: String,
     /// `None` when the pod did not answer.
     pub status: Option<GetStatusResponse>,
@@ -101,21 +115,27 @@ impl Nodes {
         Self { dial, addresses, channels: Arc::default() }
     }
 
+    /// Pod `ordinal`'s peer address: where the operator reaches it.
     pub fn address(&self, names: &ClusterNames, ordinal: u64) -> String {
-        (self.addresses)(names, ordinal)
+        (self.addresses)(names, ordinal).peer
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = self.dial.dial(addr, CONNECT_TIMEOUT).map_err(|e| Error::Node(e.to_string()))?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
     }
 
     fn client(&self, addr: &str) -> Result<ClusterServiceClient<Channel>> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        let channel = match channels.get(addr) {
-            Some(c) => c.clone(),
-            None => {
-                let c = self.dial.dial(addr, CONNECT_TIMEOUT).map_err(|e| Error::Node(e.to_string()))?;
-                channels.insert(addr.to_string(), c.clone());
-                c
-            }
-        };
-        Ok(ClusterServiceClient::new(channel))
+        Ok(ClusterServiceClient::new(self.channel(addr)?))
+    }
+
+    fn membership(&self, addr: &str) -> Result<MembershipServiceClient<Channel>> {
+        Ok(MembershipServiceClient::new(self.channel(addr)?))
     }
 
     /// Asks every pod in `ordinals` for its view, all at once.
@@ -144,7 +164,7 @@ impl Nodes {
     /// # Errors
     /// `Node` when the pod cannot be reached or refuses.
     pub async fn initialize(&self, names: &ClusterNames, ordinal: u64) -> Result<bool> {
-        let mut client = self.client(&self.address(names, ordinal))?;
+        let mut client = self.membership(&self.address(names, ordinal))?;
         let response = call(CHANGE_TIMEOUT, client.initialize(InitializeRequest {})).await?;
         Ok(response.founded)
     }
@@ -154,8 +174,9 @@ impl Nodes {
     /// # Errors
     /// `Node` on failure or timeout (safe to retry).
     pub async fn join(&self, leader: &str, names: &ClusterNames, ordinal: u64) -> Result<Vec<Member>> {
-        let request = JoinClusterRequest { node_id: ordinal, address: self.address(names, ordinal) };
-        let mut client = self.client(leader)?;
+        let PodAddress { public, peer } = (self.addresses)(names, ordinal);
+        let request = JoinClusterRequest { node_id: ordinal, address: public, peer_address: peer };
+        let mut client = self.membership(leader)?;
         Ok(call(JOIN_TIMEOUT, client.join_cluster(request)).await?.members)
     }
 
@@ -164,7 +185,7 @@ impl Nodes {
     /// # Errors
     /// `Node` on failure or timeout (safe to retry).
     pub async fn remove(&self, leader: &str, id: u64) -> Result<Vec<Member>> {
-        let mut client = self.client(leader)?;
+        let mut client = self.membership(leader)?;
         Ok(call(CHANGE_TIMEOUT, client.remove_member(RemoveMemberRequest { node_id: id })).await?.members)
     }
 
@@ -173,7 +194,7 @@ impl Nodes {
     /// # Errors
     /// `Node` on failure or timeout.
     pub async fn transfer_leader(&self, leader: &str, to: Option<u64>) -> Result<u64> {
-        let mut client = self.client(leader)?;
+        let mut client = self.membership(leader)?;
         Ok(call(CHANGE_TIMEOUT, client.transfer_leader(TransferLeaderRequest { to })).await?.new_leader_id)
     }
 }
@@ -189,7 +210,12 @@ async fn call<T>(
     }
 }
 
-/// A fixed address book (tests): ordinal → address.
-pub fn fixed(addresses: BTreeMap<u64, String>) -> AddressBook {
-    Arc::new(move |_: &ClusterNames, ordinal| addresses.get(&ordinal).cloned().unwrap_or_else(|| "unknown:1".into()))
+/// A fixed address book (tests): ordinal → addresses.
+pub fn fixed(addresses: BTreeMap<u64, PodAddress>) -> AddressBook {
+    Arc::new(move |_: &ClusterNames, ordinal| {
+        addresses
+            .get(&ordinal)
+            .cloned()
+            .unwrap_or_else(|| PodAddress { public: "unknown:1".into(), peer: "unknown:2".into() })
+    })
 }

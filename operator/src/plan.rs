@@ -134,7 +134,7 @@ mod tests {
                 term,
                 members: members
                     .iter()
-                    .map(|&(id, voter)| Member { id, address: format!("pod-{id}"), voter, matched_index: None })
+                    .map(|&(id, voter)| Member { id, address: format!("pod-{id}"), voter, ..Member::default() })
                     .collect(),
                 ..Default::default()
             }),

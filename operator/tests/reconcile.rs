@@ -20,10 +20,6 @@ use fixtures::*;
 use http::Method;
 use serde_json::{Value, json};
 
-fn addresses(nodes: &TestCluster) -> BTreeMap<u64, String> {
-    nodes.nodes.iter().map(|n| (n.id, n.addr.clone())).collect()
-}
-
 /// Pods demo-0..demo-<n-1>, `leader` carrying the leader label.
 fn pods(n: u64, leader: Option<u64>) -> Vec<Value> {
     (0..n).map(|i| pod(i, Some(i) == leader)).collect()
@@ -56,7 +52,7 @@ async fn create_adds_the_finalizer_founds_once_and_grows_to_three_voters() {
     for id in 0..3 {
         nodes.add_bare_node(id);
     }
-    let (ctx, mut api) = context(addresses(&nodes));
+    let (ctx, mut api) = context(addresses(&nodes), dial(&nodes));
 
     // 1. A new object first gets our finalizer, and nothing else happens.
     let mut new = rchat(json!({}), None);
@@ -123,10 +119,10 @@ async fn scale_down_hands_over_removes_highest_first_and_only_then_shrinks() {
     let mut nodes = running_cluster(5).await;
     // Put leadership on a member the scale-down removes.
     let leader = nodes.leader().await;
-    let mut admin = nodes.cluster_client(leader);
+    let mut admin = nodes.membership_client(leader);
     admin.transfer_leader(TransferLeaderRequest { to: Some(4) }).await.unwrap();
     wait_leader(&nodes, 4).await;
-    let (ctx, mut api) = context(addresses(&nodes));
+    let (ctx, mut api) = context(addresses(&nodes), dial(&nodes));
     let spec = json!({"replicas": 3});
     let status = json!({"bootstrapped": true});
 
@@ -186,7 +182,7 @@ async fn a_voter_that_lost_its_volume_is_removed_and_rejoins_as_a_new_member() {
     let leader = nodes.leader().await;
     let lost = if leader == 2 { 1 } else { 2 };
     nodes.wipe(lost);
-    let (ctx, mut api) = context(addresses(&nodes));
+    let (ctx, mut api) = context(addresses(&nodes), dial(&nodes));
     let object = rchat(json!({}), Some(json!({"bootstrapped": true})));
 
     // The operator sees a voter answering with no data: it removes it, then adds it back.
@@ -211,7 +207,7 @@ async fn a_voter_that_lost_its_volume_is_removed_and_rejoins_as_a_new_member() {
 
 #[tokio::test]
 async fn an_invalid_spec_is_reported_not_rolled_out() {
-    let (ctx, mut api) = context(BTreeMap::new());
+    let (ctx, mut api) = context(BTreeMap::new(), no_dial());
     let object = rchat(json!({"image": "", "storage": {"size": "lots"}}), None);
     let (outcome, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
     assert!(outcome.is_ok(), "no crash loop: {outcome:?}");
@@ -233,7 +229,7 @@ async fn an_invalid_spec_is_reported_not_rolled_out() {
 
 #[tokio::test]
 async fn deletion_stops_the_watch_reports_and_releases_the_finalizer() {
-    let (ctx, mut api) = context(BTreeMap::new());
+    let (ctx, mut api) = context(BTreeMap::new(), no_dial());
     let mut object = rchat(json!({}), Some(json!({"bootstrapped": true})));
     object.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
@@ -249,7 +245,7 @@ async fn deletion_stops_the_watch_reports_and_releases_the_finalizer() {
 
 #[tokio::test]
 async fn a_statefulset_the_api_server_refuses_is_reported_not_retried_in_a_loop() {
-    let (ctx, mut api) = context(BTreeMap::new());
+    let (ctx, mut api) = context(BTreeMap::new(), no_dial());
     let object = rchat(json!({}), Some(json!({"bootstrapped": true})));
     let task = tokio::spawn(chat_operator::controller::reconcile(std::sync::Arc::new(object.clone()), ctx.clone()));
     for path in owned_before_pods() {

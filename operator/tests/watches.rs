@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use chat_client::TcpDial;
+use chat_client::{Security, TcpDial};
 use chat_k8s::testing::{list, mock_client};
 use chat_k8s::{ClusterNames, ReplicatedChat};
 use chat_operator::controller;
 use chat_operator::leader_watch::{LeaderWatch, Seen};
 use chat_operator::metrics::Metrics;
-use chat_operator::nodes::{Nodes, fixed};
+use chat_operator::nodes::{Nodes, PodAddress, fixed};
 use chat_proto::cluster::Role;
 use chat_testkit::{TestCluster, chat_node_binary, eventually};
 use futures::StreamExt;
@@ -27,7 +27,7 @@ use kube::runtime::reflector::ObjectRef;
 #[tokio::test]
 async fn the_controllers_lists_and_watches_are_all_allowed_by_the_chart() {
     let (client, mut api) = mock_client("chat");
-    let nodes = Nodes::new(Arc::new(TcpDial), fixed(BTreeMap::new()));
+    let nodes = Nodes::new(Arc::new(TcpDial::new(Security::Plaintext)), fixed(BTreeMap::new()));
     let ready = Arc::new(AtomicBool::new(false));
     let run = tokio::spawn(controller::run(client, nodes, Arc::new(Metrics::default()), ready.clone()));
     // Answer every list with an empty list and every watch with an empty stream, for a while.
@@ -58,8 +58,10 @@ async fn the_leader_watch_wakes_a_reconcile_when_a_new_leader_is_elected() {
     }
     cluster.wait_voters(3).await;
     let old = cluster.leader().await;
-    let addresses: BTreeMap<u64, String> = cluster.nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
-    let (watch, mut wake) = LeaderWatch::new(Nodes::new(Arc::new(TcpDial), fixed(addresses)));
+    let addresses: BTreeMap<u64, PodAddress> =
+        cluster.nodes.iter().map(|n| (n.id, PodAddress { public: n.addr.clone(), peer: n.peer.clone() })).collect();
+    let dial = TcpDial::new(Security::Tls(cluster.tls.operator.clone()));
+    let (watch, mut wake) = LeaderWatch::new(Nodes::new(Arc::new(dial), fixed(addresses)));
     let object: ObjectRef<ReplicatedChat> = ObjectRef::new("demo").within("chat");
     let names = ClusterNames::new("demo", "chat");
     watch.update(object.clone(), Seen { names, ordinals: vec![0, 1, 2], leader: Some(old) });

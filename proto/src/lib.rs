@@ -1,7 +1,8 @@
 //! The wire protocol of replicated-chat, shared by the node, the client and the operator.
 //!
 //! - [`chat`]: the public `ChatService` (accounts, sessions, messages, subscribe).
-//! - [`cluster`]: `ClusterService` (status, membership, leader transfer).
+//! - [`cluster`]: `ClusterService` (status, both ports) and `MembershipService`
+//!   (membership, leader transfer; peer port only).
 //! - [`raft`]: `RaftService`, node-to-node traffic; only the node speaks it.
 //!
 //! This crate only generates code and holds small helpers about the wire; it has

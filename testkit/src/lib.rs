@@ -1,6 +1,10 @@
 //! Test kit shared by the workspace's integration tests: real `chat-node`
 //! processes on loopback, each with its own temp data dir and ports found by
 //! binding port 0. Killing one is `kill -9`. Plus small gRPC helpers.
+//!
+//! Every cluster has a throw-away CA ([`TestTls`]): nodes serve TLS on the
+//! public port and mutual TLS on the peer port, as in production, so every
+//! test exercises the secure path.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -11,7 +15,10 @@ use std::time::{Duration, Instant};
 use chat_proto::chat::chat_service_client::ChatServiceClient;
 use chat_proto::chat::*;
 use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
+use chat_proto::cluster::membership_service_client::MembershipServiceClient;
 use chat_proto::cluster::{GetStatusRequest, GetStatusResponse, Role};
+use chat_tls::connect::{Tcp, connector};
+use chat_tls::{Ca, Leaf, Live, TlsDir};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
@@ -48,7 +55,10 @@ fn free_port() -> u16 {
 
 pub struct TestNode {
     pub id: u64,
+    /// The public port: ChatService, GetStatus.
     pub addr: String,
+    /// The peer port: Raft, membership (mutual TLS).
+    pub peer: String,
     pub http: String,
     pub dir: PathBuf,
     child: Option<Child>,
@@ -88,10 +98,80 @@ pub fn chat_node_binary() -> PathBuf {
 /// it with (e.g. `ip netns exec <namespace>`). The default is 127.0.0.1, no prefix.
 pub type Placement = std::sync::Arc<dyn Fn(u64) -> (String, Vec<String>) + Send + Sync>;
 
+/// A cluster's throw-away CA and the client configurations tests dial with.
+pub struct TestTls {
+    pub ca: Ca,
+    /// Where `ca.crt` and `ca.key` are, and each node's certificates (`node-N/`).
+    pub dir: PathBuf,
+    /// Trusts the CA, presents nothing: a chat client on the public port.
+    pub client: Live<rustls::ClientConfig>,
+    /// Presents an operator certificate: membership calls on the peer port.
+    pub operator: Live<rustls::ClientConfig>,
+    /// The nodes serve their public port without TLS (started with
+    /// `CHAT_PUBLIC_PLAINTEXT`), so clients dial it plainly.
+    pub public_plaintext: bool,
+    /// The nodes serve their peer port without TLS (started with
+    /// `CHAT_INSECURE_PEER_PLAINTEXT`: the benchmark's plaintext baseline).
+    pub peer_plaintext: bool,
+}
+
+impl TestTls {
+    /// A new CA in `dir`.
+    ///
+    /// # Panics
+    /// If certificates cannot be made (a broken test environment).
+    pub fn new(dir: &Path) -> Self {
+        let ca = Ca::load_or_generate(dir, "replicated-chat test cluster").expect("test CA");
+        let roots = chat_tls::files::certs(ca.cert_pem().as_bytes()).expect("test CA parses");
+        let client = Live::fixed(chat_tls::config::client(&roots, None).expect("client TLS config"));
+        let op = ca.write_leaf(&Leaf::client(chat_tls::Role::Operator), &dir.join("operator")).expect("operator cert");
+        let operator = Live::fixed(chat_tls::config::mutual_client(&op.load().unwrap()).expect("operator TLS config"));
+        Self { ca, dir: dir.to_path_buf(), client, operator, public_plaintext: false, peer_plaintext: false }
+    }
+
+    /// Issues node `id` a certificate for `host` into its own directory.
+    pub fn node_dir(&self, id: u64, host: &str) -> TlsDir {
+        self.ca.write_leaf(&Leaf::node([host, "localhost"]), &self.dir.join(format!("node-{id}"))).expect("node cert")
+    }
+
+    /// How `chat-client` reaches these nodes.
+    pub fn security(&self) -> chat_client::Security {
+        if self.public_plaintext {
+            return chat_client::Security::Plaintext;
+        }
+        chat_client::Security::Tls(self.client.clone())
+    }
+
+    /// A channel to a public port (TLS unless the nodes serve it plaintext).
+    pub fn channel(&self, addr: &str) -> Channel {
+        if self.public_plaintext {
+            return plaintext_channel(addr);
+        }
+        tls_channel(addr, &self.client)
+    }
+
+    /// A channel to a peer port presenting the operator's certificate.
+    pub fn operator_channel(&self, addr: &str) -> Channel {
+        if self.peer_plaintext {
+            return plaintext_channel(addr);
+        }
+        tls_channel(addr, &self.operator)
+    }
+}
+
+/// A lazily connecting TLS channel to `addr` with `config`.
+pub fn tls_channel(addr: &str, config: &Live<rustls::ClientConfig>) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(500))
+        .connect_with_connector_lazy(connector(Tcp, config.clone()))
+}
+
 pub struct TestCluster {
     _root: tempfile::TempDir,
     binary: PathBuf,
     root: PathBuf,
+    pub tls: TestTls,
     pub nodes: Vec<TestNode>,
     env: Vec<(String, String)>,
     placement: Option<Placement>,
@@ -163,8 +243,13 @@ impl TestCluster {
             root.disable_cleanup(true);
             eprintln!("test cluster dir (kept): {}", root.path().display());
         }
+        let mut tls = TestTls::new(&root.path().join("tls"));
+        let set = |name: &str| env.iter().any(|(k, v)| *k == name && *v == "true");
+        tls.public_plaintext = set("CHAT_PUBLIC_PLAINTEXT");
+        tls.peer_plaintext = set("CHAT_INSECURE_PEER_PLAINTEXT");
         TestCluster {
             binary: binary.as_ref().to_path_buf(),
+            tls,
             root: root.path().to_path_buf(),
             _root: root,
             nodes: Vec::new(),
@@ -200,6 +285,7 @@ impl TestCluster {
             bare,
             id,
             addr: format!("{host}:{}", free_port()),
+            peer: format!("{host}:{}", free_port()),
             http: format!("{host}:{}", free_port()),
             dir: self.root.join(format!("node-{id}")),
             child: None,
@@ -231,6 +317,7 @@ impl TestCluster {
                     if fresh {
                         let host = self.host(self.nodes[idx].id);
                         self.nodes[idx].addr = format!("{host}:{}", free_port());
+                        self.nodes[idx].peer = format!("{host}:{}", free_port());
                         self.nodes[idx].http = format!("{host}:{}", free_port());
                     } else {
                         std::thread::sleep(Duration::from_millis(200));
@@ -268,7 +355,8 @@ impl TestCluster {
 
     fn spawn_once(&mut self, idx: usize) {
         let seeds: Vec<String> =
-            self.nodes.iter().filter(|n| n.id != self.nodes[idx].id).map(|n| n.addr.clone()).collect();
+            self.nodes.iter().filter(|n| n.id != self.nodes[idx].id).map(|n| n.peer.clone()).collect();
+        let tls = self.tls.node_dir(self.nodes[idx].id, &self.host(self.nodes[idx].id));
         let node = &self.nodes[idx];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path(node.id)).unwrap();
         let mut cmd = match self.placement.as_ref().map(|p| p(node.id).1).filter(|prefix| !prefix.is_empty()) {
@@ -279,12 +367,18 @@ impl TestCluster {
             }
             None => Command::new(&self.binary),
         };
-        cmd.args(["--id", &node.id.to_string(), "--listen", &node.addr, "--http", &node.http])
+        cmd.args(["--id", &node.id.to_string(), "--listen", &node.addr, "--peer-listen", &node.peer])
+            .args(["--http", &node.http])
             .arg("--data-dir")
             .arg(&node.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        if !self.tls.peer_plaintext {
+            cmd.arg("--tls-dir").arg(&tls.dir);
+        } else if !self.tls.public_plaintext {
+            cmd.arg("--public-tls-dir").arg(&tls.dir);
+        }
         if node.bare {
             // Waits to be initialized or added.
         } else if seeds.is_empty() {
@@ -378,12 +472,14 @@ impl TestCluster {
         self.spawn(idx);
     }
 
-    /// Gives a stopped node a new gRPC port, as if it came back at another address.
-    pub fn move_to_new_port(&mut self, id: u64) -> String {
+    /// Gives a stopped node new ports, as if it came back at another
+    /// address; returns its new (public, peer) addresses.
+    pub fn move_to_new_port(&mut self, id: u64) -> (String, String) {
         let idx = self.idx(id);
         assert!(self.nodes[idx].child.is_none(), "stop node {id} first");
         self.nodes[idx].addr = format!("{}:{}", self.host(id), free_port());
-        self.nodes[idx].addr.clone()
+        self.nodes[idx].peer = format!("{}:{}", self.host(id), free_port());
+        (self.nodes[idx].addr.clone(), self.nodes[idx].peer.clone())
     }
 
     pub fn remove_node(&mut self, id: u64) {
@@ -405,7 +501,7 @@ impl TestCluster {
     pub async fn status(&self, id: u64) -> Option<GetStatusResponse> {
         let mut req = Request::new(GetStatusRequest {});
         req.set_timeout(Duration::from_millis(500));
-        let mut client = ClusterServiceClient::new(channel(&self.node(id).addr));
+        let mut client = ClusterServiceClient::new(self.tls.channel(&self.node(id).addr));
         tokio::time::timeout(Duration::from_secs(1), client.get_status(req)).await.ok()?.ok().map(|r| r.into_inner())
     }
 
@@ -447,11 +543,21 @@ impl TestCluster {
     }
 
     pub fn client(&self, id: u64) -> ChatServiceClient<Channel> {
-        ChatServiceClient::new(channel(&self.node(id).addr))
+        ChatServiceClient::new(self.tls.channel(&self.node(id).addr))
     }
 
     pub fn cluster_client(&self, id: u64) -> ClusterServiceClient<Channel> {
-        ClusterServiceClient::new(channel(&self.node(id).addr))
+        ClusterServiceClient::new(self.tls.channel(&self.node(id).addr))
+    }
+
+    /// Membership calls on node `id`'s peer port, as the operator makes them.
+    pub fn membership_client(&self, id: u64) -> MembershipServiceClient<Channel> {
+        MembershipServiceClient::new(self.tls.operator_channel(&self.node(id).peer))
+    }
+
+    /// Every node's public address, for `chat-client`, with how to reach them.
+    pub fn client_options(&self) -> chat_client::ClientOptions {
+        chat_client::ClientOptions::new(self.tls.security())
     }
 
     pub fn log_of(&self, id: u64) -> String {
@@ -459,7 +565,8 @@ impl TestCluster {
     }
 }
 
-pub fn channel(addr: &str) -> Channel {
+/// A plaintext channel to `addr`: what a stranger without TLS would open.
+pub fn plaintext_channel(addr: &str) -> Channel {
     Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_timeout(Duration::from_millis(500)).connect_lazy()
 }
 

@@ -40,7 +40,9 @@ impl Bench {
             println!("{:>8} {:>10} {:>10} {:>10} {:>10}", "CLIENTS", "MSGS/S", "P50", "P99", "P999");
         }
         for &clients in &self.clients {
-            let r = chat_client::load::send_load(&seeds, &token, &to, &body, clients, self.messages).await?;
+            let r =
+                chat_client::load::send_load(&seeds, ctx.client.security(), &token, &to, &body, clients, self.messages)
+                    .await?;
             match ctx.output {
                 Output::Table => println!(
                     "{:>8} {:>10.0} {:>10.2?} {:>10.2?} {:>10.2?}",

@@ -53,7 +53,7 @@ impl FakeApi {
         for (&id, addr) in self.nodes.iter() {
             let mut request = tonic::Request::new(GetStatusRequest {});
             request.set_timeout(std::time::Duration::from_millis(300));
-            let mut client = ClusterServiceClient::new(chat_testkit::channel(addr));
+            let mut client = ClusterServiceClient::new(chat_testkit::plaintext_channel(addr));
             if let Ok(s) = client.get_status(request).await.map(|r| r.into_inner())
                 && s.role == Role::Leader as i32
                 && best.is_none_or(|(term, _)| s.term > term)

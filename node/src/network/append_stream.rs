@@ -142,7 +142,10 @@ mod tests {
                 .add_service(RaftServiceServer::new(echo))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
-        (RaftServiceClient::new(crate::network::peer::channel(&addr.to_string()).unwrap()), opened)
+        (
+            RaftServiceClient::new(crate::network::peer::PeerDialer::plaintext().channel(&addr.to_string()).unwrap()),
+            opened,
+        )
     }
 
     fn payload(data: &str) -> Payload {

@@ -4,8 +4,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chat_proto::cluster::GetStatusRequest;
+use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
+use chat_proto::cluster::membership_service_client::MembershipServiceClient;
 use chat_proto::raft::raft_service_client::RaftServiceClient;
 use chat_proto::raft::{CampaignRequest, Payload, ReadIndexRequest};
+use chat_tls::Live;
+use chat_tls::connect::{Tcp, connector};
+use rustls::ClientConfig;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::command::{Command, CommandResult};
@@ -15,22 +21,45 @@ use crate::proposer::ProposeError;
 use crate::store::{decode, encode};
 use crate::typ::NodeId;
 
-/// How long to wait for a TCP connection to a peer before calling it unreachable.
+/// How long to wait for a connection (TCP and TLS handshake) to a peer before calling it unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// A lazily connecting channel to `addr` (`host:port`). No I/O happens here;
-/// the first call connects, and a broken connection is re-established on use.
-///
-/// # Errors
-/// If `addr` is not a valid authority.
-pub fn channel(addr: &str) -> Result<Channel> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| Error::invalid(format!("address {addr:?} is not host:port: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
-    Ok(endpoint.connect_lazy())
+/// How this node reaches other members' peer ports: mutual TLS with its own
+/// certificate, or plaintext when run with `--insecure-peer-plaintext`.
+#[derive(Debug, Clone)]
+pub struct PeerDialer {
+    tls: Option<Live<ClientConfig>>,
+}
+
+impl PeerDialer {
+    /// Mutual TLS with the (rotating) client configuration `tls`.
+    pub fn tls(tls: Live<ClientConfig>) -> Self {
+        Self { tls: Some(tls) }
+    }
+
+    /// No TLS: only for a node started with the explicit, logged opt-out.
+    pub fn plaintext() -> Self {
+        Self { tls: None }
+    }
+
+    /// A lazily connecting channel to the peer port at `addr` (`host:port`).
+    /// No I/O happens here; the first call connects, and a broken connection
+    /// is re-established on use (with the certificates current then).
+    ///
+    /// # Errors
+    /// If `addr` is not a valid authority.
+    pub fn channel(&self, addr: &str) -> Result<Channel> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::invalid(format!("address {addr:?} is not host:port: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        Ok(match &self.tls {
+            Some(tls) => endpoint.connect_with_connector_lazy(connector(Tcp, tls.clone())),
+            None => endpoint.connect_lazy(),
+        })
+    }
 }
 
 /// The largest Raft message either end accepts (a batch of entries, a
@@ -46,24 +75,56 @@ pub fn raft_service(channel: Channel) -> RaftServiceClient<Channel> {
 
 /// One channel per peer address, made on first use and kept: a follower
 /// forwards every write and read-index request to the leader, and a new
-/// connection per call would cost a TCP and HTTP/2 handshake each time.
-#[derive(Debug, Default)]
+/// connection per call would cost a TCP, TLS and HTTP/2 handshake each time.
+#[derive(Debug)]
 pub struct Peers {
+    dialer: PeerDialer,
+    /// A std Mutex: only held to look up or insert, never across an await.
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Peers {
-    fn raft_client(&self, addr: &str) -> Result<RaftServiceClient<Channel>> {
+    pub fn new(dialer: PeerDialer) -> Self {
+        Self { dialer, channels: Mutex::default() }
+    }
+
+    pub fn dialer(&self) -> &PeerDialer {
+        &self.dialer
+    }
+
+    /// The kept channel to the peer port at `addr`.
+    ///
+    /// # Errors
+    /// If `addr` is not a valid authority.
+    pub fn channel(&self, addr: &str) -> Result<Channel> {
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let channel = match channels.get(addr) {
-            Some(c) => c.clone(),
-            None => {
-                let c = channel(addr)?;
-                channels.insert(addr.to_string(), c.clone());
-                c
-            }
-        };
-        Ok(raft_service(channel))
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = self.dialer.channel(addr)?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn raft_client(&self, addr: &str) -> Result<RaftServiceClient<Channel>> {
+        Ok(raft_service(self.channel(addr)?))
+    }
+
+    /// A `MembershipService` client on the peer port at `addr`.
+    ///
+    /// # Errors
+    /// If `addr` is not a valid authority.
+    pub fn membership(&self, addr: &str) -> Result<MembershipServiceClient<Channel>> {
+        Ok(MembershipServiceClient::new(self.channel(addr)?))
+    }
+
+    /// Whether the node at `addr` answers, as node `id`, within a second.
+    pub async fn answers_as(&self, addr: &str, id: NodeId) -> bool {
+        let Ok(channel) = self.channel(addr) else { return false };
+        let request = within(GetStatusRequest {}, Duration::from_secs(1));
+        let mut client = ClusterServiceClient::new(channel);
+        let call = client.get_status(request);
+        matches!(tokio::time::timeout(Duration::from_secs(1), call).await, Ok(Ok(r)) if r.get_ref().node_id == id)
     }
 
     /// Proposes `cmd` through the leader at `addr`. The inner result is the

@@ -26,8 +26,10 @@ use crate::store::{Durability, decode, encode};
 use crate::typ::{Node, NodeId, RaftError, RpcError, TypeConfig};
 
 /// Creates one [`Connection`] per replication stream openraft opens.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Network {
+    /// How peer ports are reached (mutual TLS).
+    pub dialer: super::peer::PeerDialer,
     pub metrics: RaftRpcMetrics,
     /// The local log's durability: a commit index is sent only once the
     /// log is on disk through it (see `store::Durability`).
@@ -38,7 +40,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Connection {
-        let client = super::peer::channel(&node.addr).map(super::peer::raft_service);
+        let client = self.dialer.channel(&node.addr).map(super::peer::raft_service);
         Connection {
             target,
             client: client.map_err(|e| e.to_string()),

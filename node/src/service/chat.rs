@@ -223,16 +223,7 @@ impl ChatService for ChatServiceImpl {
         observe(&self.metrics, "DeleteMessages", async {
             let token_hash = auth::token_hash(&request)?;
             let ids = request.into_inner().ids;
-            if ids.is_empty() {
-                return Err(Error::invalid("ids must name at least one message"));
-            }
-            if ids.len() > validate::MAX_DELETE_IDS {
-                return Err(Error::invalid(format!(
-                    "ids has {} entries; at most {} are allowed",
-                    ids.len(),
-                    validate::MAX_DELETE_IDS
-                )));
-            }
+            validate::delete_ids(&ids)?;
             if ids.contains(&0) {
                 return Err(Error::Rejected(Rejection::NoSuchMessage(0)));
             }

@@ -1,7 +1,10 @@
-//! The gRPC services one node serves, all on one port.
+//! The gRPC services one node serves. The public port: `ChatService` and
+//! `ClusterService`; the peer port (mutual TLS): `RaftService`,
+//! `MembershipService` and `ClusterService`.
 //!
 //! - [`chat`]: `ChatServiceImpl`, the public chat API.
-//! - [`cluster`]: `ClusterServiceImpl`, status and membership.
+//! - [`cluster`]: `ClusterServiceImpl`, this node's view (GetStatus).
+//! - [`membership`]: `MembershipServiceImpl`, founding, joins, removals, leader transfer.
 //! - [`raft`]: `RaftServiceImpl`, node-to-node Raft traffic and forwarding.
 //! - [`auth`]: session tokens in request metadata.
 //! - [`observe`]: per-RPC metrics and logs.
@@ -9,9 +12,11 @@
 pub mod auth;
 pub mod chat;
 pub mod cluster;
+pub mod membership;
 pub mod observe;
 pub mod raft;
 
 pub use chat::ChatServiceImpl;
 pub use cluster::ClusterServiceImpl;
+pub use membership::MembershipServiceImpl;
 pub use raft::RaftServiceImpl;

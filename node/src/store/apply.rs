@@ -42,6 +42,10 @@ impl From<CommandResult> for Outcome {
 /// # Errors
 /// Only storage errors; a refused command is an `Ok` outcome holding a [`Rejection`].
 pub fn apply(db: &Db, batch: &mut WriteBatch, cmd: &Command) -> Result<Outcome, StorageError> {
+    // Whatever committed it, a command that breaks the API's rules changes nothing.
+    if let Err(e) = cmd.check() {
+        return Ok(Err(Rejection::Invalid(e.to_string())).into());
+    }
     let mut tx = Tx { db, batch, pending_deletes: HashMap::new() };
     Ok(match cmd {
         Command::CreateAccount { username, password_hash, created_at_ms } => {

@@ -176,9 +176,22 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serialize(value).expect("bincode serialization of in-memory values cannot fail")
 }
 
+/// Decodes what [`encode`] wrote, and nothing else: bytes left over after the
+/// value (which plain `bincode::deserialize` accepts) are an error, and no
+/// length inside may claim more than [`MAX_DECODE`] bytes, so a hostile
+/// payload can neither smuggle data nor make us allocate gigabytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StorageError> {
-    bincode::deserialize(bytes).map_err(|e| read_err(*e))
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .reject_trailing_bytes()
+        .with_limit(MAX_DECODE)
+        .deserialize(bytes)
+        .map_err(|e| read_err(*e))
 }
+
+/// The most any decoded value may occupy (a Raft message's limit).
+pub const MAX_DECODE: u64 = 64 << 20;
 
 pub fn read_err(e: impl std::error::Error + 'static) -> StorageError {
     StorageIOError::<NodeId>::read(AnyError::new(&e)).into()
@@ -214,6 +227,22 @@ mod tests {
         let scanned = view.iterator(messages, rocksdb::ReadOptions::default(), rocksdb::IteratorMode::Start).count();
         assert_eq!(scanned, 2);
         assert_eq!(db.view().get::<u64>(messages, &keys::index(1)).unwrap(), None);
+    }
+
+    #[test]
+    fn decode_takes_exactly_what_encode_wrote() {
+        let cmd = crate::command::Command::CloseSession { token_hash: [7; 32] };
+        let bytes = encode(&cmd);
+        assert_eq!(decode::<crate::command::Command>(&bytes).unwrap(), cmd);
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode::<crate::command::Command>(&trailing).is_err(), "trailing bytes are refused");
+        // 8 MB of zeros decoded as a CreateAccount with empty fields before this check.
+        assert!(decode::<crate::command::Command>(&vec![0u8; 8 << 20]).is_err());
+        // A string claiming 2^62 bytes is refused by the limit, not attempted.
+        let mut huge = vec![0u8; 4];
+        huge.extend_from_slice(&(1u64 << 62).to_le_bytes());
+        assert!(decode::<crate::command::Command>(&huge).is_err());
     }
 
     /// A fresh DB in a temp dir per case; the dir is the guard that keeps it alive.

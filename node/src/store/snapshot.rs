@@ -18,6 +18,10 @@ use super::keys::cf;
 
 const MAGIC: &[u8; 8] = b"RCHATSN1";
 const END: u8 = 0xFF;
+/// The largest key or value a snapshot may hold. The state's records are a
+/// few KiB at most (a 4 KiB message body with its metadata); a length beyond
+/// this is a corrupt or hostile file, refused before anything is allocated.
+pub const MAX_RECORD: usize = 1 << 20;
 
 /// Writes every state key/value visible in a point-in-time view of `db` to `path`, synced.
 /// Returns the values of `meta_keys` in the `meta` column family *as of that view*,
@@ -47,6 +51,9 @@ pub fn write(db: &Db, path: &Path, meta_keys: &[&[u8]]) -> io::Result<Vec<Option
 }
 
 fn write_chunk(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    if bytes.len() > MAX_RECORD {
+        return Err(io::Error::other(format!("a state record of {} bytes is over {MAX_RECORD}", bytes.len())));
+    }
     let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("snapshot record over 4 GiB"))?;
     out.write_all(&len.to_be_bytes())?;
     out.write_all(bytes)
@@ -55,7 +62,14 @@ fn write_chunk(out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
 fn read_chunk(input: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 4];
     input.read_exact(&mut len)?;
-    let mut bytes = vec![0u8; u32::from_be_bytes(len) as usize];
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_RECORD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot record of {len} bytes is over the {MAX_RECORD}-byte limit"),
+        ));
+    }
+    let mut bytes = vec![0u8; len];
     input.read_exact(&mut bytes)?;
     Ok(bytes)
 }
@@ -130,5 +144,19 @@ mod tests {
         assert!(read_into_batch(&db, &file).is_err());
         std::fs::write(&file, b"garbage!").unwrap();
         assert_eq!(read_into_batch(&db, &file).err().map(|e| e.kind()), Some(io::ErrorKind::InvalidData));
+    }
+
+    #[test]
+    fn a_record_length_past_the_limit_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("a")).unwrap();
+        let file = dir.path().join("snap");
+        // A key claiming 4 GiB - 1 bytes.
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        std::fs::write(&file, &bytes).unwrap();
+        let err = read_into_batch(&db, &file).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("limit"), "{err}");
     }
 }

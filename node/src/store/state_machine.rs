@@ -282,8 +282,12 @@ mod tests {
         Entry { log_id: log_id(index), payload: EntryPayload::Normal(Batch(commands)) }
     }
 
+    /// A well-formed argon2id PHC string (apply checks the form, not the password).
+    pub(crate) const HASH: &str =
+        "$argon2id$v=19$m=19456,t=2,p=1$YWJjZGVmZ2hpamtsbW5vcA$kUzRrJ1GBDPHDvbMMRrz0fZQjqyF6zr2f8h4ujrq0WQ";
+
     fn create(user: &str) -> Command {
-        Command::CreateAccount { username: user.into(), password_hash: "h".into(), created_at_ms: 0 }
+        Command::CreateAccount { username: user.into(), password_hash: HASH.into(), created_at_ms: 0 }
     }
 
     fn login(user: &str, token: u8) -> Command {
@@ -322,6 +326,32 @@ mod tests {
         durability.synced(ticket);
         applying.await.unwrap();
         assert!(query::account(&db, "bob").unwrap().is_some());
+    }
+
+    /// Whatever proposed them (a peer's forged Forward, an old log), commands
+    /// that break the API's rules are refused where they are applied.
+    #[tokio::test]
+    async fn apply_refuses_commands_that_break_the_api_rules() {
+        let (_dir, mut state) = state();
+        let bad = |username: &str| Command::CreateAccount {
+            username: username.into(),
+            password_hash: HASH.into(),
+            created_at_ms: 0,
+        };
+        let commands = vec![
+            bad("evil/../\0name\n"),
+            bad(""),
+            Command::CreateAccount { username: "alice".into(), password_hash: String::new(), created_at_ms: 0 },
+            create("bob"),
+            login("bob", 1),
+            send(1, "bob", &"x".repeat(crate::validate::MAX_BODY + 1)),
+        ];
+        let results = state.apply([entry(1, commands)]).await.unwrap();
+        let refused: Vec<bool> = results[0].iter().map(|r| matches!(r, Err(Rejection::Invalid(_)))).collect();
+        assert_eq!(refused, [true, true, true, false, false, true]);
+        assert!(query::account(state.db(), "evil/../\0name\n").unwrap().is_none());
+        assert!(query::account(state.db(), "").unwrap().is_none());
+        assert!(query::account(state.db(), "alice").unwrap().is_none());
     }
 
     #[tokio::test]

@@ -1,11 +1,12 @@
-//! The two Services: a headless one for Raft traffic and pod DNS, and the
-//! client Service that routes only to the pod labelled leader.
+//! The two Services: a headless one for pod DNS and Raft traffic (both
+//! ports), and the client Service that routes only to the pod labelled
+//! leader (the public port only).
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use chat_k8s::ReplicatedChat;
-use chat_k8s::names::GRPC_PORT;
+use chat_k8s::names::{GRPC_PORT, PEER_PORT};
 
 use super::{names, owned_meta};
 
@@ -19,7 +20,7 @@ pub fn peers(cluster: &ReplicatedChat) -> Service {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(names.selector_labels()),
-            ports: Some(vec![grpc_port(i32::from(GRPC_PORT))]),
+            ports: Some(vec![port("grpc", i32::from(GRPC_PORT)), port("peer", i32::from(PEER_PORT))]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -34,18 +35,19 @@ pub fn client(cluster: &ReplicatedChat) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(cluster.spec.service.type_.as_str().into()),
             selector: Some(names.leader_selector()),
-            ports: Some(vec![grpc_port(cluster.spec.service.port)]),
+            ports: Some(vec![port("grpc", cluster.spec.service.port)]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
     }
 }
 
-fn grpc_port(port: i32) -> ServicePort {
+/// Service port `number` onto the container port called `name`.
+fn port(name: &str, number: i32) -> ServicePort {
     ServicePort {
-        name: Some("grpc".into()),
-        port,
-        target_port: Some(IntOrString::String("grpc".into())),
+        name: Some(name.into()),
+        port: number,
+        target_port: Some(IntOrString::String(name.into())),
         app_protocol: Some("kubernetes.io/h2c".into()),
         protocol: Some("TCP".into()),
         ..ServicePort::default()
@@ -67,5 +69,7 @@ mod tests {
         assert_eq!(peers.cluster_ip.as_deref(), Some("None"));
         assert_eq!(peers.publish_not_ready_addresses, Some(true));
         assert!(!peers.selector.unwrap().contains_key("chat.replicated.dev/role"));
+        let ports: Vec<i32> = peers.ports.unwrap().iter().map(|p| p.port).collect();
+        assert_eq!(ports, [50051, 50052]);
     }
 }

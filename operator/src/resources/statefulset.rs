@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use chat_k8s::ReplicatedChat;
-use chat_k8s::names::{DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT};
+use chat_k8s::names::{DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT};
 
 use super::{names, owned_meta};
 
@@ -136,8 +136,17 @@ fn container(cluster: &ReplicatedChat) -> Container {
             EnvVar { name: "POD_NAME".into(), ..field("metadata.name") },
             EnvVar { name: "POD_NAMESPACE".into(), ..field("metadata.namespace") },
             env("CHAT_LISTEN", format!("0.0.0.0:{GRPC_PORT}")),
+            env("CHAT_PEER_LISTEN", format!("0.0.0.0:{PEER_PORT}")),
             // Kubernetes expands $(VAR) from the variables above.
             env("CHAT_ADVERTISE", format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc:{GRPC_PORT}", names.peers_service())),
+            env(
+                "CHAT_PEER_ADVERTISE",
+                format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc:{PEER_PORT}", names.peers_service()),
+            ),
+            // Until the operator issues each cluster's certificates, both
+            // ports run without TLS — the nodes' explicit, logged opt-outs.
+            env("CHAT_PUBLIC_PLAINTEXT", "true".into()),
+            env("CHAT_INSECURE_PEER_PLAINTEXT", "true".into()),
             env("CHAT_HTTP", format!("0.0.0.0:{HTTP_PORT}")),
             env("CHAT_DATA_DIR", DATA_DIR.into()),
             env("CHAT_LOG_FORMAT", "json".into()),
@@ -148,6 +157,7 @@ fn container(cluster: &ReplicatedChat) -> Container {
         ]),
         ports: Some(vec![
             ContainerPort { name: Some("grpc".into()), container_port: i32::from(GRPC_PORT), ..Default::default() },
+            ContainerPort { name: Some("peer".into()), container_port: i32::from(PEER_PORT), ..Default::default() },
             ContainerPort { name: Some("http".into()), container_port: i32::from(HTTP_PORT), ..Default::default() },
         ]),
         readiness_probe: Some(probe("/readyz", 1)),
