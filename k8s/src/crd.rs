@@ -68,6 +68,62 @@ pub struct ReplicatedChatSpec {
     pub affinity: Option<Affinity>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
+    /// Certificates. By default the operator makes a CA for this cluster and
+    /// issues (and renews) every certificate from it; set both Secrets to
+    /// bring your own, e.g. from cert-manager.
+    #[serde(default, skip_serializing_if = "TlsSpec::is_default")]
+    pub tls: TlsSpec,
+    /// Who may reach the nodes. The peer port (Raft, membership) always
+    /// admits only this cluster's pods and the operator's.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// The NetworkPolicy the operator renders for the cluster's pods.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Render it (default). Turn off only where you manage policies yourself.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Who may reach the public port and the HTTP port (health, metrics):
+    /// NetworkPolicy peers. Empty (default): every pod in the cluster's
+    /// namespace. A NodePort or LoadBalancer Service needs the clients' IP
+    /// blocks here (e.g. `[{ipBlock: {cidr: 0.0.0.0/0}}]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients_from: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self { enabled: true, clients_from: Vec::new() }
+    }
+}
+
+/// Certificates you bring instead of the operator's. Each Secret holds
+/// `ca.crt`, `tls.crt` and `tls.key` (cert-manager's layout), both signed by
+/// the same CA; the operator renews nothing here.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Mounted into every node. Common name `chat-node`; DNS names
+    /// `*.<name>-peers.<namespace>.svc` and the client Service's; usable for
+    /// both server and client authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_secret: Option<String>,
+    /// What the operator presents to the nodes: common name `chat-operator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_secret: Option<String>,
+}
+
+impl TlsSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn default_replicas() -> i32 {

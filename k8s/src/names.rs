@@ -17,6 +17,11 @@ pub const GRPC_PORT: u16 = 50051;
 pub const PEER_PORT: u16 = 50052;
 /// HTTP port of every node: /healthz, /readyz, /metrics.
 pub const HTTP_PORT: u16 = 8080;
+/// Label the operator's own pods carry (the chart sets it): the NetworkPolicy
+/// admits them to the peer port.
+pub const OPERATOR_POD_LABEL: &str = "chat.replicated.dev/operator";
+/// Where a node's certificates (the TLS Secret) are mounted.
+pub const TLS_DIR: &str = "/etc/chat/tls";
 /// Where a node's volume is mounted.
 pub const DATA_DIR: &str = "/var/lib/chat";
 /// Name of the volume claim template (PVCs are `data-<pod>`).
@@ -50,6 +55,10 @@ impl ClusterNames {
         format!("{}-peers", self.cluster)
     }
 
+    pub fn network_policy(&self) -> String {
+        self.cluster.clone()
+    }
+
     pub fn pod_disruption_budget(&self) -> String {
         self.cluster.clone()
     }
@@ -57,6 +66,39 @@ impl ClusterNames {
     /// The nodes' ServiceAccount (no API access: nodes never talk to Kubernetes).
     pub fn service_account(&self) -> String {
         format!("{}-node", self.cluster)
+    }
+
+    /// The Secret holding the cluster's CA certificate and key (the operator's alone).
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.cluster)
+    }
+
+    /// The TLS Secret the pods mount: CA certificate, node certificate and key.
+    pub fn tls_secret(&self) -> String {
+        format!("{}-tls", self.cluster)
+    }
+
+    /// The ConfigMap holding only the CA certificate, for clients that may
+    /// not read Secrets (`kubectl chat` in kube mode).
+    pub fn ca_config_map(&self) -> String {
+        format!("{}-ca", self.cluster)
+    }
+
+    /// Every name a node's certificate must be valid for: each pod's DNS name
+    /// (through the peers Service, short and fully qualified) and the client
+    /// Service's names; and loopback, for `kubectl exec … localhost`.
+    pub fn node_hosts(&self) -> Vec<String> {
+        let (peers, client, ns) = (self.peers_service(), self.client_service(), &self.namespace);
+        vec![
+            format!("*.{peers}.{ns}.svc"),
+            format!("*.{peers}.{ns}.svc.cluster.local"),
+            client.clone(),
+            format!("{client}.{ns}"),
+            format!("{client}.{ns}.svc"),
+            format!("{client}.{ns}.svc.cluster.local"),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ]
     }
 
     pub fn pod(&self, ordinal: u64) -> String {

@@ -6,7 +6,7 @@
 //! so a command issued mid-failover — old label removed, new not yet set —
 //! still finds a member to ask who leads now.
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
@@ -25,6 +25,11 @@ pub enum ResolveError {
     NoPods { name: String },
     #[error("Service {service:?} has no selector; was it changed by hand?")]
     NoSelector { service: String },
+    #[error(
+        "ConfigMap {config_map:?} (the cluster's CA certificate) not found: is the operator running? \
+         --ca FILE names a CA to trust instead; --plaintext talks to a cluster without TLS"
+    )]
+    NoCa { config_map: String },
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
 }
@@ -36,7 +41,7 @@ impl ResolveError {
         match self {
             Self::Api(kube::Error::Api(status)) => status.code >= 500,
             Self::Api(_) => true,
-            Self::NoPods { .. } => true,
+            Self::NoPods { .. } | Self::NoCa { .. } => true,
             _ => false,
         }
     }
@@ -101,6 +106,17 @@ pub async fn seeds(
         return Err(ResolveError::NoPods { name: names.cluster.clone() });
     }
     Ok(out)
+}
+
+/// The cluster's CA certificate (PEM), from the ConfigMap the operator
+/// publishes it in: reading it needs no access to Secrets.
+///
+/// # Errors
+/// `NoCa` when the ConfigMap (or its `ca.crt`) is missing; `Api`.
+pub async fn ca_certificate(config_maps: &Api<ConfigMap>, names: &ClusterNames) -> Result<String, ResolveError> {
+    let missing = || ResolveError::NoCa { config_map: names.ca_config_map() };
+    let config_map = config_maps.get_opt(&names.ca_config_map()).await?.ok_or_else(missing)?;
+    config_map.data.and_then(|mut d| d.remove("ca.crt")).ok_or_else(missing)
 }
 
 /// A pod worth dialing: running and not on its way out.

@@ -84,12 +84,16 @@ impl Connection {
         let services = Api::namespaced(kube.clone(), &namespace);
         let seeds = resolve::seeds(&services, &pods, &names).await.map_err(unavailable_if)?;
         tracing::debug!(?seeds, "kube mode seeds");
-        // The tunnel runs over the API server's TLS; inside it, until the
-        // operator issues certificates, nodes serve plaintext unless `--ca`
-        // names a CA to verify them against.
-        let security = match target.ca {
-            Some(ca) => Security::ca_file(ca)?,
-            None => Security::Plaintext,
+        // TLS inside the tunnel too, verifying each pod's own name against the
+        // cluster's CA: the operator's ConfigMap, unless `--ca` names another.
+        let security = match (target.ca, target.plaintext) {
+            (Some(ca), _) => Security::ca_file(ca)?,
+            (None, true) => Security::Plaintext,
+            (None, false) => {
+                let config_maps = Api::namespaced(kube.clone(), &namespace);
+                let pem = resolve::ca_certificate(&config_maps, &names).await.map_err(unavailable_if)?;
+                Security::ca_pem(pem.as_bytes())?
+            }
         };
         // A tunnel through the API server takes longer to open than a TCP connect.
         let options =

@@ -32,12 +32,25 @@ fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kube_mode_port_forwards_to_the_leader_and_survives_its_death() {
-    // As the operator runs nodes until it issues certificates: a plaintext
-    // public port, reached inside the API server's TLS tunnel.
-    let mut cluster = TestCluster::start(chat_node_binary(), 3, &[("CHAT_PUBLIC_PLAINTEXT", "true")]).await;
+    // TLS inside the tunnel: the plugin trusts the CA from the operator's
+    // ConfigMap and checks each pod's DNS name, which the certificates carry
+    // as the operator's do.
+    let mut cluster = TestCluster::empty(chat_node_binary(), &[]);
+    cluster.tls.extra_hosts.push("*.demo-peers.chat.svc".into());
+    for id in 1..=3 {
+        cluster.add_node(id);
+    }
+    cluster.wait_voters(3).await;
     let nodes: BTreeMap<u64, String> = cluster.nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
     let forwards = Arc::new(Mutex::new(Vec::new()));
-    let server = FakeApi { nodes: Arc::new(nodes), forwards: forwards.clone() }.start().await;
+    let server = FakeApi {
+        nodes: Arc::new(nodes),
+        ca_pem: cluster.tls.ca.cert_pem().to_string(),
+        client_tls: cluster.tls.client.clone(),
+        forwards: forwards.clone(),
+    }
+    .start()
+    .await;
     let home = tempfile::tempdir().unwrap();
     let config = kubeconfig(home.path(), &server);
     let chat = |args: &[&str]| {
@@ -76,6 +89,7 @@ fn kubectl_chat(home: &std::path::Path, kubeconfig: &std::path::Path, args: &[&s
     Command::new(env!("CARGO_BIN_EXE_kubectl-chat"))
         .args(args)
         .env_remove("CHAT_ADDR")
+        .env_remove("CHAT_CA")
         .env("KUBECONFIG", kubeconfig)
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home)

@@ -19,6 +19,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 
+use crate::certificates::OperatorCerts;
 use crate::error::{Error, Result};
 use crate::leader_watch::LeaderWatch;
 use crate::metrics::{ErrorLabel, Metrics};
@@ -34,6 +35,10 @@ pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 pub struct Context {
     pub client: Client,
     pub nodes: Nodes,
+    /// The operator's client certificate for each cluster.
+    pub certs: OperatorCerts,
+    /// Where the operator's own pods run: the NetworkPolicy admits them.
+    pub operator_namespace: String,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub leader_watch: LeaderWatch,
@@ -105,7 +110,13 @@ pub fn reporter() -> Reporter {
 ///
 /// # Errors
 /// When the ReplicatedChat CRD is not installed (or not readable).
-pub async fn run(client: Client, nodes: Nodes, metrics: Arc<Metrics>, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    nodes: Nodes,
+    operator_namespace: String,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let rchats = Api::<ReplicatedChat>::all(client.clone());
     rchats.list(&ListParams::default().limit(1)).await.map_err(|e| {
         anyhow::anyhow!(
@@ -114,7 +125,15 @@ pub async fn run(client: Client, nodes: Nodes, metrics: Arc<Metrics>, ready: Arc
     })?;
     let (leader_watch, leader_moves) = LeaderWatch::new(nodes.clone());
     let recorder = Recorder::new(client.clone(), reporter());
-    let ctx = Arc::new(Context { client: client.clone(), nodes, recorder, metrics, leader_watch });
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        nodes,
+        certs: OperatorCerts::default(),
+        operator_namespace,
+        recorder,
+        metrics,
+        leader_watch,
+    });
     let pods = Api::<Pod>::all(client.clone());
     let pod_watch = watcher::Config::default().labels("app.kubernetes.io/name=replicated-chat");
     ready.store(true, Ordering::Relaxed);

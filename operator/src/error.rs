@@ -10,6 +10,8 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("object has no {0}")]
     MissingField(&'static str),
+    #[error("certificates: {0}")]
+    Certificates(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -22,6 +24,7 @@ impl Error {
             Error::Node(_) => "node",
             Error::Finalizer(_) => "finalizer",
             Error::MissingField(_) => "object",
+            Error::Certificates(_) => "certificates",
         }
     }
 }

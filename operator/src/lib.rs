@@ -5,7 +5,9 @@
 //! - [`controller`]: Context, the instrumented reconcile entry, error policy, `run`.
 //! - [`reconcile`]: one reconcile in its commented order; cleanup on delete.
 //! - [`validate`]: judging a spec (errors stop, warnings report).
-//! - [`resources`]: pure builders of the owned objects (StatefulSet, Services, PDB, ServiceAccount).
+//! - [`certificates`]: each cluster's CA, the nodes' certificate (renewed), the operator's own.
+//! - [`resources`]: pure builders of the owned objects (StatefulSet, Services, PDB, ServiceAccount,
+//!   certificate Secrets and the CA ConfigMap).
 //! - [`plan`]: the pure membership planner (bootstrap once, scale up/down, lost volumes).
 //! - [`nodes`]: talking to chat nodes (GetStatus, Initialize, Join, Remove, TransferLeader).
 //! - [`labels`]: moving the leader label without ever labelling two pods.
@@ -15,6 +17,7 @@
 //! - [`election`]: leader election between operator replicas (a Lease).
 //! - [`crdgen`]: the CRD as YAML; [`render`]: the objects a manifest would produce, offline.
 
+pub mod certificates;
 pub mod controller;
 pub mod crdgen;
 pub mod election;

@@ -106,14 +106,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         DialMode::Dns => false,
         DialMode::PortForward => true,
     };
-    // Nodes run with their plaintext opt-outs until the operator issues
-    // each cluster's certificates (see the StatefulSet).
-    let security = Security::Plaintext;
-    let dial: Arc<dyn chat_client::Dial> = if port_forward {
+    // Each cluster's nodes are reached with that cluster's certificates
+    // (`certificates::ensure` hands them to `Nodes::secure`).
+    let dial: chat_operator::nodes::DialFactory = if port_forward {
         tracing::info!("reaching pods through port-forward (out of cluster)");
-        Arc::new(PortForwardDial::new(client.clone(), client.default_namespace().to_string(), security))
+        let (client, namespace) = (client.clone(), client.default_namespace().to_string());
+        Arc::new(move |security| Arc::new(PortForwardDial::new(client.clone(), namespace.clone(), security)))
     } else {
-        Arc::new(TcpDial::new(security))
+        Arc::new(|security: Security| Arc::new(TcpDial::new(security)))
     };
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -140,5 +140,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             std::process::exit(1);
         });
     }
-    controller::run(client, Nodes::new(dial, pod_dns()), metrics, ready).await
+    // The NetworkPolicies admit the operator's pods from here (the chart sets POD_NAMESPACE).
+    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| args.lease_namespace.clone());
+    controller::run(client, Nodes::new(dial, pod_dns()), namespace, metrics, ready).await
 }

@@ -4,12 +4,14 @@
 //!
 //! In the cluster the operator dials pod DNS names directly; run out of
 //! cluster (development), it dials through port-forwards ([`chat_k8s::portforward`]).
+//! Either way over mutual TLS with a certificate of each cluster's own CA
+//! ([`Nodes::secure`], from `certificates`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chat_client::Dial;
+use chat_client::{Dial, Security};
 use chat_k8s::ClusterNames;
 use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
 use chat_proto::cluster::membership_service_client::MembershipServiceClient;
@@ -99,20 +101,50 @@ impl Observation {
     }
 }
 
+/// Makes the dialer that reaches a cluster's nodes with its certificates.
+pub type DialFactory = Arc<dyn Fn(Security) -> Arc<dyn Dial> + Send + Sync>;
+
+/// How one cluster's nodes are reached.
+struct Link {
+    /// Identifies the certificates `dial` presents: new ones drop the channels.
+    key: String,
+    dial: Arc<dyn Dial>,
+    /// One lazily connecting channel per address, reused by every call: the
+    /// leader watch polls every pod several times a second.
+    channels: HashMap<String, Channel>,
+}
+
 /// The operator's handle on the nodes of every cluster.
 #[derive(Clone)]
 pub struct Nodes {
-    dial: Arc<dyn Dial>,
+    dial: DialFactory,
     addresses: AddressBook,
-    /// One lazily connecting channel per address, reused by every call: the
-    /// leader watch polls every pod several times a second. A std Mutex: only
-    /// held to look up or insert, never across an await.
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Per cluster (`namespace/name`). A std Mutex: only held to look up or
+    /// insert, never across an await.
+    clusters: Arc<Mutex<HashMap<String, Link>>>,
 }
 
 impl Nodes {
-    pub fn new(dial: Arc<dyn Dial>, addresses: AddressBook) -> Self {
-        Self { dial, addresses, channels: Arc::default() }
+    pub fn new(dial: DialFactory, addresses: AddressBook) -> Self {
+        Self { dial, addresses, clusters: Arc::default() }
+    }
+
+    /// Sets how the nodes of `names` are reached. `key` identifies the
+    /// certificates in `security`: the same key keeps the open channels, a new
+    /// one (a rotated CA or operator certificate) replaces them.
+    pub fn secure(&self, names: &ClusterNames, key: &str, security: Security) {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        let cluster = cluster_key(names);
+        if clusters.get(&cluster).is_some_and(|link| link.key == key) {
+            return;
+        }
+        let link = Link { key: key.to_string(), dial: (self.dial)(security), channels: HashMap::new() };
+        clusters.insert(cluster, link);
+    }
+
+    /// Forgets a deleted cluster's channels.
+    pub fn forget(&self, names: &ClusterNames) {
+        self.clusters.lock().unwrap_or_else(|p| p.into_inner()).remove(&cluster_key(names));
     }
 
     /// Pod `ordinal`'s peer address: where the operator reaches it.
@@ -120,29 +152,32 @@ impl Nodes {
         (self.addresses)(names, ordinal).peer
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(addr) {
+    fn channel(&self, names: &ClusterNames, addr: &str) -> Result<Channel> {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|p| p.into_inner());
+        let link = clusters.get_mut(&cluster_key(names)).ok_or_else(|| {
+            Error::Node(format!("no certificates loaded for {}/{} yet", names.namespace, names.cluster))
+        })?;
+        if let Some(c) = link.channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = self.dial.dial(addr, CONNECT_TIMEOUT).map_err(|e| Error::Node(e.to_string()))?;
-        channels.insert(addr.to_string(), c.clone());
+        let c = link.dial.dial(addr, CONNECT_TIMEOUT).map_err(|e| Error::Node(e.to_string()))?;
+        link.channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }
 
-    fn client(&self, addr: &str) -> Result<ClusterServiceClient<Channel>> {
-        Ok(ClusterServiceClient::new(self.channel(addr)?))
+    fn client(&self, names: &ClusterNames, addr: &str) -> Result<ClusterServiceClient<Channel>> {
+        Ok(ClusterServiceClient::new(self.channel(names, addr)?))
     }
 
-    fn membership(&self, addr: &str) -> Result<MembershipServiceClient<Channel>> {
-        Ok(MembershipServiceClient::new(self.channel(addr)?))
+    fn membership(&self, names: &ClusterNames, addr: &str) -> Result<MembershipServiceClient<Channel>> {
+        Ok(MembershipServiceClient::new(self.channel(names, addr)?))
     }
 
     /// Asks every pod in `ordinals` for its view, all at once.
     pub async fn observe(&self, names: &ClusterNames, ordinals: &[u64]) -> Observation {
         let asks = ordinals.iter().map(|&ordinal| async move {
             let address = self.address(names, ordinal);
-            let status = match self.client(&address) {
+            let status = match self.client(names, &address) {
                 Ok(mut client) => {
                     let mut request = tonic::Request::new(GetStatusRequest {});
                     request.set_timeout(STATUS_TIMEOUT);
@@ -164,7 +199,7 @@ impl Nodes {
     /// # Errors
     /// `Node` when the pod cannot be reached or refuses.
     pub async fn initialize(&self, names: &ClusterNames, ordinal: u64) -> Result<bool> {
-        let mut client = self.membership(&self.address(names, ordinal))?;
+        let mut client = self.membership(names, &self.address(names, ordinal))?;
         let response = call(CHANGE_TIMEOUT, client.initialize(InitializeRequest {})).await?;
         Ok(response.founded)
     }
@@ -176,7 +211,7 @@ impl Nodes {
     pub async fn join(&self, leader: &str, names: &ClusterNames, ordinal: u64) -> Result<Vec<Member>> {
         let PodAddress { public, peer } = (self.addresses)(names, ordinal);
         let request = JoinClusterRequest { node_id: ordinal, address: public, peer_address: peer };
-        let mut client = self.membership(leader)?;
+        let mut client = self.membership(names, leader)?;
         Ok(call(JOIN_TIMEOUT, client.join_cluster(request)).await?.members)
     }
 
@@ -184,8 +219,8 @@ impl Nodes {
     ///
     /// # Errors
     /// `Node` on failure or timeout (safe to retry).
-    pub async fn remove(&self, leader: &str, id: u64) -> Result<Vec<Member>> {
-        let mut client = self.membership(leader)?;
+    pub async fn remove(&self, names: &ClusterNames, leader: &str, id: u64) -> Result<Vec<Member>> {
+        let mut client = self.membership(names, leader)?;
         Ok(call(CHANGE_TIMEOUT, client.remove_member(RemoveMemberRequest { node_id: id })).await?.members)
     }
 
@@ -193,8 +228,8 @@ impl Nodes {
     ///
     /// # Errors
     /// `Node` on failure or timeout.
-    pub async fn transfer_leader(&self, leader: &str, to: Option<u64>) -> Result<u64> {
-        let mut client = self.membership(leader)?;
+    pub async fn transfer_leader(&self, names: &ClusterNames, leader: &str, to: Option<u64>) -> Result<u64> {
+        let mut client = self.membership(names, leader)?;
         Ok(call(CHANGE_TIMEOUT, client.transfer_leader(TransferLeaderRequest { to })).await?.new_leader_id)
     }
 }
@@ -208,6 +243,10 @@ async fn call<T>(
         Ok(Err(status)) => Err(Error::Node(format!("{:?}: {}", status.code(), status.message()))),
         Err(_) => Err(Error::Node(format!("no answer within {within:?}"))),
     }
+}
+
+fn cluster_key(names: &ClusterNames) -> String {
+    format!("{}/{}", names.namespace, names.cluster)
 }
 
 /// A fixed address book (tests): ordinal → addresses.

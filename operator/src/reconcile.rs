@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::certificates;
 use crate::controller::Context;
 use crate::error::{Error, Result};
 use crate::labels::move_leader_label;
@@ -25,7 +26,7 @@ use crate::leader_watch::Seen;
 use crate::metrics::ActionLabel;
 use crate::nodes::Observation;
 use crate::plan::{Step, plan};
-use crate::resources::{self, pdb, service_account, services, statefulset};
+use crate::resources::{self, network_policy, pdb, service_account, services, statefulset};
 use crate::status;
 use crate::validate::{Severity, validate};
 
@@ -89,10 +90,14 @@ async fn converge(
 ) -> Result<Action> {
     let ns = &names.namespace;
 
-    // 2. What the pods need before they start: identity, network, disruption budget.
+    // 2. What the pods need before they start: certificates (which the
+    //    operator also needs to talk to the nodes at all), identity, network,
+    //    disruption budget.
+    certificates::ensure(ctx, cluster, names).await?;
     ssa(ctx, ns, &service_account::build(cluster)).await?;
     ssa(ctx, ns, &services::peers(cluster)).await?;
     ssa(ctx, ns, &services::client(cluster)).await?;
+    ssa(ctx, ns, &network_policy::build(cluster, &ctx.operator_namespace)).await?;
     ssa(ctx, ns, &pdb::build(cluster)).await?;
 
     // 3. Observe: which pods exist, and what each reports about the cluster.
@@ -158,6 +163,7 @@ async fn converge(
 /// None today; the signature leaves room for cleanup that can fail.
 pub async fn cleanup(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Action> {
     ctx.leader_watch.forget(&kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()));
+    ctx.nodes.forget(&resources::names(&cluster));
     let note = format!("owned objects are garbage-collected; volumes: {}", cluster.spec.storage.on_delete.as_str());
     ctx.publish(&cluster, EventType::Normal, "Deleted", "Cleanup", note, None).await;
     Ok(Action::await_change())
@@ -198,7 +204,7 @@ async fn execute(
         }
         Step::Evict { id } => {
             let leader = leader.ok_or(Error::Node("no leader".into()))?;
-            ctx.nodes.remove(&leader, *id).await?;
+            ctx.nodes.remove(names, &leader, *id).await?;
             count("evict");
             ("MemberLostData", format!("{} came back without its data; removed, it will rejoin", names.pod(*id)))
         }
@@ -213,7 +219,7 @@ async fn execute(
                 .filter(|m| m.voter && m.id < keep)
                 .max_by_key(|m| m.matched_index.unwrap_or(0))
                 .map(|m| m.id);
-            let new = ctx.nodes.transfer_leader(&leader, to).await?;
+            let new = ctx.nodes.transfer_leader(names, &leader, to).await?;
             count("transfer_leader");
             (
                 "LeaderHandedOver",
@@ -222,7 +228,7 @@ async fn execute(
         }
         Step::Remove { id } => {
             let leader = leader.ok_or(Error::Node("no leader".into()))?;
-            ctx.nodes.remove(&leader, *id).await?;
+            ctx.nodes.remove(names, &leader, *id).await?;
             count("remove");
             ("MemberRemoved", format!("{} left the Raft membership", names.pod(*id)))
         }
@@ -233,7 +239,7 @@ async fn execute(
 }
 
 /// Server-side apply of an owned object, forcing our field manager's ownership.
-async fn ssa<K>(ctx: &Context, ns: &str, object: &K) -> Result<K>
+pub(crate) async fn ssa<K>(ctx: &Context, ns: &str, object: &K) -> Result<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone

@@ -65,6 +65,36 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
             ),
         );
     }
+    match (&spec.tls.node_secret, &spec.tls.operator_secret) {
+        (Some(_), None) => error(
+            "spec.tls.operatorSecret",
+            "is required with nodeSecret: the operator needs a certificate of the same CA to reach the nodes".into(),
+        ),
+        (None, Some(_)) => error(
+            "spec.tls.nodeSecret",
+            "is required with operatorSecret: bring both certificates, or neither and the operator issues them".into(),
+        ),
+        (Some(node), Some(op)) => {
+            for (field, name) in [("spec.tls.nodeSecret", node), ("spec.tls.operatorSecret", op)] {
+                if !is_dns_label(name) && !is_dns_subdomain(name) {
+                    error(field, format!("{name:?} is not a valid Secret name"));
+                }
+            }
+        }
+        (None, None) => {}
+    }
+    let exposed = !matches!(spec.service.type_, chat_k8s::crd::ServiceType::ClusterIP);
+    if exposed && spec.network_policy.enabled && spec.network_policy.clients_from.is_empty() {
+        out.push(Finding {
+            field: "spec.networkPolicy.clientsFrom",
+            message: format!(
+                "is empty, so only pods of the namespace reach the public port, not the clients the {} \
+                 Service exposes it to: list their IP blocks",
+                spec.service.type_.as_str()
+            ),
+            severity: Severity::Warning,
+        });
+    }
     if spec.replicas > 1 && spec.replicas % 2 == 0 {
         out.push(Finding {
             field: "spec.replicas",
@@ -77,6 +107,18 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
         });
     }
     out
+}
+
+fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A Secret's name: lower-case DNS labels joined by dots, 253 characters at most.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// A Kubernetes resource quantity: a decimal number with an optional suffix
@@ -133,6 +175,29 @@ mod tests {
                 ("spec.replicas", Severity::Warning),
             ]
         );
+    }
+
+    #[test]
+    fn brought_certificates_come_in_pairs_with_valid_names() {
+        let findings = |tls| validate(&spec(serde_json::json!({"image": "chat-node:1", "tls": tls})));
+        let fields = |tls| findings(tls).iter().map(|f| f.field).collect::<Vec<_>>();
+        assert_eq!(fields(serde_json::json!({"nodeSecret": "n"})), ["spec.tls.operatorSecret"]);
+        assert_eq!(fields(serde_json::json!({"operatorSecret": "o"})), ["spec.tls.nodeSecret"]);
+        assert_eq!(
+            fields(serde_json::json!({"nodeSecret": "Bad_Name", "operatorSecret": "o"})),
+            ["spec.tls.nodeSecret"]
+        );
+        assert!(findings(serde_json::json!({"nodeSecret": "chat-node-tls", "operatorSecret": "op.tls"})).is_empty());
+    }
+
+    #[test]
+    fn an_exposed_service_behind_the_namespace_only_policy_is_warned_about() {
+        let fields = |json| validate(&spec(json)).iter().map(|f| (f.field, f.severity)).collect::<Vec<_>>();
+        let lb = serde_json::json!({"image": "i", "service": {"type": "LoadBalancer"}});
+        assert_eq!(fields(lb), [("spec.networkPolicy.clientsFrom", Severity::Warning)]);
+        let allowed = serde_json::json!({"image": "i", "service": {"type": "LoadBalancer"},
+                                         "networkPolicy": {"clientsFrom": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}});
+        assert_eq!(fields(allowed), []);
     }
 
     #[test]

@@ -52,7 +52,7 @@ async fn create_adds_the_finalizer_founds_once_and_grows_to_three_voters() {
     for id in 0..3 {
         nodes.add_bare_node(id);
     }
-    let (ctx, mut api) = context(addresses(&nodes), dial(&nodes));
+    let (ctx, mut api) = context(addresses(&nodes), Some(&nodes));
 
     // 1. A new object first gets our finalizer, and nothing else happens.
     let mut new = rchat(json!({}), None);
@@ -65,12 +65,13 @@ async fn create_adds_the_finalizer_founds_once_and_grows_to_three_voters() {
     // 2. Owned objects in order, the StatefulSet at full size, the cluster founded on demo-0.
     let (outcome, requests) = reconcile(&ctx, &mut api, &rchat(json!({}), None), pods(3, None)).await;
     outcome.unwrap();
-    let mut expected: Vec<String> = owned_before_pods().iter().map(|p| format!("PATCH {p}")).collect();
+    let mut expected = certificate_requests(true);
+    expected.extend(owned_before_pods().iter().map(|p| format!("PATCH {p}")));
     expected.extend([format!("GET {PODS}"), format!("PATCH {STS}"), format!("POST {EVENTS}")]);
     expected.push(format!("PATCH {RCHAT}/status"));
     assert_eq!(paths(&requests), expected);
     assert_eq!(statefulset_replicas(&requests), Some(3));
-    let sts = &requests[5].body;
+    let sts = &requests.iter().find(|r| r.is(&Method::PATCH, STS)).unwrap().body;
     assert_eq!(sts["metadata"]["ownerReferences"][0]["kind"], "ReplicatedChat");
     assert_eq!(events(&requests), ["Bootstrapped"]);
     let mut status = status_sent(&requests).unwrap();
@@ -122,7 +123,7 @@ async fn scale_down_hands_over_removes_highest_first_and_only_then_shrinks() {
     let mut admin = nodes.membership_client(leader);
     admin.transfer_leader(TransferLeaderRequest { to: Some(4) }).await.unwrap();
     wait_leader(&nodes, 4).await;
-    let (ctx, mut api) = context(addresses(&nodes), dial(&nodes));
+    let (ctx, mut api) = context(addresses(&nodes), Some(&nodes));
     let spec = json!({"replicas": 3});
     let status = json!({"bootstrapped": true});
 
@@ -182,7 +183,7 @@ async fn a_voter_that_lost_its_volume_is_removed_and_rejoins_as_a_new_member() {
     let leader = nodes.leader().await;
     let lost = if leader == 2 { 1 } else { 2 };
     nodes.wipe(lost);
-    let (ctx, mut api) = context(addresses(&nodes), dial(&nodes));
+    let (ctx, mut api) = context(addresses(&nodes), Some(&nodes));
     let object = rchat(json!({}), Some(json!({"bootstrapped": true})));
 
     // The operator sees a voter answering with no data: it removes it, then adds it back.
@@ -206,8 +207,54 @@ async fn a_voter_that_lost_its_volume_is_removed_and_rejoins_as_a_new_member() {
 }
 
 #[tokio::test]
+async fn certificates_are_made_once_renewed_when_stale_and_mounted_by_the_pods() {
+    let (ctx, mut api) = context(BTreeMap::new(), None);
+    let object = rchat(json!({}), Some(json!({"bootstrapped": true})));
+
+    // First reconcile: a CA of the cluster's own, the nodes' certificate, the public CA.
+    let (_, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
+    assert_eq!(all_events(&requests)[..2], ["CACreated", "CertificateIssued"]);
+    let ca = api.objects[CA_SECRET].clone();
+    let tls = api.objects[TLS_SECRET].clone();
+    assert_eq!(tls["type"], "kubernetes.io/tls");
+    assert_eq!(ca["metadata"]["ownerReferences"][0]["kind"], "ReplicatedChat");
+    let config_map = &api.objects[CA_CONFIG_MAP];
+    assert!(config_map["data"]["ca.crt"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(config_map["data"].get("ca.key").is_none(), "the ConfigMap holds no key");
+    let sts = &requests.iter().find(|r| r.is(&Method::PATCH, STS)).expect("StatefulSet applied").body;
+    let volume = &sts["spec"]["template"]["spec"]["volumes"][0];
+    assert_eq!(volume["secret"]["secretName"], "demo-tls");
+
+    // Steady: read, not rewritten (the CA is never replaced by a new one).
+    let (_, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
+    assert_eq!(paths(&requests)[..3], certificate_requests(false)[..]);
+    assert_eq!(api.objects[CA_SECRET], ca);
+    assert_eq!(api.objects[TLS_SECRET], tls);
+
+    // A certificate issued for other names (or expiring, or of another CA) is replaced.
+    api.objects.get_mut(TLS_SECRET).unwrap()["metadata"]["annotations"]["chat.replicated.dev/hosts"] = json!("old");
+    let (_, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
+    assert_eq!(paths(&requests)[..5], certificate_requests(true)[..]);
+    let note = requests.iter().find(|r| r.event_reason() == Some("CertificateRenewed")).unwrap().body["note"].clone();
+    assert!(note.as_str().unwrap().contains("host names changed"), "{note}");
+    assert_ne!(api.objects[TLS_SECRET]["data"]["tls.crt"], tls["data"]["tls.crt"]);
+    assert_eq!(api.objects[TLS_SECRET]["data"]["ca.crt"], tls["data"]["ca.crt"], "same CA");
+}
+
+#[tokio::test]
+async fn brought_certificates_that_do_not_exist_fail_the_reconcile_with_a_reason() {
+    let (ctx, mut api) = context(BTreeMap::new(), None);
+    let object = rchat(json!({"tls": {"nodeSecret": "mine", "operatorSecret": "mine-op"}}), None);
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
+    let err = outcome.unwrap_err();
+    assert!(err.contains("\"mine\"") && err.contains("does not exist"), "{err}");
+    assert_eq!(paths(&requests), ["GET /api/v1/namespaces/chat/secrets/mine"]);
+    assert!(!api.objects.contains_key(CA_SECRET), "no CA of the operator's own");
+}
+
+#[tokio::test]
 async fn an_invalid_spec_is_reported_not_rolled_out() {
-    let (ctx, mut api) = context(BTreeMap::new(), no_dial());
+    let (ctx, mut api) = context(BTreeMap::new(), None);
     let object = rchat(json!({"image": "", "storage": {"size": "lots"}}), None);
     let (outcome, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
     assert!(outcome.is_ok(), "no crash loop: {outcome:?}");
@@ -229,7 +276,7 @@ async fn an_invalid_spec_is_reported_not_rolled_out() {
 
 #[tokio::test]
 async fn deletion_stops_the_watch_reports_and_releases_the_finalizer() {
-    let (ctx, mut api) = context(BTreeMap::new(), no_dial());
+    let (ctx, mut api) = context(BTreeMap::new(), None);
     let mut object = rchat(json!({}), Some(json!({"bootstrapped": true})));
     object.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
@@ -245,9 +292,17 @@ async fn deletion_stops_the_watch_reports_and_releases_the_finalizer() {
 
 #[tokio::test]
 async fn a_statefulset_the_api_server_refuses_is_reported_not_retried_in_a_loop() {
-    let (ctx, mut api) = context(BTreeMap::new(), no_dial());
+    let (ctx, mut api) = context(BTreeMap::new(), None);
     let object = rchat(json!({}), Some(json!({"bootstrapped": true})));
     let task = tokio::spawn(chat_operator::controller::reconcile(std::sync::Arc::new(object.clone()), ctx.clone()));
+    // The certificates first: a CA and the nodes' certificate are made.
+    api.next(Method::GET, CA_SECRET).await.not_found();
+    api.next(Method::PATCH, CA_SECRET).await.echo();
+    api.next(Method::POST, EVENTS).await.echo();
+    api.next(Method::GET, TLS_SECRET).await.not_found();
+    api.next(Method::PATCH, TLS_SECRET).await.echo();
+    api.next(Method::POST, EVENTS).await.echo();
+    api.next(Method::PATCH, CA_CONFIG_MAP).await.echo();
     for path in owned_before_pods() {
         api.next(Method::PATCH, path).await.echo();
     }

@@ -27,9 +27,10 @@ use kube::runtime::reflector::ObjectRef;
 #[tokio::test]
 async fn the_controllers_lists_and_watches_are_all_allowed_by_the_chart() {
     let (client, mut api) = mock_client("chat");
-    let nodes = Nodes::new(Arc::new(TcpDial::new(Security::Plaintext)), fixed(BTreeMap::new()));
+    let nodes = Nodes::new(Arc::new(|s| Arc::new(TcpDial::new(s))), fixed(BTreeMap::new()));
     let ready = Arc::new(AtomicBool::new(false));
-    let run = tokio::spawn(controller::run(client, nodes, Arc::new(Metrics::default()), ready.clone()));
+    let run =
+        tokio::spawn(controller::run(client, nodes, "chat-system".into(), Arc::new(Metrics::default()), ready.clone()));
     // Answer every list with an empty list and every watch with an empty stream, for a while.
     let until = Instant::now() + Duration::from_millis(1500);
     let mut seen = BTreeSet::new();
@@ -60,10 +61,11 @@ async fn the_leader_watch_wakes_a_reconcile_when_a_new_leader_is_elected() {
     let old = cluster.leader().await;
     let addresses: BTreeMap<u64, PodAddress> =
         cluster.nodes.iter().map(|n| (n.id, PodAddress { public: n.addr.clone(), peer: n.peer.clone() })).collect();
-    let dial = TcpDial::new(Security::Tls(cluster.tls.operator.clone()));
-    let (watch, mut wake) = LeaderWatch::new(Nodes::new(Arc::new(dial), fixed(addresses)));
-    let object: ObjectRef<ReplicatedChat> = ObjectRef::new("demo").within("chat");
+    let nodes = Nodes::new(Arc::new(|s| Arc::new(TcpDial::new(s))), fixed(addresses));
     let names = ClusterNames::new("demo", "chat");
+    nodes.secure(&names, "test", Security::Tls(cluster.tls.operator.clone()));
+    let (watch, mut wake) = LeaderWatch::new(nodes);
+    let object: ObjectRef<ReplicatedChat> = ObjectRef::new("demo").within("chat");
     watch.update(object.clone(), Seen { names, ordinals: vec![0, 1, 2], leader: Some(old) });
     assert!(tokio::time::timeout(Duration::from_millis(800), wake.next()).await.is_err(), "no wake-up while steady");
 

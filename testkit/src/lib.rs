@@ -113,6 +113,9 @@ pub struct TestTls {
     /// The nodes serve their peer port without TLS (started with
     /// `CHAT_INSECURE_PEER_PLAINTEXT`: the benchmark's plaintext baseline).
     pub peer_plaintext: bool,
+    /// More names every node certificate is valid for (e.g. the pod DNS
+    /// names a kube-mode test reaches the nodes by).
+    pub extra_hosts: Vec<String>,
 }
 
 impl TestTls {
@@ -126,12 +129,21 @@ impl TestTls {
         let client = Live::fixed(chat_tls::config::client(&roots, None).expect("client TLS config"));
         let op = ca.write_leaf(&Leaf::client(chat_tls::Role::Operator), &dir.join("operator")).expect("operator cert");
         let operator = Live::fixed(chat_tls::config::mutual_client(&op.load().unwrap()).expect("operator TLS config"));
-        Self { ca, dir: dir.to_path_buf(), client, operator, public_plaintext: false, peer_plaintext: false }
+        Self {
+            ca,
+            dir: dir.to_path_buf(),
+            client,
+            operator,
+            public_plaintext: false,
+            peer_plaintext: false,
+            extra_hosts: Vec::new(),
+        }
     }
 
     /// Issues node `id` a certificate for `host` into its own directory.
     pub fn node_dir(&self, id: u64, host: &str) -> TlsDir {
-        self.ca.write_leaf(&Leaf::node([host, "localhost"]), &self.dir.join(format!("node-{id}"))).expect("node cert")
+        let hosts = [host, "localhost"].into_iter().map(str::to_string).chain(self.extra_hosts.iter().cloned());
+        self.ca.write_leaf(&Leaf::node(hosts), &self.dir.join(format!("node-{id}"))).expect("node cert")
     }
 
     /// How `chat-client` reaches these nodes.

@@ -30,6 +30,20 @@ pub struct Material {
     pub key: PrivateKeyDer<'static>,
 }
 
+impl Material {
+    /// Parses the three PEM parts; errors name `source` (a directory, a Secret) and the part.
+    ///
+    /// # Errors
+    /// `Parse` naming the part that holds no certificate or no key.
+    pub fn from_pem(ca: &[u8], cert: &[u8], key: &[u8], source: &str) -> Result<Self> {
+        let roots = certs(ca).map_err(|e| Error::Parse(format!("{source}/ca.crt: {e}")))?;
+        let chain = certs(cert).map_err(|e| Error::Parse(format!("{source}/tls.crt: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key)
+            .map_err(|e| Error::Parse(format!("{source}/tls.key: no private key: {e}")))?;
+        Ok(Self { roots, chain, key })
+    }
+}
+
 impl TlsDir {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
@@ -62,11 +76,7 @@ impl TlsDir {
     /// `Parse` naming the file that holds no certificate or no key.
     pub fn parse(&self, bytes: &[Vec<u8>]) -> Result<Material> {
         let [ca, cert, key] = bytes else { return Err(Error::Parse("expected ca.crt, tls.crt, tls.key".into())) };
-        let roots = certs(ca).map_err(|e| Error::Parse(format!("{}: {e}", self.ca().display())))?;
-        let chain = certs(cert).map_err(|e| Error::Parse(format!("{}: {e}", self.cert().display())))?;
-        let key = PrivateKeyDer::from_pem_slice(key)
-            .map_err(|e| Error::Parse(format!("{}: no private key: {e}", self.key().display())))?;
-        Ok(Material { roots, chain, key })
+        Material::from_pem(ca, cert, key, &self.dir.display().to_string())
     }
 
     /// Reads and parses the directory.

@@ -27,6 +27,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct FakeApi {
     /// Node id → gRPC address.
     pub nodes: Arc<BTreeMap<u64, String>>,
+    /// The cluster's CA certificate, served as the operator's `demo-ca` ConfigMap.
+    pub ca_pem: String,
+    /// How the fake reaches the nodes itself (to know who leads).
+    pub client_tls: chat_tls::Live<rustls::ClientConfig>,
     /// Pods a port-forward was opened to, in order.
     pub forwards: Arc<Mutex<Vec<String>>>,
 }
@@ -40,6 +44,7 @@ impl FakeApi {
             .route("/apis/chat.replicated.dev/v1alpha1/namespaces/chat/replicatedchats", get(rchats))
             .route("/apis/chat.replicated.dev/v1alpha1/namespaces/chat/replicatedchats/demo", get(rchat))
             .route("/api/v1/namespaces/chat/services/demo", get(service))
+            .route("/api/v1/namespaces/chat/configmaps/demo-ca", get(ca_config_map))
             .route("/api/v1/namespaces/chat/pods", get(pods))
             .route("/api/v1/namespaces/chat/pods/{name}/portforward", get(portforward))
             .with_state(self);
@@ -53,7 +58,7 @@ impl FakeApi {
         for (&id, addr) in self.nodes.iter() {
             let mut request = tonic::Request::new(GetStatusRequest {});
             request.set_timeout(std::time::Duration::from_millis(300));
-            let mut client = ClusterServiceClient::new(chat_testkit::plaintext_channel(addr));
+            let mut client = ClusterServiceClient::new(chat_testkit::tls_channel(addr, &self.client_tls));
             if let Ok(s) = client.get_status(request).await.map(|r| r.into_inner())
                 && s.role == Role::Leader as i32
                 && best.is_none_or(|(term, _)| s.term > term)
@@ -78,6 +83,11 @@ async fn rchats() -> Json<Value> {
 
 async fn rchat() -> Json<Value> {
     Json(rchat_object())
+}
+
+async fn ca_config_map(State(api): State<FakeApi>) -> Json<Value> {
+    Json(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "demo-ca", "namespace": "chat"},
+                "data": {"ca.crt": api.ca_pem}}))
 }
 
 async fn service() -> Json<Value> {

@@ -5,6 +5,8 @@
 //! controller owner reference, so deleting the ReplicatedChat garbage-collects
 //! all of it.
 
+pub mod certificates;
+pub mod network_policy;
 pub mod pdb;
 pub mod service_account;
 pub mod services;

@@ -12,16 +12,19 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use chat_k8s::ReplicatedChat;
-use chat_k8s::names::{DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT};
+use chat_k8s::names::{DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT, TLS_DIR};
 
 use super::{names, owned_meta};
+
+/// The pod volume holding the certificates.
+const TLS_VOLUME: &str = "tls";
 
 /// UID/GID the node runs as (the `nonroot` user of distroless-style images).
 pub const NODE_UID: i64 = 65532;
@@ -103,6 +106,7 @@ fn pod_spec(cluster: &ReplicatedChat) -> PodSpec {
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
         affinity: Some(spec.affinity.clone().unwrap_or_else(|| spread_across_nodes(cluster))),
         containers: vec![container(cluster)],
+        volumes: Some(vec![tls_volume(cluster)]),
         ..PodSpec::default()
     }
 }
@@ -143,10 +147,8 @@ fn container(cluster: &ReplicatedChat) -> Container {
                 "CHAT_PEER_ADVERTISE",
                 format!("$(POD_NAME).{}.$(POD_NAMESPACE).svc:{PEER_PORT}", names.peers_service()),
             ),
-            // Until the operator issues each cluster's certificates, both
-            // ports run without TLS — the nodes' explicit, logged opt-outs.
-            env("CHAT_PUBLIC_PLAINTEXT", "true".into()),
-            env("CHAT_INSECURE_PEER_PLAINTEXT", "true".into()),
+            // The mounted TLS Secret: mutual TLS between members, TLS for clients.
+            env("CHAT_TLS_DIR", TLS_DIR.into()),
             env("CHAT_HTTP", format!("0.0.0.0:{HTTP_PORT}")),
             env("CHAT_DATA_DIR", DATA_DIR.into()),
             env("CHAT_LOG_FORMAT", "json".into()),
@@ -170,12 +172,28 @@ fn container(cluster: &ReplicatedChat) -> Container {
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: DATA_VOLUME.into(),
-            mount_path: DATA_DIR.into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount { name: DATA_VOLUME.into(), mount_path: DATA_DIR.into(), ..Default::default() },
+            VolumeMount {
+                name: TLS_VOLUME.into(),
+                mount_path: TLS_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
         ..Container::default()
+    }
+}
+
+/// The certificates: the operator's `<name>-tls` Secret, or the one
+/// `spec.tls.nodeSecret` brings. Readable by the node's group only; the
+/// kubelet updates the files in place when the Secret is renewed.
+fn tls_volume(cluster: &ReplicatedChat) -> Volume {
+    let secret = cluster.spec.tls.node_secret.clone().unwrap_or_else(|| names(cluster).tls_secret());
+    Volume {
+        name: TLS_VOLUME.into(),
+        secret: Some(SecretVolumeSource { secret_name: Some(secret), default_mode: Some(0o440), ..Default::default() }),
+        ..Default::default()
     }
 }
 
@@ -221,6 +239,25 @@ mod tests {
         let spec = sts.spec.unwrap();
         assert_eq!(spec.service_name.as_deref(), Some("demo-peers"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+    }
+
+    #[test]
+    fn pods_mount_their_certificates_read_only_and_serve_tls() {
+        let sts = build(&cluster(3), 3);
+        let env = env_of(&sts);
+        assert_eq!(env["CHAT_TLS_DIR"], "/etc/chat/tls");
+        assert_eq!(env["CHAT_PEER_ADVERTISE"], "$(POD_NAME).demo-peers.$(POD_NAMESPACE).svc:50052");
+        assert!(!env.contains_key("CHAT_PUBLIC_PLAINTEXT") && !env.contains_key("CHAT_INSECURE_PEER_PLAINTEXT"));
+        let pod = sts.spec.unwrap().template.spec.unwrap();
+        let secret = pod.volumes.unwrap()[0].secret.clone().unwrap();
+        assert_eq!((secret.secret_name.as_deref(), secret.default_mode), (Some("demo-tls"), Some(0o440)));
+        let mount = pod.containers[0].volume_mounts.clone().unwrap().into_iter().find(|m| m.name == "tls").unwrap();
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/etc/chat/tls", Some(true)));
+
+        let mut brought = cluster(3);
+        brought.spec.tls.node_secret = Some("mine".into());
+        let pod = build(&brought, 3).spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.volumes.unwrap()[0].secret.clone().unwrap().secret_name.as_deref(), Some("mine"));
     }
 
     #[test]

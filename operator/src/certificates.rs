@@ -1,0 +1,219 @@
+//! Each cluster's certificates. By default the operator keeps a CA per
+//! ReplicatedChat (in the `<name>-ca` Secret, which only it reads), issues
+//! the nodes' certificate into the `<name>-tls` Secret the pods mount, renews
+//! it well before it expires (the nodes pick the new files up without a
+//! restart), publishes the CA certificate alone in the `<name>-ca` ConfigMap
+//! for clients, and issues itself a client certificate in memory — never
+//! stored — to reach the nodes' peer ports. With `spec.tls` it uses the
+//! Secrets you bring instead and renews nothing.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chat_client::Security;
+use chat_k8s::{ClusterNames, ReplicatedChat};
+use chat_tls::role::parse_leaf;
+use chat_tls::{Ca, Leaf, Live, Material, Role};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::runtime::events::EventType;
+
+use crate::controller::Context;
+use crate::error::{Error, Result};
+use crate::reconcile::ssa;
+use crate::resources::certificates::{self, HOSTS_ANNOTATION, entry, hosts_annotation};
+
+/// A node certificate is renewed once it has less than this left (of 90 days).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The operator's in-memory certificate is replaced after this long (it is valid for 90 days).
+const OPERATOR_CERT_MAX_AGE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The operator's own client certificates, one per cluster.
+#[derive(Default)]
+pub struct OperatorCerts {
+    /// A std Mutex: held only to look up or replace an entry.
+    by_cluster: Mutex<HashMap<String, Held>>,
+}
+
+struct Held {
+    ca_pem: String,
+    issued: Instant,
+    cert_pem: String,
+    security: Security,
+}
+
+impl OperatorCerts {
+    /// A client certificate of `ca` for the cluster `names`: the one held, or a new one.
+    fn for_cluster(&self, names: &ClusterNames, ca: &Ca) -> Result<(String, Security)> {
+        let key = format!("{}/{}", names.namespace, names.cluster);
+        let mut held = self.by_cluster.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) =
+            held.get(&key).filter(|h| h.ca_pem == ca.cert_pem() && h.issued.elapsed() < OPERATOR_CERT_MAX_AGE)
+        {
+            return Ok((h.cert_pem.clone(), h.security.clone()));
+        }
+        let issued = ca.issue(&Leaf::client(Role::Operator)).map_err(tls_error)?;
+        let material = Material::from_pem(
+            ca.cert_pem().as_bytes(),
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+            "operator certificate",
+        )
+        .map_err(tls_error)?;
+        let security = Security::Tls(Live::fixed(chat_tls::config::mutual_client(&material).map_err(tls_error)?));
+        let entry = Held {
+            ca_pem: ca.cert_pem().to_string(),
+            issued: Instant::now(),
+            cert_pem: issued.cert_pem.clone(),
+            security: security.clone(),
+        };
+        held.insert(key, entry);
+        Ok((issued.cert_pem, security))
+    }
+}
+
+fn tls_error(e: chat_tls::Error) -> Error {
+    Error::Certificates(e.to_string())
+}
+
+/// Makes sure the cluster's certificates exist and are current, and tells
+/// [`crate::nodes::Nodes`] how to reach its nodes.
+///
+/// # Errors
+/// API failures; `Certificates` for Secrets that are missing (brought ones) or unusable.
+pub async fn ensure(ctx: &Context, cluster: &ReplicatedChat, names: &ClusterNames) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let (ca_pem, key, security) = match (&cluster.spec.tls.node_secret, &cluster.spec.tls.operator_secret) {
+        (Some(node), Some(operator)) => brought(&secrets, node, operator).await?,
+        _ => issued(ctx, cluster, names, &secrets).await?,
+    };
+    ssa(ctx, &names.namespace, &certificates::ca_config_map(cluster, &ca_pem)).await?;
+    ctx.nodes.secure(names, &key, security);
+    Ok(())
+}
+
+/// The operator's own CA and what it issued.
+async fn issued(
+    ctx: &Context,
+    cluster: &ReplicatedChat,
+    names: &ClusterNames,
+    secrets: &Api<Secret>,
+) -> Result<(String, String, Security)> {
+    let ns = &names.namespace;
+    let ca = match secrets.get_opt(&names.ca_secret()).await? {
+        Some(secret) => {
+            let (cert, key) = (entry(&secret, "ca.crt"), entry(&secret, "ca.key"));
+            let (Some(cert), Some(key)) = (cert, key) else {
+                return Err(Error::Certificates(format!("Secret {} has no ca.crt and ca.key", names.ca_secret())));
+            };
+            Ca::from_pem(&cert, &key).map_err(tls_error)?
+        }
+        None => {
+            let ca = Ca::generate(&format!("replicated-chat {ns}/{}", names.cluster)).map_err(tls_error)?;
+            ssa(ctx, ns, &certificates::ca_secret(cluster, ca.cert_pem(), &ca.key_pem())).await?;
+            ctx.publish(cluster, EventType::Normal, "CACreated", "Certificates", "made the cluster's CA".into(), None)
+                .await;
+            ca
+        }
+    };
+    let current = secrets.get_opt(&names.tls_secret()).await?;
+    if let Some(why) = node_certificate_stale(current.as_ref(), ca.cert_pem(), &hosts_annotation(cluster)) {
+        let issued = ca.issue(&Leaf::node(names.node_hosts())).map_err(tls_error)?;
+        let secret = certificates::tls_secret(cluster, ca.cert_pem(), &issued.cert_pem, &issued.key_pem);
+        ssa(ctx, ns, &secret).await?;
+        // A renewal is its own Event series: a repeat of one keeps its first note.
+        let reason = if current.is_some() { "CertificateRenewed" } else { "CertificateIssued" };
+        let note = format!("issued the nodes' certificate ({why}); nodes load it without restarting");
+        ctx.publish(cluster, EventType::Normal, reason, "Certificates", note, None).await;
+    }
+    let (cert_pem, security) = ctx.certs.for_cluster(names, &ca)?;
+    Ok((ca.cert_pem().to_string(), cert_pem, security))
+}
+
+/// Why the nodes' certificate must be (re)issued, if it must.
+fn node_certificate_stale(secret: Option<&Secret>, ca_pem: &str, hosts: &str) -> Option<&'static str> {
+    let Some(secret) = secret else { return Some("there was none") };
+    if entry(secret, "ca.crt").as_deref() != Some(ca_pem) {
+        return Some("the CA changed");
+    }
+    let annotated = secret.metadata.annotations.as_ref().and_then(|a| a.get(HOSTS_ANNOTATION));
+    if annotated.map(String::as_str) != Some(hosts) {
+        return Some("its host names changed");
+    }
+    let leaf = entry(secret, "tls.crt")
+        .and_then(|pem| chat_tls::files::first_cert(pem.as_bytes()).ok())
+        .and_then(|der| parse_leaf(&der).ok());
+    match leaf {
+        None => Some("the one there does not parse"),
+        Some(leaf) if leaf.remaining() < RENEW_BEFORE => Some("the old one expires within 30 days"),
+        Some(_) => None,
+    }
+}
+
+/// Secrets the user brought (`spec.tls`): the node Secret must exist (the
+/// pods mount it); the operator presents the other.
+async fn brought(secrets: &Api<Secret>, node: &str, operator: &str) -> Result<(String, String, Security)> {
+    let get = |name: &str| {
+        let name = name.to_string();
+        async move {
+            secrets.get_opt(&name).await?.ok_or_else(|| {
+                Error::Certificates(format!("spec.tls names Secret {name:?}, which does not exist (yet)"))
+            })
+        }
+    };
+    let node_secret = get(node).await?;
+    let op = get(operator).await?;
+    let part = |secret: &Secret, name: &str, key: &str| {
+        entry(secret, key).ok_or_else(|| Error::Certificates(format!("Secret {name:?} has no {key}")))
+    };
+    let ca_pem = part(&node_secret, node, "ca.crt")?;
+    let (cert, key) = (part(&op, operator, "tls.crt")?, part(&op, operator, "tls.key")?);
+    let material =
+        Material::from_pem(ca_pem.as_bytes(), cert.as_bytes(), key.as_bytes(), &format!("Secret {operator}"))
+            .map_err(tls_error)?;
+    let config = chat_tls::config::mutual_client(&material).map_err(tls_error)?;
+    Ok((ca_pem, cert, Security::Tls(Live::fixed(config))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::tests::cluster;
+
+    #[test]
+    fn the_node_certificate_is_reissued_only_when_it_must_be() {
+        let c = cluster(3);
+        let names = crate::resources::names(&c);
+        let ca = Ca::generate("test").unwrap();
+        let hosts = hosts_annotation(&c);
+        let secret_with = |ca: &Ca, leaf: Leaf| {
+            let issued = ca.issue(&leaf).unwrap();
+            certificates::tls_secret(&c, ca.cert_pem(), &issued.cert_pem, &issued.key_pem)
+        };
+        let fresh = secret_with(&ca, Leaf::node(names.node_hosts()));
+        assert_eq!(node_certificate_stale(Some(&fresh), ca.cert_pem(), &hosts), None);
+        assert_eq!(node_certificate_stale(None, ca.cert_pem(), &hosts), Some("there was none"));
+        let other = Ca::generate("other").unwrap();
+        assert_eq!(node_certificate_stale(Some(&fresh), other.cert_pem(), &hosts), Some("the CA changed"));
+        assert_eq!(node_certificate_stale(Some(&fresh), ca.cert_pem(), "a,b"), Some("its host names changed"));
+        let expiring = secret_with(&ca, Leaf::node(names.node_hosts()).valid_for(Duration::from_secs(29 * 86_400)));
+        assert_eq!(
+            node_certificate_stale(Some(&expiring), ca.cert_pem(), &hosts),
+            Some("the old one expires within 30 days")
+        );
+    }
+
+    #[test]
+    fn the_operator_keeps_one_certificate_per_cluster_until_the_ca_changes() {
+        let certs = OperatorCerts::default();
+        let names = ClusterNames::new("demo", "chat");
+        let ca = Ca::generate("test").unwrap();
+        let (first, _) = certs.for_cluster(&names, &ca).unwrap();
+        assert_eq!(certs.for_cluster(&names, &ca).unwrap().0, first);
+        let leaf = parse_leaf(&chat_tls::files::first_cert(first.as_bytes()).unwrap()).unwrap();
+        assert_eq!(leaf.role, Some(Role::Operator));
+        let rotated = Ca::generate("rotated").unwrap();
+        assert_ne!(certs.for_cluster(&names, &rotated).unwrap().0, first);
+    }
+}

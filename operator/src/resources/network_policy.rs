@@ -1,0 +1,122 @@
+//! The cluster's NetworkPolicy: the peer port (Raft, membership) only from
+//! this cluster's own pods and the operator's; the public and HTTP ports from
+//! whom `spec.networkPolicy.clientsFrom` allows (default: the namespace).
+//! Mutual TLS already refuses strangers on the peer port; this keeps them
+//! from reaching it at all.
+
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use chat_k8s::ReplicatedChat;
+use chat_k8s::names::{GRPC_PORT, HTTP_PORT, OPERATOR_POD_LABEL, PEER_PORT};
+
+use super::{names, owned_meta};
+
+fn port(number: u16) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(i32::from(number))),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        ..Default::default()
+    }
+}
+
+/// The policy. `operator_namespace` is where the operator's pods run. With
+/// `spec.networkPolicy.enabled` off it admits everyone (the operator never
+/// deletes anything; turning the policy off is turning it open).
+pub fn build(cluster: &ReplicatedChat, operator_namespace: &str) -> NetworkPolicy {
+    let spec = &cluster.spec.network_policy;
+    let names = names(cluster);
+    let selected = LabelSelector { match_labels: Some(names.selector_labels()), ..Default::default() };
+    if !spec.enabled {
+        return NetworkPolicy {
+            metadata: owned_meta(cluster, names.network_policy()),
+            spec: Some(NetworkPolicySpec {
+                pod_selector: Some(selected),
+                policy_types: Some(vec!["Ingress".into()]),
+                ingress: Some(vec![NetworkPolicyIngressRule::default()]),
+                ..Default::default()
+            }),
+        };
+    }
+    let members = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector { match_labels: Some(names.selector_labels()), ..Default::default() }),
+        ..Default::default()
+    };
+    let operator = NetworkPolicyPeer {
+        namespace_selector: Some(labels(&[("kubernetes.io/metadata.name", operator_namespace)])),
+        pod_selector: Some(labels(&[(OPERATOR_POD_LABEL, "true")])),
+        ..Default::default()
+    };
+    let clients = if spec.clients_from.is_empty() {
+        // Every pod of this namespace (a peer with only an empty pod selector).
+        vec![NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() }]
+    } else {
+        spec.clients_from.clone()
+    };
+    NetworkPolicy {
+        metadata: owned_meta(cluster, names.network_policy()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selected),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule { from: Some(vec![members, operator]), ports: Some(vec![port(PEER_PORT)]) },
+                NetworkPolicyIngressRule { from: Some(clients), ports: Some(vec![port(GRPC_PORT), port(HTTP_PORT)]) },
+            ]),
+            ..Default::default()
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::tests::cluster;
+
+    #[test]
+    fn the_peer_port_admits_only_members_and_the_operator() {
+        let policy = build(&cluster(3), "chat-system").spec.unwrap();
+        let rules = policy.ingress.unwrap();
+        let peer = &rules[0];
+        assert_eq!(peer.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(50052)));
+        let from = peer.from.as_ref().unwrap();
+        assert_eq!(
+            from[0].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app.kubernetes.io/instance"],
+            "demo"
+        );
+        assert!(from[0].namespace_selector.is_none(), "members of this namespace only");
+        assert_eq!(
+            from[1].namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
+            "chat-system"
+        );
+        // Clients: the namespace by default, on the public and HTTP ports only.
+        let clients = &rules[1];
+        let ports: Vec<_> = clients.ports.as_ref().unwrap().iter().map(|p| p.port.clone()).collect();
+        assert_eq!(ports, [Some(IntOrString::Int(50051)), Some(IntOrString::Int(8080))]);
+        assert_eq!(clients.from.as_ref().unwrap()[0].pod_selector, Some(LabelSelector::default()));
+        assert_eq!(policy.policy_types.unwrap(), ["Ingress"]);
+    }
+
+    #[test]
+    fn clients_come_from_the_spec_and_the_policy_can_be_turned_off() {
+        let mut c = cluster(3);
+        c.spec.network_policy.clients_from = vec![NetworkPolicyPeer {
+            ip_block: Some(k8s_openapi::api::networking::v1::IPBlock { cidr: "10.0.0.0/8".into(), except: None }),
+            ..Default::default()
+        }];
+        let rules = build(&c, "ops").spec.unwrap().ingress.unwrap();
+        assert_eq!(rules[1].from.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr, "10.0.0.0/8");
+        c.spec.network_policy.enabled = false;
+        let open = build(&c, "ops").spec.unwrap().ingress.unwrap();
+        assert_eq!(open, [NetworkPolicyIngressRule::default()], "one rule with no from and no ports: everyone");
+    }
+}
