@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use chat_tls::TlsDir;
 
 use crate::error::{Error, Result};
+use crate::limits::LimitsConfig;
 use crate::node::Timeouts;
 use crate::server::{Config, RaftTiming, TlsSettings};
 use crate::typ::{Node, NodeId};
@@ -113,6 +114,24 @@ pub struct NodeArgs {
     /// Time budget of a write or linearizable read before it fails with UNAVAILABLE.
     #[arg(long, env = "CHAT_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
+    /// argon2 hashes (sign-ups, logins) computed at once; default: one core fewer than the machine's (1–8).
+    #[arg(long, env = "CHAT_HASHING_CONCURRENCY")]
+    pub hashing_concurrency: Option<usize>,
+    /// Sign-ups and logins that may wait for a hashing slot; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CHAT_HASHING_QUEUE", default_value_t = 64)]
+    pub hashing_queue: usize,
+    /// Failed logins per username before growing delays (1 s, 2 s, 4 s …) lock it.
+    #[arg(long, env = "CHAT_LOGIN_FREE_FAILURES", default_value_t = 3)]
+    pub login_free_failures: u32,
+    /// The longest such a delay grows.
+    #[arg(long, env = "CHAT_LOGIN_MAX_DELAY_MS", default_value_t = 30_000)]
+    pub login_max_delay_ms: u64,
+    /// Subscribe streams one session may hold open on this node.
+    #[arg(long, env = "CHAT_SUBSCRIBES_PER_SESSION", default_value_t = 16)]
+    pub subscribes_per_session: usize,
+    /// Subscribe streams this node serves at once.
+    #[arg(long, env = "CHAT_SUBSCRIBES_PER_NODE", default_value_t = 10_000)]
+    pub subscribes_per_node: usize,
     /// How long a joining member may take to catch up before the join fails
     /// (and the learner it added is removed again).
     #[arg(long, env = "CHAT_JOIN_CATCH_UP_MS", default_value_t = 60_000)]
@@ -193,6 +212,14 @@ impl NodeArgs {
                 request: Duration::from_millis(self.request_timeout_ms),
                 catch_up: Duration::from_millis(self.join_catch_up_ms),
                 ..Timeouts::default()
+            },
+            limits: LimitsConfig {
+                hashing_concurrency: self.hashing_concurrency.unwrap_or(LimitsConfig::default().hashing_concurrency),
+                hashing_queue: self.hashing_queue,
+                login_free_failures: self.login_free_failures,
+                login_max_delay: Duration::from_millis(self.login_max_delay_ms),
+                subscribes_per_session: self.subscribes_per_session,
+                subscribes_per_node: self.subscribes_per_node,
             },
             tls: TlsSettings {
                 peer: peer_tls,

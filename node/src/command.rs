@@ -83,17 +83,17 @@ impl Command {
         use crate::validate;
         match self {
             Command::CreateAccount { username, password_hash, .. } => {
-                validate::username("username", username)?;
+                validate::stored_username("username", username)?;
                 validate::password_hash(password_hash)
             }
-            Command::OpenSession { username, .. } => validate::username("username", username),
+            Command::OpenSession { username, .. } => validate::stored_username("username", username),
             Command::CloseSession { .. } | Command::DeleteAccount { .. } => Ok(()),
             Command::SendMessage { to, body, request_id, .. } => {
-                validate::username("to", to)?;
+                validate::stored_username("to", to)?;
                 validate::body(body)?;
                 validate::request_id(request_id)
             }
-            Command::MarkRead { with, .. } => validate::username("with", with),
+            Command::MarkRead { with, .. } => validate::stored_username("with", with),
             Command::DeleteMessages { ids, .. } => validate::delete_ids(ids),
         }
     }

@@ -7,8 +7,10 @@
 //! - [`network`]: Raft RPC client and follower → leader calls.
 //! - [`node`]: [`node::ChatNode`], write routing, read barriers, membership, hand-over.
 //! - [`proposer`]: batching client commands into Raft entries.
+//! - [`read_index`]: one leadership-confirming round for many linearizable reads.
 //! - [`election`]: when to start an election — openraft's timer, behind a pre-vote.
-//! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `RaftService`).
+//! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `MembershipService`, `RaftService`).
+//! - [`limits`]: abuse limits of the public API (hashing, login delays, streams, metadata).
 //! - [`server`]: assembling and running a node; the shutdown path.
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`], [`telemetry`]: observability.
@@ -21,10 +23,12 @@ pub mod dev;
 pub mod election;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod proposer;
+pub mod read_index;
 pub mod server;
 pub mod service;
 pub mod store;

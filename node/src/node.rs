@@ -16,6 +16,7 @@ use crate::command::{Command, CommandResult};
 use crate::error::{Error, Result};
 use crate::network::peer::{PeerDialer, Peers};
 use crate::proposer::{BatchSizes, ProposeError, Proposer};
+use crate::read_index::ReadIndexRounds;
 use crate::store::{Db, StateMachine};
 use crate::typ::{ClientWriteError, Node, NodeId, Raft, RaftMetrics};
 
@@ -69,6 +70,8 @@ pub struct ChatNode {
     state: StateMachine,
     /// Where this node, as leader, proposes commands: batched into entries.
     proposer: Proposer,
+    /// Where this node, as leader, confirms read indexes: one round for many reads.
+    read_indexes: ReadIndexRounds,
     /// Channels to the other nodes' peer ports, for forwarding to the leader.
     peers: Peers,
     timeouts: Timeouts,
@@ -102,6 +105,7 @@ impl ChatNode {
             id,
             address,
             proposer: Proposer::start(raft.clone(), batch_sizes),
+            read_indexes: ReadIndexRounds::start(raft.clone(), timeouts.request),
             peers: Peers::new(dialer),
             raft,
             state,
@@ -284,9 +288,9 @@ impl ChatNode {
         // Confirming leadership sends heartbeats, which would renew the
         // followers' leases on this leader mid hand-over: wait it out.
         self.hand_over_done(deadline).await?;
-        match timeout_at(deadline, self.raft.ensure_linearizable()).await {
-            Ok(Ok(log_id)) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
-            Ok(Err(e)) => Err(self.unavailable(format!("cannot serve a linearizable read here: {e}"))),
+        match timeout_at(deadline, self.read_indexes.next()).await {
+            Ok(Ok(index)) => Ok(index),
+            Ok(Err(e)) => Err(self.unavailable(e)),
             Err(_) => Err(Error::Timeout("leadership not confirmed in time: no quorum reachable".into())),
         }
     }

@@ -25,6 +25,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Router;
 
 use crate::error::{Error, Result};
+use crate::limits::LimitsConfig;
+use crate::limits::metadata::{MAX_HEADER_LIST, check_metadata, client_error_statuses};
 use crate::metrics::Metrics;
 use crate::network::Network;
 use crate::network::peer::{self, PeerDialer};
@@ -70,6 +72,7 @@ pub struct Config {
     pub raft: RaftTiming,
     pub timeouts: Timeouts,
     pub tls: TlsSettings,
+    pub limits: LimitsConfig,
 }
 
 /// Where each port's certificates come from.
@@ -250,9 +253,17 @@ async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let public_router = tonic::transport::Server::builder()
-        .add_service(ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone())))
-        .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())));
+    // The public port: strangers. Metadata is bounded per call (with HTTP/2's
+    // own limit far above, so an oversized header fails its call, not the
+    // connection), and undecodable requests are the caller's error.
+    let chat = ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone(), &cfg.limits));
+    let public_router = grpc_server()
+        .http2_max_header_list_size(MAX_HEADER_LIST)
+        .add_service(InterceptedService::new(chat, check_metadata))
+        .add_service(InterceptedService::new(
+            ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())),
+            check_metadata,
+        ));
 
     // The peer port: the handshake already refused callers without a
     // certificate of the cluster's CA; each service admits only the roles
@@ -261,7 +272,7 @@ async fn serve(
     let raft = RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone(), grpc_stop.clone()))
         .max_decoding_message_size(peer::MAX_RAFT_MESSAGE);
     let membership = MembershipServiceServer::new(MembershipServiceImpl::new(node.clone(), metrics.clone()));
-    let peer_router = tonic::transport::Server::builder()
+    let peer_router = grpc_server()
         .add_service(InterceptedService::new(raft, chat_tls::require(&[Role::Node], enforce)))
         .add_service(InterceptedService::new(membership, chat_tls::require(&[Role::Node, Role::Operator], enforce)))
         .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())));
@@ -418,6 +429,16 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: impl Future<Output
     running.shutdown().await
 }
 
+/// Maps tonic's statuses for requests that do not decode onto the caller's fault.
+type StatusMap = fn(http::Response<tonic::body::Body>) -> http::Response<tonic::body::Body>;
+type Layers = tower::layer::util::Stack<tower::util::MapResponseLayer<StatusMap>, tower::layer::util::Identity>;
+
+/// A gRPC server builder as both ports use it.
+fn grpc_server() -> tonic::transport::Server<Layers> {
+    let map: StatusMap = client_error_statuses::<tonic::body::Body>;
+    tonic::transport::Server::builder().layer(tower::util::MapResponseLayer::new(map))
+}
+
 /// Serves `router` on `listener` until `stop` resolves: over TLS with the
 /// current `tls` configuration, or plaintext if there is none. Every accepted
 /// connection gets TCP_NODELAY (the builder's `tcp_nodelay` is ignored for a
@@ -425,7 +446,7 @@ pub async fn run(cfg: Config, listeners: Listeners, shutdown: impl Future<Output
 /// frame until the peer's delayed ACK, ~40 ms — which was the p99/p999 tail
 /// in BENCHMARKS.md).
 fn serve_port(
-    router: Router,
+    router: Router<Layers>,
     listener: TcpListener,
     tls: Option<Live<ServerConfig>>,
     port: &'static str,

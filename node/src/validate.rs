@@ -28,6 +28,40 @@ pub fn username(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A username as the cluster keeps it: valid, and lower case. Usernames are
+/// case-insensitive (`Alice` is `alice`): every request's are folded here, so
+/// two accounts can never differ only in case.
+///
+/// # Errors
+/// As [`username`].
+pub fn canonical_username(field: &str, name: &str) -> Result<String> {
+    username(field, name)?;
+    Ok(name.to_ascii_lowercase())
+}
+
+/// A username as a command in the log must carry it: valid and already folded.
+///
+/// # Errors
+/// As [`username`], or `InvalidArgument` if it has upper-case letters.
+pub fn stored_username(field: &str, name: &str) -> Result<()> {
+    username(field, name)?;
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(Error::invalid(format!("{field} must be lower case (usernames are case-insensitive)")));
+    }
+    Ok(())
+}
+
+/// The longest ListAccounts pattern.
+pub const MAX_PATTERN: usize = 64;
+
+/// A password offered at login: bounded, so no one makes argon2 chew a megabyte.
+pub fn password_length(p: &str) -> Result<()> {
+    if p.len() > MAX_PASSWORD {
+        return Err(Error::invalid(format!("password must be at most {MAX_PASSWORD} bytes")));
+    }
+    Ok(())
+}
+
 pub fn password(p: &str) -> Result<()> {
     if p.len() < MIN_PASSWORD {
         return Err(Error::invalid(format!("password must be at least {MIN_PASSWORD} bytes")));
@@ -81,8 +115,13 @@ pub fn password_hash(phc: &str) -> Result<()> {
         .map_err(|e| Error::invalid(format!("password_hash does not parse: {e}")))
 }
 
+/// A ListAccounts glob, folded to lower case like the names it matches.
 pub fn glob(pattern: &str) -> Result<glob::Pattern> {
-    let pattern = if pattern.is_empty() { "*" } else { pattern };
+    if pattern.len() > MAX_PATTERN {
+        return Err(Error::invalid(format!("pattern is {} bytes; at most {MAX_PATTERN} are allowed", pattern.len())));
+    }
+    let pattern = if pattern.is_empty() { "*".to_string() } else { pattern.to_ascii_lowercase() };
+    let pattern = pattern.as_str();
     glob::Pattern::new(pattern).map_err(|e| Error::invalid(format!("pattern {pattern:?} is not a valid glob: {e}")))
 }
 
@@ -128,9 +167,28 @@ pub fn host_port(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// A ListAccounts page token: empty, or the last username of the previous page.
+pub fn page_token(token: &str) -> Result<String> {
+    if token.is_empty() {
+        return Ok(String::new());
+    }
+    canonical_username("page_token", token).map_err(|_| Error::invalid("page_token is not one this API returned"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usernames_fold_to_lower_case() {
+        assert_eq!(canonical_username("username", "Alice.B").unwrap(), "alice.b");
+        assert!(stored_username("to", "alice").is_ok());
+        assert!(stored_username("to", "Alice").unwrap_err().to_string().contains("lower case"));
+        assert!(glob(&"*".repeat(65)).unwrap_err().to_string().contains("pattern"));
+        assert!(glob("A*").unwrap().matches("alice"));
+        assert!(page_token(&"x".repeat(1000)).is_err());
+        assert_eq!(page_token("Bob").unwrap(), "bob");
+    }
 
     #[test]
     fn host_ports_are_strict() {

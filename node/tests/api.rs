@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use chat_node::limits::LimitsConfig;
 use chat_node::node::Timeouts;
 use chat_node::server::{self, Config, Listeners, RaftTiming, Running, TlsSettings};
 use chat_node::typ::Node;
@@ -40,6 +41,7 @@ async fn one_node_with_http(http: Option<tokio::net::TcpListener>) -> One {
         join: vec![],
         raft: RaftTiming::default(),
         timeouts: Timeouts::default(),
+        limits: LimitsConfig::default(),
         tls: TlsSettings { peer: Some(node_tls.clone()), public: Some(node_tls), reload_every: Duration::from_secs(5) },
     };
     let running = server::start(cfg, Listeners { public, peer, http }).await.unwrap();

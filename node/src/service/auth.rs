@@ -29,11 +29,13 @@ pub fn token_hash<T>(request: &Request<T>) -> Result<[u8; 32]> {
     let value = request.metadata().get(AUTHORIZATION).ok_or_else(|| {
         Error::Unauthenticated("missing session: log in and send `authorization: Bearer <token>`".into())
     })?;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| Error::Unauthenticated("authorization must be `Bearer <token>`".into()))?;
     Ok(hash(token))
@@ -81,7 +83,11 @@ mod tests {
         assert!(token_hash(&req).is_err());
         req.metadata_mut().insert(AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
         assert_eq!(token_hash(&req).unwrap(), hash);
+        req.metadata_mut().insert(AUTHORIZATION, format!("bearer  {token}").parse().unwrap());
+        assert_eq!(token_hash(&req).unwrap(), hash, "the scheme is case-insensitive");
         req.metadata_mut().insert(AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert!(token_hash(&req).is_err());
+        req.metadata_mut().insert(AUTHORIZATION, "Bearer".parse().unwrap());
         assert!(token_hash(&req).is_err());
     }
 }

@@ -3,6 +3,10 @@
 //! Writes are validated here, prepared (hashes, timestamps, request ids) and
 //! committed through [`ChatNode::write`]; reads pass a read barrier, resolve
 //! the session against the applied state and query it.
+//!
+//! Every caller may be a stranger: a handler that needs a session reads the
+//! token before looking at anything else, usernames are folded to lower case,
+//! and what a caller can make the node spend is bounded (`crate::limits`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +22,10 @@ use super::auth;
 use super::observe::observe;
 use crate::command::{Applied, Command, Rejection};
 use crate::error::{Error, Result};
+use crate::limits::LimitsConfig;
+use crate::limits::hashing::Hashing;
+use crate::limits::logins::LoginThrottle;
+use crate::limits::subscriptions::Subscriptions;
 use crate::metrics::Metrics;
 use crate::node::{ChatNode, Consistency};
 use crate::store::query::{self, MessageView};
@@ -29,11 +37,25 @@ const BACKLOG_PAGE: usize = 256;
 pub struct ChatServiceImpl {
     node: Arc<ChatNode>,
     metrics: Arc<Metrics>,
+    hashing: Hashing,
+    logins: LoginThrottle,
+    subscriptions: Arc<Subscriptions>,
+    /// Checked against when a login names no account, so that it costs as
+    /// much as one that does (no telling accounts apart by timing).
+    decoy_hash: String,
 }
 
 impl ChatServiceImpl {
-    pub fn new(node: Arc<ChatNode>, metrics: Arc<Metrics>) -> Self {
-        Self { node, metrics }
+    pub fn new(node: Arc<ChatNode>, metrics: Arc<Metrics>, limits: &LimitsConfig) -> Self {
+        Self {
+            node,
+            metrics,
+            hashing: Hashing::new(limits.hashing_concurrency, limits.hashing_queue),
+            logins: LoginThrottle::new(limits.login_free_failures, limits.login_max_delay),
+            subscriptions: Subscriptions::new(limits.subscribes_per_session, limits.subscribes_per_node),
+            decoy_hash: auth::hash_password("decoy password, never a real one")
+                .expect("argon2 hashes with its defaults"),
+        }
     }
 
     /// Commits a command and turns a rejection into an error.
@@ -41,11 +63,11 @@ impl ChatServiceImpl {
         Ok(self.node.write(cmd).await??)
     }
 
-    /// Passes the read barrier, then resolves the caller's session.
-    async fn reader<T>(&self, request: &Request<T>, consistency: i32) -> Result<String> {
-        let token = auth::token_hash(request)?;
+    /// Passes the read barrier, then resolves the session of `token` (read
+    /// from the request before anything else).
+    async fn reader(&self, token: &[u8; 32], consistency: i32) -> Result<String> {
         self.node.read_barrier(consistency_of(consistency)?).await?;
-        Ok(query::session_user(self.node.db(), &token)??)
+        Ok(query::session_user(self.node.db(), token)??)
     }
 }
 
@@ -81,11 +103,6 @@ fn count(applied: Applied) -> u64 {
     }
 }
 
-/// Runs CPU-heavy work (argon2) off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("worker failed: {e}")))
-}
-
 type MessageStream = Pin<Box<dyn Stream<Item = Result<Message, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -97,9 +114,9 @@ impl ChatService for ChatServiceImpl {
     ) -> Result<Response<CreateAccountResponse>, Status> {
         observe(&self.metrics, "CreateAccount", async {
             let CreateAccountRequest { username, password } = request.into_inner();
-            validate::username("username", &username)?;
+            let username = validate::canonical_username("username", &username)?;
             validate::password(&password)?;
-            let password_hash = blocking(move || auth::hash_password(&password)).await??;
+            let password_hash = self.hashing.run(move || auth::hash_password(&password)).await??;
             self.commit(Command::CreateAccount { username, password_hash, created_at_ms: now_ms() }).await?;
             Ok(Response::new(CreateAccountResponse {}))
         })
@@ -110,13 +127,23 @@ impl ChatService for ChatServiceImpl {
     async fn login(&self, request: Request<LoginRequest>) -> Result<Response<LoginResponse>, Status> {
         observe(&self.metrics, "Login", async {
             let LoginRequest { username, password } = request.into_inner();
-            validate::username("username", &username)?;
+            let username = validate::canonical_username("username", &username)?;
+            validate::password_length(&password)?;
+            self.logins.check(&username, std::time::Instant::now())?;
+            // Queue for the hash first: a caller refused here costs nothing more.
+            let place = self.hashing.enter()?;
             self.node.read_barrier(Consistency::Linearizable).await?;
-            let wrong = || Error::Unauthenticated("wrong username or password".into());
-            let account = query::account(self.node.db(), &username)?.ok_or_else(wrong)?;
-            if !blocking(move || auth::verify_password(&password, &account.password_hash)).await? {
-                return Err(wrong());
+            // An unknown user's login checks the decoy hash: same work, same answer.
+            let account = query::account(self.node.db(), &username)?;
+            let known = account.is_some();
+            let phc = account.map_or_else(|| self.decoy_hash.clone(), |a| a.password_hash);
+            let matches = place.run(move || auth::verify_password(&password, &phc)).await?;
+            if !(known && matches) {
+                let locked = self.logins.failed(&username, std::time::Instant::now());
+                tracing::info!(%username, locked_for = ?locked, "failed login");
+                return Err(Error::Unauthenticated("wrong username or password".into()));
             }
+            self.logins.succeeded(&username);
             let (token, token_hash) = auth::new_token();
             self.commit(Command::OpenSession { username: username.clone(), token_hash, created_at_ms: now_ms() })
                 .await?;
@@ -154,11 +181,12 @@ impl ChatService for ChatServiceImpl {
         request: Request<ListAccountsRequest>,
     ) -> Result<Response<ListAccountsResponse>, Status> {
         observe(&self.metrics, "ListAccounts", async {
+            let token = auth::token_hash(&request)?;
             let pattern = validate::glob(&request.get_ref().pattern)?;
             let limit = validate::page_size("page_size", request.get_ref().page_size, 100, 1000)?;
-            self.reader(&request, request.get_ref().consistency).await?;
-            let after = &request.get_ref().page_token;
-            let (usernames, more) = query::list_accounts(self.node.db(), &pattern, after, limit)?;
+            let after = validate::page_token(&request.get_ref().page_token)?;
+            self.reader(&token, request.get_ref().consistency).await?;
+            let (usernames, more) = query::list_accounts(self.node.db(), &pattern, &after, limit)?;
             let next_page_token = if more { usernames.last().cloned().unwrap_or_default() } else { String::new() };
             Ok(Response::new(ListAccountsResponse { usernames, next_page_token }))
         })
@@ -173,7 +201,7 @@ impl ChatService for ChatServiceImpl {
         observe(&self.metrics, "SendMessage", async {
             let token_hash = auth::token_hash(&request)?;
             let SendMessageRequest { to, body, request_id } = request.into_inner();
-            validate::username("to", &to)?;
+            let to = validate::canonical_username("to", &to)?;
             validate::body(&body)?;
             validate::request_id(&request_id)?;
             // Without a client id, mint one: our own retries across a leader change stay exactly-once.
@@ -193,11 +221,12 @@ impl ChatService for ChatServiceImpl {
         request: Request<ReadConversationRequest>,
     ) -> Result<Response<ReadConversationResponse>, Status> {
         observe(&self.metrics, "ReadConversation", async {
+            let token = auth::token_hash(&request)?;
             let r = request.get_ref();
-            validate::username("with", &r.with)?;
+            let with = validate::canonical_username("with", &r.with)?;
             let limit = validate::page_size("limit", r.limit, 50, 1000)?;
-            let user = self.reader(&request, r.consistency).await?;
-            let views = query::read_conversation(self.node.db(), &user, &r.with, r.before_id, limit)?;
+            let user = self.reader(&token, r.consistency).await?;
+            let views = query::read_conversation(self.node.db(), &user, &with, r.before_id, limit)?;
             Ok(Response::new(ReadConversationResponse { messages: views.into_iter().map(Message::from).collect() }))
         })
         .await
@@ -208,7 +237,7 @@ impl ChatService for ChatServiceImpl {
         observe(&self.metrics, "MarkRead", async {
             let token_hash = auth::token_hash(&request)?;
             let MarkReadRequest { with, up_to_id } = request.into_inner();
-            validate::username("with", &with)?;
+            let with = validate::canonical_username("with", &with)?;
             let marked = count(self.commit(Command::MarkRead { token_hash, with, up_to_id }).await?);
             Ok(Response::new(MarkReadResponse { marked }))
         })
@@ -239,7 +268,8 @@ impl ChatService for ChatServiceImpl {
         request: Request<ListConversationsRequest>,
     ) -> Result<Response<ListConversationsResponse>, Status> {
         observe(&self.metrics, "ListConversations", async {
-            let user = self.reader(&request, request.get_ref().consistency).await?;
+            let token = auth::token_hash(&request)?;
+            let user = self.reader(&token, request.get_ref().consistency).await?;
             let conversations = query::list_conversations(self.node.db(), &user)?
                 .into_iter()
                 .map(|c| Conversation { partner: c.partner, unread: c.unread, last_message_id: c.last_message_id })
@@ -260,6 +290,7 @@ impl ChatService for ChatServiceImpl {
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         observe(&self.metrics, "Subscribe", async {
             let token = auth::token_hash(&request)?;
+            let place = self.subscriptions.open(token)?;
             // Best effort: a follower cut off from the leader still streams what it has.
             if let Err(e) = self.node.read_barrier(Consistency::Linearizable).await {
                 tracing::debug!(error = %e, "subscribe without read barrier");
@@ -270,6 +301,8 @@ impl ChatService for ChatServiceImpl {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Message, Status>>(BACKLOG_PAGE);
             let mut last = request.into_inner().after_id;
             tokio::spawn(async move {
+                // Held for as long as the stream is served.
+                let _place = place;
                 // A stream lives no longer than its session: checked before each
                 // delivery, so a logout or account deletion ends it.
                 let session_ended = || !matches!(query::session_user(&db, &token), Ok(Ok(ref u)) if *u == user);

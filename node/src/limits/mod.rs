@@ -1,0 +1,52 @@
+//! Abuse limits of the public API. Every caller of the public port may be a
+//! stranger; what they can make a node spend is bounded here, and going past
+//! a bound is answered RESOURCE_EXHAUSTED naming the limit.
+//!
+//! - [`hashing`]: argon2 work (sign-ups, logins) at most a few at a time, a bounded queue behind.
+//! - [`logins`]: growing delays after failed logins, per username, whether it exists or not.
+//! - [`subscriptions`]: Subscribe streams per session and per node.
+//! - [`metadata`]: request metadata size; decode and size failures as the right status.
+//!
+//! These are per node: a client spreading attempts over members gets each
+//! member's allowance (the cluster's members are few).
+
+pub mod hashing;
+pub mod logins;
+pub mod metadata;
+pub mod subscriptions;
+
+use std::time::Duration;
+
+/// Every limit, with the defaults a node starts with (each a flag of `chat-node`).
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// argon2 hashes computed at once (each takes ~19 MiB and a core for ~20 ms).
+    /// Default: one core fewer than the machine has (at least one, at most 8),
+    /// so a burst of logins never takes every core from Raft.
+    pub hashing_concurrency: usize,
+    /// Sign-ups and logins waiting for a hashing slot; more are refused.
+    pub hashing_queue: usize,
+    /// Failed logins for a username before delays start.
+    pub login_free_failures: u32,
+    /// The longest a username is locked after repeated failures.
+    pub login_max_delay: Duration,
+    /// Subscribe streams one session may hold open.
+    pub subscribes_per_session: usize,
+    /// Subscribe streams one node serves at once.
+    pub subscribes_per_node: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            hashing_concurrency: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .clamp(1, 8),
+            hashing_queue: 64,
+            login_free_failures: 3,
+            login_max_delay: Duration::from_secs(30),
+            subscribes_per_session: 16,
+            subscribes_per_node: 10_000,
+        }
+    }
+}
