@@ -43,9 +43,32 @@ pub fn messages_json(messages: &[Message]) -> String {
 }
 
 /// One line per message: `#id  time  from → to  body` (unread marked with *).
+/// Text from the cluster is [`printable`]: a message is one line, and no
+/// sender can move the cursor, recolour or retitle the reader's terminal.
 pub fn message_line(m: &Message) -> String {
     let unread = if m.read { " " } else { "*" };
-    format!("#{:<8}{unread} {}  {} → {}  {}", m.id, timestamp(m.sent_at_ms), m.from, m.to, m.body)
+    let (from, to, body) = (printable(&m.from), printable(&m.to), printable(&m.body));
+    format!("#{:<8}{unread} {}  {from} → {to}  {body}", m.id, timestamp(m.sent_at_ms))
+}
+
+/// `text` safe to print on a terminal: control characters (escape
+/// sequences, newlines, carriage returns, backspaces) and the invisible
+/// bidirectional overrides that reorder what is shown are written as Rust
+/// escapes (`\u{1b}`, `\n`, `\u{202e}`) instead of acting.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let risky = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(risky) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if risky(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 #[derive(Serialize)]
@@ -101,8 +124,8 @@ pub fn status_table(s: &ClusterStatus) -> String {
         out += &format!(
             "{:<4} {:<28} {:<12} {:<6} {:>6} {:>10} {:>10} {:>10} {:>6}\n",
             format!("{}{marker}", m.id),
-            m.address,
-            m.role,
+            printable(&m.address),
+            printable(&m.role),
             if m.voter { "yes" } else { "no" },
             m.term,
             m.last_log_index,
@@ -117,6 +140,16 @@ pub fn status_table(s: &ClusterStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_control_is_escaped_not_printed() {
+        assert_eq!(printable("hello, world ✓"), "hello, world ✓");
+        assert_eq!(printable("red \u{1b}[31mtext\u{1b}[0m"), "red \\u{1b}[31mtext\\u{1b}[0m");
+        assert_eq!(printable("two\nlines\r"), "two\\nlines\\r");
+        assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
+        let m = Message { id: 1, from: "a".into(), to: "b".into(), body: "\u{7}bell".into(), sent_at_ms: 0, read: true };
+        assert!(message_line(&m).ends_with("\\u{7}bell"), "{}", message_line(&m));
+    }
     use chat_client::MemberStatus;
 
     #[test]

@@ -79,7 +79,7 @@ impl Inbox {
             Output::Table => {
                 println!("{:<34} {:>7} {:>10}", "WITH", "UNREAD", "LAST-ID");
                 for c in conversations {
-                    println!("{:<34} {:>7} {:>10}", c.partner, c.unread, c.last_message_id);
+                    println!("{:<34} {:>7} {:>10}", output::printable(&c.partner), c.unread, c.last_message_id);
                 }
             }
         }
