@@ -56,7 +56,9 @@ pub fn message_line(m: &Message) -> String {
 /// bidirectional overrides that reorder what is shown are written as Rust
 /// escapes (`\u{1b}`, `\n`, `\u{202e}`) instead of acting.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let risky = |c: char| c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let risky = |c: char| {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
     if !text.chars().any(risky) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -147,7 +149,8 @@ mod tests {
         assert_eq!(printable("red \u{1b}[31mtext\u{1b}[0m"), "red \\u{1b}[31mtext\\u{1b}[0m");
         assert_eq!(printable("two\nlines\r"), "two\\nlines\\r");
         assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
-        let m = Message { id: 1, from: "a".into(), to: "b".into(), body: "\u{7}bell".into(), sent_at_ms: 0, read: true };
+        let m =
+            Message { id: 1, from: "a".into(), to: "b".into(), body: "\u{7}bell".into(), sent_at_ms: 0, read: true };
         assert!(message_line(&m).ends_with("\\u{7}bell"), "{}", message_line(&m));
     }
     use chat_client::MemberStatus;
