@@ -132,6 +132,18 @@ pub struct NodeArgs {
     /// Subscribe streams this node serves at once.
     #[arg(long, env = "CHAT_SUBSCRIBES_PER_NODE", default_value_t = 10_000)]
     pub subscribes_per_node: usize,
+    /// A session unused for this long expires (each use renews it).
+    #[arg(long, env = "CHAT_SESSION_TTL_SECS", default_value_t = 24 * 3600)]
+    pub session_ttl_secs: u64,
+    /// Sessions one account may hold; a further login ends the oldest.
+    #[arg(long, env = "CHAT_MAX_SESSIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions: u32,
+    /// How long a SendMessage request_id is remembered (retries within it are exactly-once).
+    #[arg(long, env = "CHAT_DEDUP_WINDOW_SECS", default_value_t = 24 * 3600)]
+    pub dedup_window_secs: u64,
+    /// How often the leader sweeps expired sessions and request ids.
+    #[arg(long, env = "CHAT_SWEEP_MS", default_value_t = 600_000)]
+    pub sweep_ms: u64,
     /// How long a joining member may take to catch up before the join fails
     /// (and the learner it added is removed again).
     #[arg(long, env = "CHAT_JOIN_CATCH_UP_MS", default_value_t = 60_000)]
@@ -220,6 +232,10 @@ impl NodeArgs {
                 login_max_delay: Duration::from_millis(self.login_max_delay_ms),
                 subscribes_per_session: self.subscribes_per_session,
                 subscribes_per_node: self.subscribes_per_node,
+                session_ttl: Duration::from_secs(self.session_ttl_secs.max(1)),
+                max_sessions: self.max_sessions,
+                dedup_window: Duration::from_secs(self.dedup_window_secs),
+                sweep_every: Duration::from_millis(self.sweep_ms.max(100)),
             },
             tls: TlsSettings {
                 peer: peer_tls,

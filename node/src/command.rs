@@ -25,6 +25,20 @@ pub enum Command {
         username: String,
         token_hash: [u8; 32],
         created_at_ms: i64,
+        expires_at_ms: i64,
+        /// The most sessions the account may hold: opening one more ends the oldest.
+        max_sessions: u32,
+    },
+    /// Moves a live session's expiry later (a session in use stays valid).
+    RenewSession {
+        token_hash: [u8; 32],
+        expires_at_ms: i64,
+    },
+    /// Housekeeping the leader proposes now and then: ends sessions expired
+    /// at `now_ms` and forgets de-duplication records made before `requests_before_ms`.
+    Expire {
+        now_ms: i64,
+        requests_before_ms: i64,
     },
     CloseSession {
         token_hash: [u8; 32],
@@ -52,6 +66,14 @@ pub enum Command {
     },
 }
 
+/// The accepting node's clock, as commands carry it (Unix ms).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// One Raft entry's payload: commands proposed together, applied in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch(pub Vec<Command>);
@@ -65,7 +87,10 @@ impl Command {
             + match self {
                 Command::CreateAccount { username, password_hash, .. } => username.len() + password_hash.len(),
                 Command::OpenSession { username, .. } => username.len(),
-                Command::CloseSession { .. } | Command::DeleteAccount { .. } => 0,
+                Command::CloseSession { .. }
+                | Command::DeleteAccount { .. }
+                | Command::RenewSession { .. }
+                | Command::Expire { .. } => 0,
                 Command::SendMessage { to, body, request_id, .. } => to.len() + body.len() + request_id.len(),
                 Command::MarkRead { with, .. } => with.len(),
                 Command::DeleteMessages { ids, .. } => 8 * ids.len(),
@@ -86,8 +111,17 @@ impl Command {
                 validate::stored_username("username", username)?;
                 validate::password_hash(password_hash)
             }
-            Command::OpenSession { username, .. } => validate::stored_username("username", username),
-            Command::CloseSession { .. } | Command::DeleteAccount { .. } => Ok(()),
+            Command::OpenSession { username, max_sessions, .. } => {
+                validate::stored_username("username", username)?;
+                if *max_sessions == 0 {
+                    return Err(crate::error::Error::invalid("max_sessions must be at least 1"));
+                }
+                Ok(())
+            }
+            Command::CloseSession { .. }
+            | Command::DeleteAccount { .. }
+            | Command::RenewSession { .. }
+            | Command::Expire { .. } => Ok(()),
             Command::SendMessage { to, body, request_id, .. } => {
                 validate::stored_username("to", to)?;
                 validate::body(body)?;
@@ -104,7 +138,10 @@ impl Command {
         match self {
             // De-duplicated by request id; the node fills one in when the client gave none.
             Command::SendMessage { request_id, .. } => !request_id.is_empty(),
-            Command::OpenSession { .. } | Command::MarkRead { .. } => true,
+            Command::OpenSession { .. }
+            | Command::MarkRead { .. }
+            | Command::RenewSession { .. }
+            | Command::Expire { .. } => true,
             // A retry of these reports an error (exists / not found) after a first success.
             Command::CreateAccount { .. }
             | Command::CloseSession { .. }
@@ -119,6 +156,8 @@ impl Command {
             Command::CreateAccount { .. } => "create_account",
             Command::OpenSession { .. } => "open_session",
             Command::CloseSession { .. } => "close_session",
+            Command::RenewSession { .. } => "renew_session",
+            Command::Expire { .. } => "expire",
             Command::DeleteAccount { .. } => "delete_account",
             Command::SendMessage { .. } => "send_message",
             Command::MarkRead { .. } => "mark_read",

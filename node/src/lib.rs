@@ -8,6 +8,7 @@
 //! - [`node`]: [`node::ChatNode`], write routing, read barriers, membership, hand-over.
 //! - [`proposer`]: batching client commands into Raft entries.
 //! - [`read_index`]: one leadership-confirming round for many linearizable reads.
+//! - [`sweeper`]: the leader's housekeeping (expired sessions, old request ids).
 //! - [`election`]: when to start an election — openraft's timer, behind a pre-vote.
 //! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `MembershipService`, `RaftService`).
 //! - [`limits`]: abuse limits of the public API (hashing, login delays, streams, metadata).
@@ -32,6 +33,7 @@ pub mod read_index;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod sweeper;
 pub mod telemetry;
 pub mod typ;
 pub mod validate;

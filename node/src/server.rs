@@ -306,6 +306,7 @@ async fn serve(
 
     let membership_task = tokio::spawn(establish(cfg.clone(), node.clone(), stopped.clone()));
     let election_task = tokio::spawn(crate::election::run(node.clone()));
+    let sweeper_task = tokio::spawn(crate::sweeper::run(node.clone(), cfg.limits.clone()));
 
     let _ = stopped.wait_for(|s| *s).await;
     membership_task.abort();
@@ -330,6 +331,7 @@ async fn serve(
     // 3. Stop Raft, then the log flusher (joined), then RocksDB's background
     //    work: nothing may still be touching the DB when the process exits.
     election_task.abort();
+    sweeper_task.abort();
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }

@@ -217,3 +217,39 @@ fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
+
+/// Sessions end when unused for their TTL, stay alive while used (sliding
+/// renewal), and are capped per account (a further login ends the oldest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_expire_when_unused_slide_while_used_and_are_capped() {
+    let env = [("CHAT_SESSION_TTL_SECS", "2"), ("CHAT_MAX_SESSIONS", "2"), ("CHAT_SWEEP_MS", "300")];
+    let cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 1, &env).await;
+    let mut c = cluster.client(1);
+    c.create_account(CreateAccountRequest { username: "alice".into(), password: PASSWORD.into() }).await.unwrap();
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(c.login(login("alice", PASSWORD)).await.unwrap().into_inner().token);
+    }
+    let list = |token: &str| authed(token, ListConversationsRequest::default());
+    assert_eq!(
+        code_of(c.list_conversations(list(&tokens[0]))).await.0,
+        Code::Unauthenticated,
+        "the cap ended the oldest"
+    );
+
+    // tokens[1] is used every 300 ms for three seconds, past its TTL: it stays valid.
+    let used = tokens[1].clone();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        c.list_conversations(list(&used)).await.expect("a session in use does not expire");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // tokens[2] was not used: it expired (and the sweep removed it).
+    let idle = tokens[2].clone();
+    eventually("the idle session to expire", Duration::from_secs(5), || {
+        let (mut c, idle) = (c.clone(), idle.clone());
+        async move { (code_of(c.list_conversations(list(&idle))).await.0 == Code::Unauthenticated).then_some(()) }
+    })
+    .await;
+    c.list_conversations(list(&used)).await.expect("still valid");
+}

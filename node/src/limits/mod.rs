@@ -7,6 +7,10 @@
 //! - [`subscriptions`]: Subscribe streams per session and per node.
 //! - [`metadata`]: request metadata size; decode and size failures as the right status.
 //!
+//! Sessions expire when unused ([`LimitsConfig::session_ttl`]) and are capped
+//! per account; de-duplication records expire after a window: those live in
+//! the replicated state (`Command::{OpenSession, RenewSession, Expire}`).
+//!
 //! These are per node: a client spreading attempts over members gets each
 //! member's allowance (the cluster's members are few).
 
@@ -34,6 +38,15 @@ pub struct LimitsConfig {
     pub subscribes_per_session: usize,
     /// Subscribe streams one node serves at once.
     pub subscribes_per_node: usize,
+    /// A session unused for this long expires; each use moves its expiry
+    /// (renewed in the log once less than half of it is left).
+    pub session_ttl: Duration,
+    /// Sessions one account may hold; logging in once more ends the oldest.
+    pub max_sessions: u32,
+    /// How long a SendMessage `request_id` is remembered for exactly-once retries.
+    pub dedup_window: Duration,
+    /// How often the leader sweeps expired sessions and de-duplication records.
+    pub sweep_every: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -47,6 +60,10 @@ impl Default for LimitsConfig {
             login_max_delay: Duration::from_secs(30),
             subscribes_per_session: 16,
             subscribes_per_node: 10_000,
+            session_ttl: Duration::from_secs(24 * 3600),
+            max_sessions: 16,
+            dedup_window: Duration::from_secs(24 * 3600),
+            sweep_every: Duration::from_secs(600),
         }
     }
 }

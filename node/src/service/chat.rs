@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth;
 use super::observe::observe;
-use crate::command::{Applied, Command, Rejection};
+use crate::command::{Applied, Command, Rejection, now_ms};
 use crate::error::{Error, Result};
 use crate::limits::LimitsConfig;
 use crate::limits::hashing::Hashing;
@@ -43,6 +43,11 @@ pub struct ChatServiceImpl {
     /// Checked against when a login names no account, so that it costs as
     /// much as one that does (no telling accounts apart by timing).
     decoy_hash: String,
+    session_ttl: std::time::Duration,
+    max_sessions: u32,
+    /// Sessions whose renewal this node has proposed and not seen applied:
+    /// one renewal at a time per session. A std Mutex, never held across an await.
+    renewing: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
 }
 
 impl ChatServiceImpl {
@@ -55,7 +60,38 @@ impl ChatServiceImpl {
             subscriptions: Subscriptions::new(limits.subscribes_per_session, limits.subscribes_per_node),
             decoy_hash: auth::hash_password("decoy password, never a real one")
                 .expect("argon2 hashes with its defaults"),
+            session_ttl: limits.session_ttl,
+            max_sessions: limits.max_sessions,
+            renewing: Arc::default(),
         }
+    }
+
+    /// Checks the session of `token` as this node knows it and keeps it alive:
+    /// an expired one is refused here (apply has no clock to tell), and one
+    /// with less than half its lifetime left is renewed in the background. A
+    /// session this node has not seen yet is left for apply to judge.
+    fn touch(&self, token: &[u8; 32]) -> Result<()> {
+        let Some(session) = query::session(self.node.db(), token)? else { return Ok(()) };
+        let now = now_ms();
+        if session.expires_at_ms <= now {
+            return Err(Error::Rejected(Rejection::InvalidSession));
+        }
+        let ttl = i64::try_from(self.session_ttl.as_millis()).unwrap_or(i64::MAX);
+        if session.expires_at_ms - now < ttl / 2 && self.lock_renewing().insert(*token) {
+            let (node, renewing, token) = (self.node.clone(), self.renewing.clone(), *token);
+            tokio::spawn(async move {
+                let renew = Command::RenewSession { token_hash: token, expires_at_ms: now.saturating_add(ttl) };
+                if let Err(e) = node.write(renew).await {
+                    tracing::debug!(error = %e, "session renewal failed; the next use retries");
+                }
+                renewing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&token);
+            });
+        }
+        Ok(())
+    }
+
+    fn lock_renewing(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
+        self.renewing.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Commits a command and turns a rejection into an error.
@@ -67,7 +103,15 @@ impl ChatServiceImpl {
     /// from the request before anything else).
     async fn reader(&self, token: &[u8; 32], consistency: i32) -> Result<String> {
         self.node.read_barrier(consistency_of(consistency)?).await?;
-        Ok(query::session_user(self.node.db(), token)??)
+        let user = query::session_user(self.node.db(), token, now_ms())??;
+        self.touch(token)?;
+        Ok(user)
+    }
+
+    /// A write on behalf of the session of `token`.
+    async fn commit_for(&self, token: &[u8; 32], cmd: Command) -> Result<Applied> {
+        self.touch(token)?;
+        self.commit(cmd).await
     }
 }
 
@@ -77,10 +121,6 @@ fn consistency_of(value: i32) -> Result<Consistency> {
         Ok(ReadConsistency::Stale) => Ok(Consistency::Stale),
         Err(_) => Err(Error::invalid(format!("consistency {value} is not a ReadConsistency"))),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl From<MessageView> for Message {
@@ -145,8 +185,16 @@ impl ChatService for ChatServiceImpl {
             }
             self.logins.succeeded(&username);
             let (token, token_hash) = auth::new_token();
-            self.commit(Command::OpenSession { username: username.clone(), token_hash, created_at_ms: now_ms() })
-                .await?;
+            let now = now_ms();
+            let ttl = i64::try_from(self.session_ttl.as_millis()).unwrap_or(i64::MAX);
+            self.commit(Command::OpenSession {
+                username: username.clone(),
+                token_hash,
+                created_at_ms: now,
+                expires_at_ms: now.saturating_add(ttl),
+                max_sessions: self.max_sessions,
+            })
+            .await?;
             Ok(Response::new(LoginResponse { token, username }))
         })
         .await
@@ -169,7 +217,7 @@ impl ChatService for ChatServiceImpl {
     ) -> Result<Response<DeleteAccountResponse>, Status> {
         observe(&self.metrics, "DeleteAccount", async {
             let token_hash = auth::token_hash(&request)?;
-            let deleted = count(self.commit(Command::DeleteAccount { token_hash }).await?);
+            let deleted = count(self.commit_for(&token_hash, Command::DeleteAccount { token_hash }).await?);
             Ok(Response::new(DeleteAccountResponse { messages_deleted: deleted }))
         })
         .await
@@ -207,7 +255,7 @@ impl ChatService for ChatServiceImpl {
             // Without a client id, mint one: our own retries across a leader change stay exactly-once.
             let request_id = if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id };
             let cmd = Command::SendMessage { token_hash, to, body, sent_at_ms: now_ms(), request_id };
-            match self.commit(cmd).await? {
+            match self.commit_for(&token_hash, cmd).await? {
                 Applied::Sent { id, sent_at_ms } => Ok(Response::new(SendMessageResponse { id, sent_at_ms })),
                 other => Err(Error::Internal(format!("unexpected result of SendMessage: {other:?}"))),
             }
@@ -238,7 +286,7 @@ impl ChatService for ChatServiceImpl {
             let token_hash = auth::token_hash(&request)?;
             let MarkReadRequest { with, up_to_id } = request.into_inner();
             let with = validate::canonical_username("with", &with)?;
-            let marked = count(self.commit(Command::MarkRead { token_hash, with, up_to_id }).await?);
+            let marked = count(self.commit_for(&token_hash, Command::MarkRead { token_hash, with, up_to_id }).await?);
             Ok(Response::new(MarkReadResponse { marked }))
         })
         .await
@@ -256,7 +304,7 @@ impl ChatService for ChatServiceImpl {
             if ids.contains(&0) {
                 return Err(Error::Rejected(Rejection::NoSuchMessage(0)));
             }
-            let deleted = count(self.commit(Command::DeleteMessages { token_hash, ids }).await?);
+            let deleted = count(self.commit_for(&token_hash, Command::DeleteMessages { token_hash, ids }).await?);
             Ok(Response::new(DeleteMessagesResponse { deleted }))
         })
         .await
@@ -295,7 +343,8 @@ impl ChatService for ChatServiceImpl {
             if let Err(e) = self.node.read_barrier(Consistency::Linearizable).await {
                 tracing::debug!(error = %e, "subscribe without read barrier");
             }
-            let user = query::session_user(self.node.db(), &token)??;
+            let user = query::session_user(self.node.db(), &token, now_ms())??;
+            self.touch(&token)?;
             let mut live = self.node.state().subscribe();
             let db = self.node.db().clone();
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Message, Status>>(BACKLOG_PAGE);
@@ -305,7 +354,8 @@ impl ChatService for ChatServiceImpl {
                 let _place = place;
                 // A stream lives no longer than its session: checked before each
                 // delivery, so a logout or account deletion ends it.
-                let session_ended = || !matches!(query::session_user(&db, &token), Ok(Ok(ref u)) if *u == user);
+                let session_ended =
+                    || !matches!(query::session_user(&db, &token, now_ms()), Ok(Ok(ref u)) if *u == user);
                 let unauthenticated = || Status::unauthenticated("session ended (logged out or account deleted)");
                 'backlog: loop {
                     // Catch up from the DB until it has nothing newer.

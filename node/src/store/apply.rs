@@ -56,18 +56,49 @@ pub fn apply(db: &Db, batch: &mut WriteBatch, cmd: &Command) -> Result<Outcome, 
             tx.put(cf::ACCOUNTS, username.as_bytes(), &account);
             Ok(Applied::Done).into()
         }
-        Command::OpenSession { username, token_hash, created_at_ms } => {
+        Command::OpenSession { username, token_hash, created_at_ms, expires_at_ms, max_sessions } => {
             if tx.db.get::<Account>(cf::ACCOUNTS, username.as_bytes())?.is_none() {
                 return Ok(Err(Rejection::NoSuchAccount(username.clone())).into());
             }
-            let session = Session { username: username.clone(), created_at_ms: *created_at_ms };
+            let session =
+                Session { username: username.clone(), created_at_ms: *created_at_ms, expires_at_ms: *expires_at_ms };
             tx.put(cf::SESSIONS, token_hash, &session);
+            let key = keys::user_session(username, *created_at_ms, token_hash);
+            tx.put(cf::USER_SESSIONS, &key, &());
+            // Past the cap, the oldest sessions end (index order: oldest first).
+            let others: Vec<Vec<u8>> = tx
+                .prefix_keys(cf::USER_SESSIONS, &keys::user_prefix(username))?
+                .into_iter()
+                .filter(|k| *k != key)
+                .collect();
+            let over = (others.len() + 1).saturating_sub(*max_sessions as usize);
+            for old in &others[..over.min(others.len())] {
+                tx.batch.delete_cf(tx.db.cf(cf::USER_SESSIONS), old);
+                if let Some(token) = keys::token_of(old) {
+                    tx.batch.delete_cf(tx.db.cf(cf::SESSIONS), token);
+                }
+            }
             Ok(Applied::Done).into()
         }
-        Command::CloseSession { token_hash } => match tx.user(token_hash)? {
-            Err(r) => Err(r).into(),
-            Ok(_) => {
+        Command::RenewSession { token_hash, expires_at_ms } => match super::query::session(tx.db, token_hash)? {
+            None => Err(Rejection::InvalidSession).into(),
+            Some(mut session) => {
+                if *expires_at_ms > session.expires_at_ms {
+                    session.expires_at_ms = *expires_at_ms;
+                    tx.put(cf::SESSIONS, token_hash, &session);
+                }
+                Ok(Applied::Done).into()
+            }
+        },
+        Command::Expire { now_ms, requests_before_ms } => {
+            Ok(Applied::Count(tx.expire(*now_ms, *requests_before_ms)?)).into()
+        }
+        Command::CloseSession { token_hash } => match super::query::session(tx.db, token_hash)? {
+            None => Err(Rejection::InvalidSession).into(),
+            Some(session) => {
                 tx.batch.delete_cf(tx.db.cf(cf::SESSIONS), token_hash);
+                let key = keys::user_session(&session.username, session.created_at_ms, token_hash);
+                tx.batch.delete_cf(tx.db.cf(cf::USER_SESSIONS), key);
                 Ok(Applied::Done).into()
             }
         },
@@ -76,7 +107,7 @@ pub fn apply(db: &Db, batch: &mut WriteBatch, cmd: &Command) -> Result<Outcome, 
             Ok(user) => Ok(Applied::Count(tx.delete_account(&user)?)).into(),
         },
         Command::SendMessage { token_hash, to, body, sent_at_ms, request_id } => {
-            let from = match tx.user(token_hash)? {
+            let from = match tx.user_at(token_hash, *sent_at_ms)? {
                 Err(r) => return Ok(Err(r).into()),
                 Ok(user) => user,
             };
@@ -110,6 +141,7 @@ pub fn apply(db: &Db, batch: &mut WriteBatch, cmd: &Command) -> Result<Outcome, 
             let sent = Applied::Sent { id, sent_at_ms: *sent_at_ms };
             if !request_id.is_empty() {
                 tx.put(cf::REQUESTS, &request_key, &sent);
+                tx.put(cf::REQUEST_TIMES, &keys::request_time(*sent_at_ms, &from, request_id), &());
             }
             Outcome { result: Ok(sent), delivered: Some(Delivered { id, message }) }
         }
@@ -158,6 +190,9 @@ pub fn apply(db: &Db, batch: &mut WriteBatch, cmd: &Command) -> Result<Outcome, 
     })
 }
 
+/// The most sessions, and de-duplication records, one [`Command::Expire`] removes.
+pub const EXPIRE_BATCH: usize = 10_000;
+
 /// The batch being built, with the DB it is read against.
 struct Tx<'a> {
     db: &'a Db,
@@ -172,8 +207,65 @@ impl Tx<'_> {
         self.batch.put_cf(self.db.cf(cf), key, encode(value));
     }
 
+    /// The user of a session that exists (its expiry was checked by the node
+    /// that accepted the command, which had a clock; apply has none).
     fn user(&self, token_hash: &[u8; 32]) -> Result<Result<String, Rejection>, StorageError> {
-        super::query::session_user(self.db, token_hash)
+        super::query::session_user(self.db, token_hash, i64::MIN)
+    }
+
+    /// The user of a session live at `at_ms` (the command's own timestamp).
+    fn user_at(&self, token_hash: &[u8; 32], at_ms: i64) -> Result<Result<String, Rejection>, StorageError> {
+        super::query::session_user(self.db, token_hash, at_ms)
+    }
+
+    /// Every key of `name` starting with `prefix`, in order.
+    fn prefix_keys(&self, name: &str, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.db.raw().prefix_iterator_cf(self.db.cf(name), prefix) {
+            let (key, _) = item.map_err(super::read_err)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(key.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Ends sessions expired at `now_ms` and forgets de-duplication records
+    /// made before `requests_before_ms`, at most [`EXPIRE_BATCH`] of each (the
+    /// next sweep takes the rest). Returns how many records went.
+    fn expire(&mut self, now_ms: i64, requests_before_ms: i64) -> Result<u64, StorageError> {
+        let mut gone = 0u64;
+        let mut sessions = 0;
+        for item in self.db.raw().iterator_cf(self.db.cf(cf::SESSIONS), rocksdb::IteratorMode::Start) {
+            let (token, value) = item.map_err(super::read_err)?;
+            let session: Session = super::decode(&value)?;
+            if session.expires_at_ms <= now_ms {
+                self.batch.delete_cf(self.db.cf(cf::SESSIONS), &token);
+                if let Ok(token) = <[u8; 32]>::try_from(token.as_ref()) {
+                    let key = keys::user_session(&session.username, session.created_at_ms, &token);
+                    self.batch.delete_cf(self.db.cf(cf::USER_SESSIONS), key);
+                }
+                sessions += 1;
+                if sessions == EXPIRE_BATCH {
+                    break;
+                }
+            }
+        }
+        gone += sessions as u64;
+        let end = keys::time(requests_before_ms);
+        for item in
+            self.db.raw().iterator_cf(self.db.cf(cf::REQUEST_TIMES), rocksdb::IteratorMode::Start).take(EXPIRE_BATCH)
+        {
+            let (key, _) = item.map_err(super::read_err)?;
+            if key[..] >= end[..] {
+                break;
+            }
+            self.batch.delete_cf(self.db.cf(cf::REQUEST_TIMES), &key);
+            self.batch.delete_cf(self.db.cf(cf::REQUESTS), &key[8..]);
+            gone += 1;
+        }
+        Ok(gone)
     }
 
     fn summary(&self, user: &str, partner: &str) -> Result<Summary, StorageError> {
@@ -232,7 +324,7 @@ impl Tx<'_> {
             self.batch.delete_cf(self.db.cf(cf::SUMMARIES), keys::pair(partner, user));
         }
         let end = keys::prefix_end(&prefix);
-        for name in [cf::SUMMARIES, cf::REQUESTS, cf::INBOX] {
+        for name in [cf::SUMMARIES, cf::REQUESTS, cf::INBOX, cf::USER_SESSIONS] {
             self.batch.delete_range_cf(self.db.cf(name), &prefix, &end);
         }
         for item in self.db.raw().iterator_cf(self.db.cf(cf::SESSIONS), rocksdb::IteratorMode::Start) {

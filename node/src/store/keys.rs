@@ -27,12 +27,29 @@ pub mod cf {
     pub const SUMMARIES: &str = "summaries";
     /// (sender, request id) → Sent result, for idempotent retries.
     pub const REQUESTS: &str = "requests";
+    /// (user, created at, token hash) → () : one user's sessions, oldest first (the cap evicts from the front).
+    pub const USER_SESSIONS: &str = "user_sessions";
+    /// (sent at, sender, request id) → () : de-duplication records by age (the sweep expires from the front).
+    pub const REQUEST_TIMES: &str = "request_times";
 
     /// Column families holding chat state: exactly what a snapshot carries.
-    pub const STATE: [&str; 8] = [META, ACCOUNTS, SESSIONS, MESSAGES, CONVERSATIONS, INBOX, SUMMARIES, REQUESTS];
+    pub const STATE: [&str; 10] =
+        [META, ACCOUNTS, SESSIONS, MESSAGES, CONVERSATIONS, INBOX, SUMMARIES, REQUESTS, USER_SESSIONS, REQUEST_TIMES];
     /// Every column family of the DB.
-    pub const ALL: [&str; 10] =
-        [LOG, RAFT, META, ACCOUNTS, SESSIONS, MESSAGES, CONVERSATIONS, INBOX, SUMMARIES, REQUESTS];
+    pub const ALL: [&str; 12] = [
+        LOG,
+        RAFT,
+        META,
+        ACCOUNTS,
+        SESSIONS,
+        MESSAGES,
+        CONVERSATIONS,
+        INBOX,
+        SUMMARIES,
+        REQUESTS,
+        USER_SESSIONS,
+        REQUEST_TIMES,
+    ];
 }
 
 pub fn index(i: u64) -> [u8; 8] {
@@ -81,6 +98,31 @@ pub fn conversation(a: &str, b: &str, id: u64) -> Vec<u8> {
 pub fn inbox(user: &str, id: u64) -> Vec<u8> {
     let mut k = user_prefix(user);
     k.extend_from_slice(&index(id));
+    k
+}
+
+/// A millisecond timestamp as a sortable key part (negative ones sort first, as 0).
+pub fn time(ms: i64) -> [u8; 8] {
+    index(u64::try_from(ms).unwrap_or(0))
+}
+
+/// `user \0 created_at token_hash`: one of the user's sessions.
+pub fn user_session(user: &str, created_at_ms: i64, token_hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = user_prefix(user);
+    k.extend_from_slice(&time(created_at_ms));
+    k.extend_from_slice(token_hash);
+    k
+}
+
+/// The token hash at the end of a [`user_session`] key.
+pub fn token_of(user_session: &[u8]) -> Option<[u8; 32]> {
+    user_session.len().checked_sub(32).and_then(|at| user_session[at..].try_into().ok())
+}
+
+/// `sent_at user \0 request_id`: when a de-duplication record was made.
+pub fn request_time(sent_at_ms: i64, user: &str, request_id: &str) -> Vec<u8> {
+    let mut k = time(sent_at_ms).to_vec();
+    k.extend_from_slice(&pair(user, request_id));
     k
 }
 

@@ -22,6 +22,8 @@ pub struct Account {
 pub struct Session {
     pub username: String,
     pub created_at_ms: i64,
+    /// Unix ms after which the session is no longer valid; renewed while it is used.
+    pub expires_at_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,14 +66,26 @@ pub fn account(db: &Db, username: &str) -> Result<Option<Account>, StorageError>
 }
 
 /// The user a session token hash belongs to, if the session and its account still exist.
-pub fn session_user(db: &Db, token_hash: &[u8; 32]) -> Result<Result<String, Rejection>, StorageError> {
+/// `now_ms` is the caller's clock: the node's for a read, the command's at apply.
+pub fn session_user(db: &Db, token_hash: &[u8; 32], now_ms: i64) -> Result<Result<String, Rejection>, StorageError> {
+    Ok(live_session(db, token_hash, now_ms)?.map(|s| s.username))
+}
+
+/// The session of a token hash, if it exists, has not expired at `now_ms`,
+/// and its account still exists.
+pub fn live_session(db: &Db, token_hash: &[u8; 32], now_ms: i64) -> Result<Result<Session, Rejection>, StorageError> {
     let Some(session) = db.get::<Session>(cf::SESSIONS, token_hash)? else {
         return Ok(Err(Rejection::InvalidSession));
     };
-    if account(db, &session.username)?.is_none() {
+    if session.expires_at_ms <= now_ms || account(db, &session.username)?.is_none() {
         return Ok(Err(Rejection::InvalidSession));
     }
-    Ok(Ok(session.username))
+    Ok(Ok(session))
+}
+
+/// The session stored for a token hash, live or not.
+pub fn session(db: &Db, token_hash: &[u8; 32]) -> Result<Option<Session>, StorageError> {
+    db.get(cf::SESSIONS, token_hash)
 }
 
 /// Messages of the conversation between `a` and `b` with ids in `from..=to`, oldest first.

@@ -291,7 +291,13 @@ mod tests {
     }
 
     fn login(user: &str, token: u8) -> Command {
-        Command::OpenSession { username: user.into(), token_hash: [token; 32], created_at_ms: 0 }
+        Command::OpenSession {
+            username: user.into(),
+            token_hash: [token; 32],
+            created_at_ms: 0,
+            expires_at_ms: i64::MAX,
+            max_sessions: 16,
+        }
     }
 
     fn send(token: u8, to: &str, body: &str) -> Command {
@@ -352,6 +358,63 @@ mod tests {
         assert!(query::account(state.db(), "evil/../\0name\n").unwrap().is_none());
         assert!(query::account(state.db(), "").unwrap().is_none());
         assert!(query::account(state.db(), "alice").unwrap().is_none());
+    }
+
+    fn session(user: &str, token: u8, created: i64, expires: i64, max: u32) -> Command {
+        Command::OpenSession {
+            username: user.into(),
+            token_hash: [token; 32],
+            created_at_ms: created,
+            expires_at_ms: expires,
+            max_sessions: max,
+        }
+    }
+
+    fn send_at(token: u8, to: &str, at: i64, request_id: &str) -> Command {
+        Command::SendMessage {
+            token_hash: [token; 32],
+            to: to.into(),
+            body: "b".into(),
+            sent_at_ms: at,
+            request_id: request_id.into(),
+        }
+    }
+
+    /// Sessions end when they expire (a write stamped later is refused), a
+    /// renewal moves the expiry, the cap ends the oldest, and the sweep
+    /// removes expired sessions and old request ids.
+    #[tokio::test]
+    async fn sessions_expire_are_renewed_capped_and_swept() {
+        let (_dir, mut state) = state();
+        let db = state.db().clone();
+        let mut n = 0;
+        let mut apply = async |commands: Vec<Command>| {
+            n += 1;
+            state.apply([entry(n, commands)]).await.unwrap().remove(0)
+        };
+        apply(vec![create("alice"), create("bob"), session("alice", 1, 10, 100, 2)]).await;
+        let r = apply(vec![send_at(1, "bob", 50, "early"), send_at(1, "bob", 100, "late")]).await;
+        assert!(matches!(r[0], Ok(Applied::Sent { .. })), "{r:?}");
+        assert_eq!(r[1], Err(Rejection::InvalidSession), "expired at 100");
+        let r =
+            apply(vec![Command::RenewSession { token_hash: [1; 32], expires_at_ms: 200 }, send_at(1, "bob", 150, "")])
+                .await;
+        assert!(matches!(r[1], Ok(Applied::Sent { .. })), "renewed: {r:?}");
+
+        // The cap is 2: a third login ends the oldest (token 1).
+        apply(vec![session("alice", 2, 20, 1000, 2), session("alice", 3, 30, 1000, 2)]).await;
+        assert!(query::session(&db, &[1; 32]).unwrap().is_none(), "the oldest session ended");
+        assert!(query::session(&db, &[2; 32]).unwrap().is_some() && query::session(&db, &[3; 32]).unwrap().is_some());
+
+        // The sweep at 1000: sessions 2 and 3 expire; request ids before 100 go, later ones stay.
+        let r = apply(vec![Command::Expire { now_ms: 1000, requests_before_ms: 100 }]).await;
+        assert_eq!(r, vec![Ok(Applied::Count(3))], "two sessions and the request id made at 50");
+        for token in [2u8, 3] {
+            assert!(query::session(&db, &[token; 32]).unwrap().is_none());
+        }
+        let keys_in = |name| db.raw().iterator_cf(db.cf(name), rocksdb::IteratorMode::Start).count();
+        assert_eq!((keys_in(keys::cf::USER_SESSIONS), keys_in(keys::cf::SESSIONS)), (0, 0));
+        assert_eq!(keys_in(keys::cf::REQUESTS), 0, "'late' was refused and never recorded; 'early' expired");
     }
 
     #[tokio::test]
