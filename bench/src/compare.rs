@@ -33,7 +33,7 @@ pub const CHAT_TIMING: [(&str, &str); 4] = [
 ];
 
 /// Both of chat-node's ports without TLS, like the etcd it is compared with
-/// (which this bench runs without TLS too): the like-for-like baseline.
+/// (which this bench then runs without TLS too): the like-for-like baseline.
 pub const CHAT_PLAINTEXT: [(&str, &str); 2] =
     [("CHAT_PUBLIC_PLAINTEXT", "true"), ("CHAT_INSECURE_PEER_PLAINTEXT", "true")];
 
@@ -47,6 +47,9 @@ pub struct Options {
     pub rounds: usize,
     /// At most this many alternating slices per system per level ([`slice_sizes`]).
     pub slices: usize,
+    /// Both systems with TLS (chat: both ports, the peer one mutual; etcd:
+    /// client TLS and peer mutual TLS). Without, both run plaintext.
+    pub tls: bool,
 }
 
 pub struct Row {
@@ -60,10 +63,11 @@ pub struct Row {
 /// # Errors
 /// When a cluster does not start or a load run fails.
 pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Duration>)> {
-    let env: Vec<(&str, &str)> = CHAT_TIMING.iter().chain(&CHAT_PLAINTEXT).copied().collect();
+    let plaintext: &[(&str, &str)] = if o.tls { &[] } else { &CHAT_PLAINTEXT };
+    let env: Vec<(&str, &str)> = CHAT_TIMING.iter().chain(plaintext).copied().collect();
     let mut chat = TestCluster::start(&o.chat_node, 3, &env).await;
     let security = chat.tls.security();
-    let mut etcd = EtcdCluster::start(&o.etcd, 3).await?;
+    let mut etcd = EtcdCluster::start(&o.etcd, 3, o.tls).await?;
     let seeds = chat.addrs();
     let admin = Client::new(seeds.clone(), chat.client_options())?;
     admin.register("sender", PASSWORD).await?;
@@ -71,7 +75,11 @@ pub async fn run(o: &Options) -> anyhow::Result<(Vec<Row>, Vec<Duration>, Vec<Du
     let token = admin.login("sender", PASSWORD).await?;
     let body = "x".repeat(200);
 
-    println!("3 members each on loopback, fsync on, 200-byte payloads, {} operations per level", o.count);
+    let security_note = if o.tls { "TLS on both systems (peers mutual)" } else { "no TLS on either system" };
+    println!(
+        "3 members each on loopback, fsync on, {security_note}, 200-byte payloads, {} operations per level",
+        o.count
+    );
     println!(
         "{:>7} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9} | {:>6}",
         "clients", "chat/s", "p50", "p99", "p999", "etcd/s", "p50", "p99", "p999", "ratio"

@@ -1,7 +1,9 @@
 //! A 3-member etcd cluster on loopback (Debian's `etcd-server`), started,
 //! killed and restarted like our own nodes, for side-by-side measurements.
 //! fsync stays on (etcd's default); heartbeat 100 ms and election timeout
-//! 1 s are etcd's defaults too.
+//! 1 s are etcd's defaults too. With TLS, etcd is set up as chat-node is:
+//! clients verify the members' certificate, members authenticate each other
+//! (`--peer-client-cert-auth`), all issued by one throw-away CA.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -23,6 +25,8 @@ pub struct EtcdCluster {
     _root: tempfile::TempDir,
     pub members: Vec<EtcdMember>,
     initial_cluster: String,
+    /// The certificates, when TLS is on.
+    tls: Option<chat_tls::TlsDir>,
 }
 
 fn free_port() -> u16 {
@@ -45,20 +49,27 @@ impl EtcdCluster {
     ///
     /// # Errors
     /// When etcd cannot be started or does not become healthy in 30 s.
-    pub async fn start(binary: impl Into<PathBuf>, n: usize) -> anyhow::Result<Self> {
+    pub async fn start(binary: impl Into<PathBuf>, n: usize, tls: bool) -> anyhow::Result<Self> {
         let root = tempfile::tempdir()?;
+        let scheme = if tls { "https" } else { "http" };
+        let tls = if tls {
+            let ca = chat_tls::Ca::generate("chat-bench etcd")?;
+            Some(ca.write_leaf(&chat_tls::Leaf::node(["127.0.0.1", "localhost"]), &root.path().join("tls"))?)
+        } else {
+            None
+        };
         let members: Vec<EtcdMember> = (0..n)
             .map(|i| EtcdMember {
                 name: format!("e{i}"),
-                client_url: format!("http://127.0.0.1:{}", free_port()),
-                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                client_url: format!("{scheme}://127.0.0.1:{}", free_port()),
+                peer_url: format!("{scheme}://127.0.0.1:{}", free_port()),
                 dir: root.path().join(format!("e{i}")),
                 child: None,
             })
             .collect();
         let initial_cluster =
             members.iter().map(|m| format!("{}={}", m.name, m.peer_url)).collect::<Vec<_>>().join(",");
-        let mut cluster = Self { binary: binary.into(), _root: root, members, initial_cluster };
+        let mut cluster = Self { binary: binary.into(), _root: root, members, initial_cluster, tls };
         for i in 0..n {
             cluster.spawn(i)?;
         }
@@ -69,7 +80,22 @@ impl EtcdCluster {
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let m = &self.members[i];
         let log = std::fs::OpenOptions::new().create(true).append(true).open(m.dir.with_extension("log"))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(tls.cert())
+                .arg("--key-file")
+                .arg(tls.key())
+                .arg("--peer-cert-file")
+                .arg(tls.cert())
+                .arg("--peer-key-file")
+                .arg(tls.key())
+                .arg("--peer-trusted-ca-file")
+                .arg(tls.ca())
+                .arg("--peer-client-cert-auth");
+        }
+        let child = command
             .args(["--name", &m.name, "--data-dir"])
             .arg(&m.dir)
             .args(["--listen-client-urls", &m.client_url, "--advertise-client-urls", &m.client_url])
@@ -94,10 +120,20 @@ impl EtcdCluster {
     /// # Errors
     /// When no connection can be made.
     pub async fn client(&self) -> anyhow::Result<etcd_client::Client> {
-        let options = etcd_client::ConnectOptions::new()
+        Ok(etcd_client::Client::connect(self.endpoints(), Some(self.options()?)).await?)
+    }
+
+    /// Connect options: timeouts, and the CA to verify members against when TLS is on.
+    fn options(&self) -> anyhow::Result<etcd_client::ConnectOptions> {
+        let mut options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(1))
             .with_timeout(Duration::from_secs(5));
-        Ok(etcd_client::Client::connect(self.endpoints(), Some(options)).await?)
+        if let Some(tls) = &self.tls {
+            let ca = std::fs::read(tls.ca())?;
+            let tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
+            options = options.with_tls(tls);
+        }
+        Ok(options)
     }
 
     async fn wait_healthy(&self) -> anyhow::Result<()> {
@@ -116,7 +152,8 @@ impl EtcdCluster {
     /// Index of the member that currently leads (as the running members report it).
     pub async fn leader(&self) -> Option<usize> {
         for m in self.members.iter().filter(|m| m.child.is_some()) {
-            let Ok(mut c) = etcd_client::Client::connect([m.client_url.clone()], None).await else { continue };
+            let Ok(options) = self.options() else { return None };
+            let Ok(mut c) = etcd_client::Client::connect([m.client_url.clone()], Some(options)).await else { continue };
             if let Ok(status) = c.status().await {
                 let leader = status.leader();
                 let me = status.header().map(|h| h.member_id());

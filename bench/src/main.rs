@@ -40,6 +40,9 @@ enum Command {
         /// The etcd binary (Debian: `apt install etcd-server`).
         #[arg(long, default_value = "/usr/bin/etcd")]
         etcd: PathBuf,
+        /// Run both systems with TLS (chat-node's default; etcd set up alike).
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -51,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::VsEtcd { clients, count, kills, rounds, slices, chat_node, etcd } => {
+        Command::VsEtcd { clients, count, kills, rounds, slices, chat_node, etcd, tls } => {
             let chat_node = match chat_node {
                 Some(p) => p,
                 None => std::env::current_exe()?.with_file_name("chat-node"),
@@ -62,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
                 chat_node.display()
             );
             anyhow::ensure!(etcd.exists(), "{} not found: apt install etcd-server", etcd.display());
-            let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds, slices };
+            let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds, slices, tls };
             chat_bench::compare::run(&options).await?;
             Ok(())
         }
