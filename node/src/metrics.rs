@@ -22,6 +22,12 @@ pub struct MethodLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub port: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoleLabel {
     pub role: &'static str,
 }
@@ -71,6 +77,8 @@ pub struct Metrics {
     pub raft_rpc: RaftRpcMetrics,
     pub rpc_requests: Family<RpcLabels, Counter>,
     pub rpc_duration: Family<MethodLabel, Histogram>,
+    /// Connections closed before a request: failed or slow TLS handshakes, shed ones.
+    pub tls_refused: Family<RefusedLabels, Counter>,
     pub term: Gauge,
     pub role: Family<RoleLabel, Gauge>,
     pub last_log_index: Gauge,
@@ -91,6 +99,12 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.0, 18))
         });
         registry.register("rpc_duration_seconds", "gRPC request latency, by method", rpc_duration.clone());
+        let tls_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "tls_refused_connections",
+            "Connections closed before carrying a request, by port and reason (handshake, timed_out, shed)",
+            tls_refused.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -143,6 +157,7 @@ impl Default for Metrics {
             raft_rpc,
             rpc_requests,
             rpc_duration,
+            tls_refused,
             term,
             role,
             last_log_index,

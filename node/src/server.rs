@@ -15,7 +15,7 @@ use chat_proto::cluster::cluster_service_server::ClusterServiceServer;
 use chat_proto::cluster::membership_service_server::MembershipServiceServer;
 use chat_proto::raft::raft_service_server::RaftServiceServer;
 use chat_tls::config::{self as tls_config, ClientAuth};
-use chat_tls::server::HandshakeStats;
+use chat_tls::server::OnRefused;
 use chat_tls::{Live, Role, TlsDir};
 use futures::future::BoxFuture;
 use rustls::ServerConfig;
@@ -27,7 +27,7 @@ use tonic::transport::server::Router;
 use crate::error::{Error, Result};
 use crate::limits::LimitsConfig;
 use crate::limits::metadata::{MAX_HEADER_LIST, check_metadata, client_error_statuses};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RefusedLabels};
 use crate::network::Network;
 use crate::network::peer::{self, PeerDialer};
 use crate::node::{ChatNode, Timeouts};
@@ -277,17 +277,21 @@ async fn serve(
         .add_service(InterceptedService::new(membership, chat_tls::require(&[Role::Node, Role::Operator], enforce)))
         .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())));
 
-    let handshakes = Arc::new(HandshakeStats::default());
+    let refused = |port: &'static str| -> OnRefused {
+        let counters = metrics.tls_refused.clone();
+        Arc::new(move |why: chat_tls::server::Refused| {
+            counters.get_or_create(&RefusedLabels { port, reason: why.as_str() }).inc();
+        })
+    };
     let public_task = tokio::spawn(serve_port(
         public_router,
         public,
         tls.public_server,
-        "public",
-        handshakes.clone(),
+        ("public", refused("public")),
         stop_signal(grpc_stop.clone()),
     ));
     let peer_task =
-        tokio::spawn(serve_port(peer_router, peer, tls.peer_server, "peer", handshakes, stop_signal(grpc_stop)));
+        tokio::spawn(serve_port(peer_router, peer, tls.peer_server, ("peer", refused("peer")), stop_signal(grpc_stop)));
     let grpc_task = async move {
         let (public, peer) = tokio::join!(public_task, peer_task);
         for (port, result) in [("public", public), ("peer", peer)] {
@@ -442,7 +446,8 @@ fn grpc_server() -> tonic::transport::Server<Layers> {
 }
 
 /// Serves `router` on `listener` until `stop` resolves: over TLS with the
-/// current `tls` configuration, or plaintext if there is none. Every accepted
+/// current `tls` configuration (refused connections counted by `on_refused`),
+/// or plaintext if there is none. Every accepted
 /// connection gets TCP_NODELAY (the builder's `tcp_nodelay` is ignored for a
 /// listener we bind ourselves; without it, Nagle holds a response's trailing
 /// frame until the peer's delayed ACK, ~40 ms — which was the p99/p999 tail
@@ -451,14 +456,14 @@ fn serve_port(
     router: Router<Layers>,
     listener: TcpListener,
     tls: Option<Live<ServerConfig>>,
-    port: &'static str,
-    handshakes: Arc<HandshakeStats>,
+    (port, on_refused): (&'static str, OnRefused),
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> BoxFuture<'static, std::result::Result<(), tonic::transport::Error>> {
     match tls {
-        Some(tls) => Box::pin(
-            router.serve_with_incoming_shutdown(chat_tls::server::incoming(listener, tls, port, handshakes), stop),
-        ),
+        Some(tls) => {
+            let incoming = chat_tls::server::incoming(listener, tls, port, on_refused);
+            Box::pin(router.serve_with_incoming_shutdown(incoming, stop))
+        }
         None => {
             let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             Box::pin(router.serve_with_incoming_shutdown(incoming, stop))

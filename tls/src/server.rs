@@ -13,7 +13,6 @@
 //! mutual-TLS port is refused here, before any byte of a request is decoded.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::Stream;
@@ -31,14 +30,29 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once, per listener.
 pub const MAX_HANDSHAKES: usize = 256;
 
-/// Counts of refused connections, for metrics.
-#[derive(Debug, Default)]
-pub struct HandshakeStats {
-    /// Handshakes that failed: no or a wrong certificate, not TLS, timed out.
-    pub failed: AtomicU64,
-    /// Connections closed unanswered because [`MAX_HANDSHAKES`] were running.
-    pub shed: AtomicU64,
+/// Why a connection was closed before it carried a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The handshake failed: no or a wrong certificate, not TLS at all.
+    Handshake,
+    /// The handshake did not finish within [`HANDSHAKE_TIMEOUT`].
+    TimedOut,
+    /// Closed unanswered: [`MAX_HANDSHAKES`] were already running.
+    Shed,
 }
+
+impl Refused {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::Handshake => "handshake",
+            Refused::TimedOut => "timed_out",
+            Refused::Shed => "shed",
+        }
+    }
+}
+
+/// Told of every refused connection (for metrics).
+pub type OnRefused = Arc<dyn Fn(Refused) + Send + Sync>;
 
 /// Accepts connections on `listener` and yields each once its TLS handshake
 /// succeeds (with `TCP_NODELAY` set). Ends when the consumer drops it.
@@ -46,10 +60,10 @@ pub fn incoming(
     listener: TcpListener,
     config: Live<ServerConfig>,
     port: &'static str,
-    stats: Arc<HandshakeStats>,
+    on_refused: OnRefused,
 ) -> impl Stream<Item = std::io::Result<TlsStream<TcpStream>>> + Send + 'static {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(accept_loop(listener, config, port, stats, tx));
+    tokio::spawn(accept_loop(listener, config, port, on_refused, tx));
     ReceiverStream::new(rx)
 }
 
@@ -57,7 +71,7 @@ async fn accept_loop(
     listener: TcpListener,
     config: Live<ServerConfig>,
     port: &'static str,
-    stats: Arc<HandshakeStats>,
+    on_refused: OnRefused,
     tx: mpsc::Sender<std::io::Result<TlsStream<TcpStream>>>,
 ) {
     // Bounds handshakes in flight; a permit is held until one ends.
@@ -77,13 +91,13 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            stats.shed.fetch_add(1, Ordering::Relaxed);
+            on_refused(Refused::Shed);
             tracing::debug!(port, %remote, "too many handshakes in progress; connection closed");
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = TlsAcceptor::from(config.current());
-        let (tx, stats) = (tx.clone(), stats.clone());
+        let (tx, on_refused) = (tx.clone(), on_refused.clone());
         tokio::spawn(async move {
             let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -91,11 +105,11 @@ async fn accept_loop(
                     let _ = tx.send(Ok(tls)).await;
                 }
                 Ok(Err(e)) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    on_refused(Refused::Handshake);
                     tracing::debug!(port, %remote, error = %e, "TLS handshake refused");
                 }
                 Err(_) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                    on_refused(Refused::TimedOut);
                     tracing::debug!(port, %remote, "TLS handshake timed out");
                 }
             }

@@ -2,12 +2,12 @@
 //! and [`chat_tls::connect::connector`]: who gets in on a mutual-TLS port.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chat_tls::config::{self, ClientAuth};
 use chat_tls::connect::{Tcp, connector};
-use chat_tls::server::{HandshakeStats, incoming};
+use chat_tls::server::incoming;
 use chat_tls::{Ca, Leaf, Live, Material, Role, TlsDir};
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +20,8 @@ fn material(ca: &Ca, leaf: &Leaf, dir: &std::path::Path) -> Material {
 
 struct Server {
     uri: http::Uri,
-    stats: Arc<HandshakeStats>,
+    /// Connections refused by the handshake (counted through `on_refused`).
+    refused: Arc<AtomicU64>,
     /// The certificates of the callers the server accepted, in order.
     accepted: tokio::sync::mpsc::Receiver<Option<Role>>,
 }
@@ -30,9 +31,13 @@ struct Server {
 async fn mtls_server(server: &Material) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let uri = format!("http://{}", listener.local_addr().unwrap()).parse().unwrap();
-    let stats = Arc::new(HandshakeStats::default());
+    let refused = Arc::new(AtomicU64::new(0));
     let config = Live::fixed(config::server(server, ClientAuth::Required).unwrap());
-    let mut conns = Box::pin(incoming(listener, config, "test", stats.clone()));
+    let counter = refused.clone();
+    let on_refused = Arc::new(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut conns = Box::pin(incoming(listener, config, "test", on_refused));
     let (tx, accepted) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
         while let Some(Ok(mut tls)) = conns.next().await {
@@ -49,7 +54,7 @@ async fn mtls_server(server: &Material) -> Server {
             }
         }
     });
-    Server { uri, stats, accepted }
+    Server { uri, refused, accepted }
 }
 
 /// Connects with `client` and does one echo; the error if the handshake or echo failed.
@@ -101,7 +106,7 @@ async fn only_callers_with_a_certificate_of_the_clusters_ca_get_in() {
     // None of the three got a connection through; each was counted.
     assert!(server.accepted.try_recv().is_err());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while server.stats.failed.load(Ordering::Relaxed) < 3 {
+    while server.refused.load(Ordering::Relaxed) < 3 {
         assert!(tokio::time::Instant::now() < deadline, "refusals not counted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
