@@ -100,6 +100,10 @@ async fn strangers_cannot_reach_raft_or_membership_on_either_port() {
     );
     let impostor: Channel = tls_channel(&leader.peer, &forged);
     no_connection(RaftServiceClient::new(impostor.clone()).vote(vote_2_40()).await);
+    // A snapshot chunk claiming a 4 GiB record, and a campaign order: never read.
+    let chunk = Payload { data: vec![0xff; 64] };
+    no_connection(RaftServiceClient::new(impostor.clone()).install_snapshot(chunk).await);
+    no_connection(RaftServiceClient::new(impostor.clone()).campaign(CampaignRequest { from: 1 }).await);
     let join = JoinClusterRequest { node_id: 7, address: "127.0.0.1:1".into(), peer_address: "127.0.0.1:2".into() };
     no_connection(MembershipServiceClient::new(impostor).join_cluster(join.clone()).await);
 
