@@ -43,9 +43,18 @@ pub async fn serve(
 /// Ready = a member of a cluster that has a leader, with the applied index
 /// caught up to the commit index this node knows.
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
-    let status = s.node.status().await;
+    match not_ready(&s.node).await {
+        None => (StatusCode::OK, "ready\n".into()),
+        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {r}\n")),
+    }
+}
+
+/// Why this node is not ready to serve, or `None` when it is: the answer of
+/// `/readyz` and of the gRPC health service alike.
+pub async fn not_ready(node: &ChatNode) -> Option<String> {
+    let status = node.status().await;
     let member = status.members.iter().any(|(id, ..)| *id == status.id);
-    let reason = if !member {
+    if !member {
         Some("not a member of a cluster yet".to_string())
     } else if status.leader.is_none() {
         Some("no leader".to_string())
@@ -53,10 +62,6 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
         Some(format!("applying: {} of {}", status.applied_index, status.committed_index))
     } else {
         None
-    };
-    match reason {
-        None => (StatusCode::OK, "ready\n".into()),
-        Some(r) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {r}\n")),
     }
 }
 

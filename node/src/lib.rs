@@ -13,7 +13,7 @@
 //! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `MembershipService`, `RaftService`).
 //! - [`limits`]: abuse limits of the public API (hashing, login delays, streams, metadata).
 //! - [`server`]: assembling and running a node; the shutdown path.
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`; [`health`]: the gRPC health service.
 //! - [`metrics`], [`telemetry`]: observability.
 //! - [`validate`]: input rules; [`error`]: the error type and its gRPC mapping.
 //! - [`cli`]: flags and environment; [`dev`]: the local multi-node playground.
@@ -23,6 +23,7 @@ pub mod command;
 pub mod dev;
 pub mod election;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod limits;
 pub mod metrics;

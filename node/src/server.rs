@@ -257,9 +257,11 @@ async fn serve(
     // own limit far above, so an oversized header fails its call, not the
     // connection), and undecodable requests are the caller's error.
     let chat = ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone(), &cfg.limits));
+    let (health_reporter, health) = tonic_health::server::health_reporter();
     let public_router = grpc_server()
         .http2_max_header_list_size(MAX_HEADER_LIST)
         .add_service(InterceptedService::new(chat, check_metadata))
+        .add_service(health)
         .add_service(InterceptedService::new(
             ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())),
             check_metadata,
@@ -311,6 +313,7 @@ async fn serve(
     let membership_task = tokio::spawn(establish(cfg.clone(), node.clone(), stopped.clone()));
     let election_task = tokio::spawn(crate::election::run(node.clone()));
     let sweeper_task = tokio::spawn(crate::sweeper::run(node.clone(), cfg.limits.clone()));
+    let health_task = tokio::spawn(crate::health::run(node.clone(), health_reporter, stopped.clone()));
 
     let _ = stopped.wait_for(|s| *s).await;
     membership_task.abort();
@@ -327,7 +330,9 @@ async fn serve(
             }
         }
     }
-    // 2. Stop accepting on both ports, finish in-flight calls.
+    // 2. Stop accepting on both ports, finish in-flight calls (health says
+    //    NOT_SERVING from the moment the node is told to stop).
+    let _ = health_task.await;
     let _ = grpc_stop_tx.send(true);
     if tokio::time::timeout(Duration::from_secs(10), grpc_task).await.is_err() {
         tracing::warn!("in-flight calls did not finish in 10s");

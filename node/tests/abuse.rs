@@ -77,6 +77,21 @@ async fn authentication_comes_first_and_metadata_and_messages_are_bounded() {
     let mut c = ChatServiceClient::new(channel.clone());
     let token = register(&mut c, "alice").await;
 
+    // The public port answers the standard gRPC health check, no session
+    // needed: SERVING once the node is ready (re-evaluated every 500 ms).
+    let health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    for service in ["", "chat.v1.ChatService"] {
+        eventually(&format!("health of {service:?} to be SERVING"), Duration::from_secs(5), || {
+            let mut health = health.clone();
+            async move {
+                let request = tonic_health::pb::HealthCheckRequest { service: service.into() };
+                let status = health.check(request).await.ok()?.into_inner().status;
+                (status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
+            }
+        })
+        .await;
+    }
+
     // No session: UNAUTHENTICATED, whatever else is wrong with the request.
     let bad_pattern = ListAccountsRequest { pattern: "[".into(), ..Default::default() };
     assert_eq!(code_of(c.list_accounts(bad_pattern.clone())).await.0, Code::Unauthenticated);
