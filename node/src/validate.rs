@@ -155,13 +155,7 @@ pub fn host_port(field: &str, value: &str) -> Result<()> {
     if host.parse::<std::net::Ipv4Addr>().is_ok() {
         return Ok(());
     }
-    let label_ok = |l: &str| {
-        (1..=63).contains(&l.len())
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+    if !chat_tls::ca::is_dns_name(host) {
         return bad("the host must be a DNS name, an IPv4 address or [IPv6]");
     }
     Ok(())

@@ -336,23 +336,11 @@ async fn passwords_and_tokens_never_reach_the_disk_in_plaintext() {
     assert!(scanned > 0);
 }
 
-/// A plain HTTP/1.1 GET over a socket: (status code, body).
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("an HTTP status line");
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, body)
-}
-
 #[tokio::test]
 async fn health_readiness_and_metrics_over_http() {
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = http.local_addr().unwrap();
+    let addr = http.local_addr().unwrap().to_string();
+    let addr = addr.as_str();
     let mut t = one_node_with_http(Some(http)).await;
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
     eventually("ready", Duration::from_secs(10), || async { (http_get(addr, "/readyz").await.0 == 200).then_some(()) })

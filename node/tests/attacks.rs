@@ -131,25 +131,13 @@ async fn strangers_cannot_reach_raft_or_membership_on_either_port() {
     assert_eq!(fingerprint(&cluster).await, before, "nothing changed");
 
     // Each refused handshake is counted where an operator looks.
-    let metrics = http_get(&leader.http, "/metrics").await;
+    let (_, metrics) = http_get(&leader.http, "/metrics").await;
     let refused = |port: &str| -> u64 {
         let series = format!("chat_tls_refused_connections_total{{port=\"{port}\",reason=\"handshake\"}} ");
         metrics.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     };
     assert!(refused("peer") >= 3, "plaintext, anonymous and impostor handshakes counted:\n{metrics}");
     assert!(refused("public") >= 1, "the plaintext GetStatus counted");
-}
-
-/// The body of a plain HTTP/1.1 GET (the node's /metrics).
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

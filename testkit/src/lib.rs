@@ -582,6 +582,22 @@ pub fn plaintext_channel(addr: &str) -> Channel {
     Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_timeout(Duration::from_millis(500)).connect_lazy()
 }
 
+/// A plain HTTP/1.1 GET of `path` at `addr` (a node's `--http` port): (status code, body).
+///
+/// # Panics
+/// If nothing answers at `addr` or the answer is not HTTP.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("an HTTP status line");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
 /// Attaches a session token.
 pub fn authed<T>(token: &str, msg: T) -> Request<T> {
     let mut r = Request::new(msg);

@@ -176,18 +176,23 @@ fn san(host: &str) -> Result<SanType> {
         return Ok(SanType::IpAddress(ip));
     }
     // rcgen takes any ASCII; a certificate must name hosts a client can dial.
-    let labels = host.strip_prefix("*.").unwrap_or(host);
+    if !is_dns_name(host.strip_prefix("*.").unwrap_or(host)) {
+        return Err(Error::Parse(format!("host {host:?} is neither an IP address nor a DNS name")));
+    }
+    let name = host.to_string().try_into().map_err(|e| Error::Parse(format!("host {host:?}: {e}")))?;
+    Ok(SanType::DnsName(name))
+}
+
+/// A DNS host name: dot-separated labels of 1–63 letters, digits and
+/// hyphens (not at either end of a label), 253 bytes at most, no trailing dot.
+pub fn is_dns_name(name: &str) -> bool {
     let label_ok = |l: &str| {
         (1..=63).contains(&l.len())
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    if labels.len() > 253 || !labels.split('.').all(label_ok) {
-        return Err(Error::Parse(format!("host {host:?} is neither an IP address nor a DNS name")));
-    }
-    let name = host.to_string().try_into().map_err(|e| Error::Parse(format!("host {host:?}: {e}")))?;
-    Ok(SanType::DnsName(name))
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok)
 }
 
 fn validity(valid_for: Duration) -> (time::OffsetDateTime, time::OffsetDateTime) {
