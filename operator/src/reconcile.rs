@@ -252,8 +252,15 @@ where
     Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
 }
 
+/// A merge patch leaves out what serializes to nothing, so a leader that is
+/// gone (`None`, skipped when serialized) would stay in the status for good:
+/// it is sent as an explicit `null`, which a merge patch deletes.
 async fn patch_status(api: &Api<ReplicatedChat>, cluster: &ReplicatedChat, status: ReplicatedChatStatus) -> Result<()> {
-    let patch = json!({"status": status});
+    let no_leader = status.leader.is_none();
+    let mut patch = json!({"status": status});
+    if no_leader {
+        patch["status"]["leader"] = serde_json::Value::Null;
+    }
     api.patch_status(&cluster.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }

@@ -241,6 +241,18 @@ async fn certificates_are_made_once_renewed_when_stale_and_mounted_by_the_pods()
     assert_eq!(api.objects[TLS_SECRET]["data"]["ca.crt"], tls["data"]["ca.crt"], "same CA");
 }
 
+/// A merge patch skips absent fields: a leader that is gone must be sent as
+/// an explicit null, or `kubectl get rchat` keeps naming it through a loss of quorum.
+#[tokio::test]
+async fn a_leader_that_is_gone_is_cleared_from_the_status() {
+    let (ctx, mut api) = context(BTreeMap::new(), None);
+    let object = rchat(json!({}), Some(json!({"bootstrapped": true, "leader": "demo-0", "term": 3})));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(3, Some(0))).await;
+    outcome.unwrap();
+    let status = status_sent(&requests).expect("a status patch");
+    assert_eq!(status.get("leader"), Some(&Value::Null), "sent as null: {status}");
+}
+
 #[tokio::test]
 async fn brought_certificates_that_do_not_exist_fail_the_reconcile_with_a_reason() {
     let (ctx, mut api) = context(BTreeMap::new(), None);
