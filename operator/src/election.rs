@@ -6,7 +6,9 @@
 //!
 //! A holder that cannot renew before its lease runs out stops (the process
 //! exits and Kubernetes restarts it as a follower), rather than reconcile
-//! alongside a new holder.
+//! alongside a new holder. A holder that stops gracefully releases the lease
+//! ([`LeaseLock::release`], client-go's `ReleaseOnCancel`), so a standby takes
+//! over at once instead of after `duration`.
 
 use std::time::Duration;
 
@@ -86,6 +88,30 @@ impl LeaseLock {
             }
             tokio::time::sleep(self.duration / 3).await;
         }
+    }
+
+    /// Gives the lease up if we still hold it (compare-and-swap on what we
+    /// read): no holder, no renewal time, so any candidate may take it at once.
+    /// Call it only once this replica has stopped reconciling.
+    ///
+    /// # Errors
+    /// API errors other than a lost race (409: someone else holds it already).
+    pub async fn release(&self) -> Result<()> {
+        let Some(current) = self.api.get_opt(&self.name).await? else { return Ok(()) };
+        let held = current.spec.clone().unwrap_or_default();
+        if held.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        let spec = LeaseSpec {
+            holder_identity: None,
+            renew_time: None,
+            acquire_time: None,
+            lease_duration_seconds: held.lease_duration_seconds,
+            lease_transitions: held.lease_transitions,
+            ..LeaseSpec::default()
+        };
+        let released = Lease { metadata: current.metadata, spec: Some(spec) };
+        self.write(self.api.replace(&self.name, &PostParams::default(), &released).await).map(|_| ())
     }
 
     /// Renews every `duration / 3` for as long as we hold the lease; returns
@@ -189,6 +215,37 @@ mod tests {
         assert_eq!(renew.body["spec"]["leaseTransitions"], 2, "a renewal is not a transition");
         renew.echo();
         assert!(task.await.unwrap().unwrap());
+        rbac_allows(&api.seen);
+    }
+
+    #[tokio::test]
+    async fn a_stopping_holder_releases_the_lease_and_another_takes_it_at_once() {
+        let (lock, mut api) = lock("op-a");
+        let task = tokio::spawn(async move { lock.release().await });
+        api.next(Method::GET, LEASE).await.ok(lease("op-a", "2026-11-21T10:00:00.000000Z"));
+        let release = api.next(Method::PUT, LEASE).await;
+        assert_eq!(release.body["metadata"]["resourceVersion"], "7", "a compare-and-swap on what we read");
+        assert!(release.body["spec"].get("holderIdentity").is_none(), "{}", release.body);
+        assert!(release.body["spec"].get("renewTime").is_none(), "{}", release.body);
+        let released = release.body.clone();
+        release.echo();
+        task.await.unwrap().unwrap();
+
+        // A standby one second later takes it, without waiting out the 15 s.
+        let (standby, mut api) = super::tests::lock("op-b");
+        let task = tokio::spawn(async move { standby.try_acquire_or_renew(at("2026-11-21T10:00:01Z")).await });
+        api.next(Method::GET, LEASE).await.ok(released);
+        let take = api.next(Method::PUT, LEASE).await;
+        assert_eq!(take.body["spec"]["holderIdentity"], "op-b");
+        take.echo();
+        assert!(task.await.unwrap().unwrap());
+
+        // Not ours (any more): nothing is written.
+        let (late, mut api) = super::tests::lock("op-a");
+        let task = tokio::spawn(async move { late.release().await });
+        api.next(Method::GET, LEASE).await.ok(lease("op-b", "2026-11-21T10:00:01.000000Z"));
+        task.await.unwrap().unwrap();
+        api.assert_idle(Duration::from_millis(100)).await;
         rbac_allows(&api.seen);
     }
 
