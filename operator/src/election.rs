@@ -115,20 +115,26 @@ impl LeaseLock {
     }
 
     /// Renews every `duration / 3` for as long as we hold the lease; returns
-    /// when we lost it (another holder, or no successful renewal for `duration`).
+    /// when we lost it: another holder, or no successful renewal within the
+    /// renew deadline (two thirds of the lease, as client-go's 10 s of 15).
+    /// Each renewal call is bounded too, so a hung API call cannot carry us
+    /// past the deadline: we stop while the lease is still ours, before any
+    /// standby can take it, and two replicas never reconcile at once.
     pub async fn hold(&self) {
-        let mut last_renewed = tokio::time::Instant::now();
+        let renew_deadline = self.duration * 2 / 3;
+        let call_timeout = self.duration / 5;
+        let mut deadline = tokio::time::Instant::now() + renew_deadline;
         loop {
-            tokio::time::sleep(self.duration / 3).await;
-            match self.try_acquire_or_renew(Timestamp::now()).await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease: renewal failed");
-                    if last_renewed.elapsed() >= self.duration {
-                        return;
-                    }
-                }
+            tokio::time::sleep_until((tokio::time::Instant::now() + self.duration / 3).min(deadline)).await;
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            let bound = (tokio::time::Instant::now() + call_timeout).min(deadline);
+            match tokio::time::timeout_at(bound, self.try_acquire_or_renew(Timestamp::now())).await {
+                Ok(Ok(true)) => deadline = tokio::time::Instant::now() + renew_deadline,
+                Ok(Ok(false)) => return,
+                Ok(Err(e)) => tracing::warn!(error = %e, "lease: renewal failed"),
+                Err(_) => tracing::warn!(timeout = ?call_timeout, "lease: renewal call did not answer"),
             }
         }
     }
@@ -247,6 +253,17 @@ mod tests {
         task.await.unwrap().unwrap();
         api.assert_idle(Duration::from_millis(100)).await;
         rbac_allows(&api.seen);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_holder_that_cannot_renew_stops_well_inside_its_lease() {
+        // The API server never answers: every renewal call hangs.
+        let (lock, _api) = lock("op-a");
+        let started = tokio::time::Instant::now();
+        lock.hold().await;
+        let gave_up = started.elapsed();
+        assert!(gave_up <= Duration::from_secs(10), "stopped after {gave_up:?}: the 15 s lease must still be ours");
+        assert!(gave_up >= Duration::from_secs(5), "tried to renew first: {gave_up:?}");
     }
 
     /// The chart's leader-election Role allows every request made here.
