@@ -37,6 +37,18 @@ pub struct Target<'a> {
     pub cluster: Option<&'a str>,
 }
 
+impl Target<'_> {
+    /// What the flags say about TLS: `--ca` (verify against that CA),
+    /// `--plaintext`, or neither (`None`: each mode decides).
+    fn chosen_security(&self) -> anyhow::Result<Option<Security>> {
+        Ok(match (self.ca, self.plaintext) {
+            (Some(ca), _) => Some(Security::ca_file(ca)?),
+            (None, true) => Some(Security::Plaintext),
+            (None, false) => None,
+        })
+    }
+}
+
 impl Connection {
     /// # Errors
     /// A malformed address, an unusable kubeconfig, or a ReplicatedChat that
@@ -45,13 +57,11 @@ impl Connection {
     pub async fn open(target: &Target<'_>, deadline: Duration) -> anyhow::Result<Self> {
         let addrs: Vec<String> = target.addrs.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
         if !addrs.is_empty() {
-            let security = match (target.ca, target.plaintext) {
-                (Some(ca), _) => Security::ca_file(ca)?,
-                (None, true) => Security::Plaintext,
-                (None, false) => anyhow::bail!(
+            let Some(security) = target.chosen_security()? else {
+                anyhow::bail!(
                     "the cluster's CA certificate is needed to verify it: --ca FILE or CHAT_CA (`chat-node dev` \
                      prints its path); --plaintext for a cluster that serves without TLS"
-                ),
+                )
             };
             let options = ClientOptions { deadline, ..ClientOptions::new(security) };
             let mut sorted = addrs.clone();
@@ -86,10 +96,9 @@ impl Connection {
         tracing::debug!(?seeds, "kube mode seeds");
         // TLS inside the tunnel too, verifying each pod's own name against the
         // cluster's CA: the operator's ConfigMap, unless `--ca` names another.
-        let security = match (target.ca, target.plaintext) {
-            (Some(ca), _) => Security::ca_file(ca)?,
-            (None, true) => Security::Plaintext,
-            (None, false) => {
+        let security = match target.chosen_security()? {
+            Some(security) => security,
+            None => {
                 let config_maps = Api::namespaced(kube.clone(), &namespace);
                 let pem = resolve::ca_certificate(&config_maps, &names).await.map_err(unavailable_if)?;
                 Security::ca_pem(pem.as_bytes())?

@@ -88,10 +88,6 @@ impl Peers {
         Self { dialer, channels: Mutex::default() }
     }
 
-    pub fn dialer(&self) -> &PeerDialer {
-        &self.dialer
-    }
-
     /// The kept channel to the peer port at `addr`.
     ///
     /// # Errors

@@ -28,7 +28,7 @@ use crate::limits::logins::LoginThrottle;
 use crate::limits::subscriptions::Subscriptions;
 use crate::metrics::Metrics;
 use crate::node::{ChatNode, Consistency};
-use crate::store::query::{self, MessageView};
+use crate::store::query::{self, MessageView, Session};
 use crate::validate;
 
 /// Subscribe reads the backlog from the DB in pages of this many messages.
@@ -66,16 +66,22 @@ impl ChatServiceImpl {
         }
     }
 
-    /// Checks the session of `token` as this node knows it and keeps it alive:
-    /// an expired one is refused here (apply has no clock to tell), and one
-    /// with less than half its lifetime left is renewed in the background. A
-    /// session this node has not seen yet is left for apply to judge.
+    /// Checks the session of `token` as this node knows it and keeps it alive
+    /// (for writes): an expired one is refused here (apply has no clock to
+    /// tell); a session this node has not seen yet is left for apply to judge.
     fn touch(&self, token: &[u8; 32]) -> Result<()> {
         let Some(session) = query::session(self.node.db(), token)? else { return Ok(()) };
-        let now = now_ms();
-        if session.expires_at_ms <= now {
+        if session.expires_at_ms <= now_ms() {
             return Err(Error::Rejected(Rejection::InvalidSession));
         }
+        self.renew_if_due(token, &session);
+        Ok(())
+    }
+
+    /// Renews a live `session` in the background once less than half its
+    /// lifetime is left (one renewal at a time per session).
+    fn renew_if_due(&self, token: &[u8; 32], session: &Session) {
+        let now = now_ms();
         let ttl = i64::try_from(self.session_ttl.as_millis()).unwrap_or(i64::MAX);
         if session.expires_at_ms - now < ttl / 2 && self.lock_renewing().insert(*token) {
             let (node, renewing, token) = (self.node.clone(), self.renewing.clone(), *token);
@@ -87,7 +93,13 @@ impl ChatServiceImpl {
                 renewing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&token);
             });
         }
-        Ok(())
+    }
+
+    /// The user of the live session of `token`, renewed if due.
+    fn session_user(&self, token: &[u8; 32]) -> Result<String> {
+        let session = query::live_session(self.node.db(), token, now_ms())??;
+        self.renew_if_due(token, &session);
+        Ok(session.username)
     }
 
     fn lock_renewing(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<[u8; 32]>> {
@@ -103,9 +115,7 @@ impl ChatServiceImpl {
     /// from the request before anything else).
     async fn reader(&self, token: &[u8; 32], consistency: i32) -> Result<String> {
         self.node.read_barrier(consistency_of(consistency)?).await?;
-        let user = query::session_user(self.node.db(), token, now_ms())??;
-        self.touch(token)?;
-        Ok(user)
+        self.session_user(token)
     }
 
     /// A write on behalf of the session of `token`.
@@ -343,8 +353,7 @@ impl ChatService for ChatServiceImpl {
             if let Err(e) = self.node.read_barrier(Consistency::Linearizable).await {
                 tracing::debug!(error = %e, "subscribe without read barrier");
             }
-            let user = query::session_user(self.node.db(), &token, now_ms())??;
-            self.touch(&token)?;
+            let user = self.session_user(&token)?;
             let mut live = self.node.state().subscribe();
             let db = self.node.db().clone();
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Message, Status>>(BACKLOG_PAGE);

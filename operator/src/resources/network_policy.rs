@@ -48,10 +48,7 @@ pub fn build(cluster: &ReplicatedChat, operator_namespace: &str) -> NetworkPolic
             }),
         };
     }
-    let members = NetworkPolicyPeer {
-        pod_selector: Some(LabelSelector { match_labels: Some(names.selector_labels()), ..Default::default() }),
-        ..Default::default()
-    };
+    let members = NetworkPolicyPeer { pod_selector: Some(selected.clone()), ..Default::default() };
     let operator = NetworkPolicyPeer {
         namespace_selector: Some(labels(&[("kubernetes.io/metadata.name", operator_namespace)])),
         pod_selector: Some(labels(&[(OPERATOR_POD_LABEL, "true")])),
