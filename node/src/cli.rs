@@ -144,6 +144,9 @@ pub struct NodeArgs {
     /// How often the leader sweeps expired sessions and request ids.
     #[arg(long, env = "CHAT_SWEEP_MS", default_value_t = 600_000)]
     pub sweep_ms: u64,
+    /// WatchStatus streams this node serves at once (both ports together).
+    #[arg(long, env = "CHAT_MAX_STATUS_WATCHES", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_status_watches: u64,
     /// How long a joining member may take to catch up before the join fails
     /// (and the learner it added is removed again).
     #[arg(long, env = "CHAT_JOIN_CATCH_UP_MS", default_value_t = 60_000)]
@@ -236,6 +239,7 @@ impl NodeArgs {
                 max_sessions: self.max_sessions,
                 dedup_window: Duration::from_secs(self.dedup_window_secs),
                 sweep_every: Duration::from_millis(self.sweep_ms.max(100)),
+                status_watches: usize::try_from(self.max_status_watches).unwrap_or(usize::MAX),
             },
             tls: TlsSettings {
                 peer: peer_tls,

@@ -31,6 +31,7 @@ use crate::metrics::{Metrics, RefusedLabels};
 use crate::network::Network;
 use crate::network::peer::{self, PeerDialer};
 use crate::node::{ChatNode, Timeouts};
+use crate::service::status_watch::StatusWatches;
 use crate::service::{ChatServiceImpl, ClusterServiceImpl, MembershipServiceImpl, RaftServiceImpl};
 use crate::store::{Db, Durability, Flusher, LogStore, StateMachine};
 use crate::typ::{Node, NodeId, Raft};
@@ -258,14 +259,20 @@ async fn serve(
     // connection), and undecodable requests are the caller's error.
     let chat = ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone(), &cfg.limits));
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    let watches = StatusWatches::new(cfg.limits.status_watches);
+    let cluster_service = || {
+        ClusterServiceServer::new(ClusterServiceImpl::new(
+            node.clone(),
+            metrics.clone(),
+            watches.clone(),
+            grpc_stop.clone(),
+        ))
+    };
     let public_router = grpc_server()
         .http2_max_header_list_size(MAX_HEADER_LIST)
         .add_service(InterceptedService::new(chat, check_metadata))
         .add_service(health)
-        .add_service(InterceptedService::new(
-            ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())),
-            check_metadata,
-        ));
+        .add_service(InterceptedService::new(cluster_service(), check_metadata));
 
     // The peer port: the handshake already refused callers without a
     // certificate of the cluster's CA; each service admits only the roles
@@ -277,7 +284,7 @@ async fn serve(
     let peer_router = grpc_server()
         .add_service(InterceptedService::new(raft, chat_tls::require(&[Role::Node], enforce)))
         .add_service(InterceptedService::new(membership, chat_tls::require(&[Role::Node, Role::Operator], enforce)))
-        .add_service(ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone())));
+        .add_service(cluster_service());
 
     let refused = |port: &'static str| -> OnRefused {
         let counters = metrics.tls_refused.clone();

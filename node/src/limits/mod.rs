@@ -47,6 +47,8 @@ pub struct LimitsConfig {
     pub dedup_window: Duration,
     /// How often the leader sweeps expired sessions and de-duplication records.
     pub sweep_every: Duration,
+    /// WatchStatus streams one node serves at once (both ports together).
+    pub status_watches: usize,
 }
 
 impl Default for LimitsConfig {
@@ -64,6 +66,7 @@ impl Default for LimitsConfig {
             max_sessions: 16,
             dedup_window: Duration::from_secs(24 * 3600),
             sweep_every: Duration::from_secs(600),
+            status_watches: 256,
         }
     }
 }

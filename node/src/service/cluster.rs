@@ -1,5 +1,6 @@
-//! `ClusterServiceImpl`: this node's view of the cluster (GetStatus), served
-//! on both ports — clients find the leader with it.
+//! `ClusterServiceImpl`: this node's view of the cluster (GetStatus, and
+//! WatchStatus pushing it on change), served on both ports — clients find the
+//! leader with it, the operator routes to the leader with it.
 
 use std::sync::Arc;
 
@@ -8,18 +9,29 @@ use chat_proto::cluster::*;
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
+use tokio::sync::watch;
+
 use super::observe::observe;
+use super::status_watch::{Pace, StatusStream, StatusWatches};
 use crate::metrics::Metrics;
 use crate::node::{ChatNode, Status as NodeStatus};
 
 pub struct ClusterServiceImpl {
     node: Arc<ChatNode>,
     metrics: Arc<Metrics>,
+    watches: StatusWatches,
+    /// Becomes true when the server stops accepting: open WatchStatus streams end.
+    stopping: watch::Receiver<bool>,
 }
 
 impl ClusterServiceImpl {
-    pub fn new(node: Arc<ChatNode>, metrics: Arc<Metrics>) -> Self {
-        Self { node, metrics }
+    pub fn new(
+        node: Arc<ChatNode>,
+        metrics: Arc<Metrics>,
+        watches: StatusWatches,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        Self { node, metrics, watches, stopping }
     }
 }
 
@@ -70,5 +82,18 @@ pub fn members(s: &NodeStatus) -> Vec<Member> {
 impl ClusterService for ClusterServiceImpl {
     async fn get_status(&self, _request: Request<GetStatusRequest>) -> Result<Response<GetStatusResponse>, Status> {
         observe(&self.metrics, "GetStatus", async { Ok(Response::new(to_proto(&self.node.status().await))) }).await
+    }
+
+    type WatchStatusStream = StatusStream;
+
+    async fn watch_status(
+        &self,
+        request: Request<WatchStatusRequest>,
+    ) -> Result<Response<Self::WatchStatusStream>, Status> {
+        observe(&self.metrics, "WatchStatus", async {
+            let pace = Pace::from_request(request.get_ref())?;
+            Ok(Response::new(self.watches.open(self.node.clone(), pace, self.stopping.clone())?))
+        })
+        .await
     }
 }

@@ -3,7 +3,8 @@
 //! `MembershipService` and `ClusterService`.
 //!
 //! - [`chat`]: `ChatServiceImpl`, the public chat API.
-//! - [`cluster`]: `ClusterServiceImpl`, this node's view (GetStatus).
+//! - [`cluster`]: `ClusterServiceImpl`, this node's view (GetStatus, WatchStatus).
+//! - [`status_watch`]: WatchStatus streams, pushed on change and bounded in number.
 //! - [`membership`]: `MembershipServiceImpl`, founding, joins, removals, leader transfer.
 //! - [`raft`]: `RaftServiceImpl`, node-to-node Raft traffic and forwarding.
 //! - [`auth`]: session tokens in request metadata.
@@ -15,6 +16,7 @@ pub mod cluster;
 pub mod membership;
 pub mod observe;
 pub mod raft;
+pub mod status_watch;
 
 pub use chat::ChatServiceImpl;
 pub use cluster::ClusterServiceImpl;
