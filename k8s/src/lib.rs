@@ -4,13 +4,15 @@
 //! Layout: [`crd`] (the `ReplicatedChat` resource), [`names`] (names, labels
 //! and ports of everything a cluster owns), [`portforward`] (reaching pods
 //! through the API server, for clients outside the cluster), [`resolve`]
-//! (which ReplicatedChat, which pods to dial), and `testing` (feature
+//! (which ReplicatedChat, which pods to dial), [`routing`] (the leader label,
+//! fenced by Raft term), and `testing` (feature
 //! `testing`: a scripted mock API server for offline tests).
 
 pub mod crd;
 pub mod names;
 pub mod portforward;
 pub mod resolve;
+pub mod routing;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 

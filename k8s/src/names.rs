@@ -11,6 +11,9 @@ pub const FIELD_MANAGER: &str = "chat-operator";
 /// Label the operator moves to the pod that leads; the client Service selects it.
 pub const ROLE_LABEL: &str = "chat.replicated.dev/role";
 pub const ROLE_LEADER: &str = "leader";
+/// On the leader Lease: the Raft term of its holder. On a pod: the newest term
+/// whose leader label writer wrote it (labelled it, or fenced it off).
+pub const TERM_ANNOTATION: &str = "chat.replicated.dev/term";
 /// Public gRPC port of every node: the chat API and GetStatus.
 pub const GRPC_PORT: u16 = 50051;
 /// Peer gRPC port of every node: Raft traffic and membership (mutual TLS).
@@ -63,9 +66,20 @@ impl ClusterNames {
         self.cluster.clone()
     }
 
-    /// The nodes' ServiceAccount (no API access: nodes never talk to Kubernetes).
+    /// The nodes' ServiceAccount. Its only rights (the Role of the same name):
+    /// read and label the cluster's own pods, read and update its leader Lease.
     pub fn service_account(&self) -> String {
         format!("{}-node", self.cluster)
+    }
+
+    /// The Role and RoleBinding giving the nodes' ServiceAccount its rights.
+    pub fn node_role(&self) -> String {
+        self.service_account()
+    }
+
+    /// The Lease that fences the leader label by Raft term (see `routing`).
+    pub fn leader_lease(&self) -> String {
+        format!("{}-leader", self.cluster)
     }
 
     /// The Secret holding the cluster's CA certificate and key (the operator's alone).
