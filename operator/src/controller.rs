@@ -21,12 +21,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::certificates::OperatorCerts;
 use crate::error::{Error, Result};
-use crate::leader_watch::LeaderWatch;
+use crate::leader_routing::LeaderRouting;
 use crate::metrics::{ErrorLabel, Metrics};
 use crate::nodes::Nodes;
 use crate::reconcile;
 
-/// Marks a ReplicatedChat whose deletion we still need to see (to stop its leader watch).
+/// Marks a ReplicatedChat whose deletion we still need to see (to stop its leader routing).
 pub const FINALIZER: &str = "chat.replicated.dev/cleanup";
 /// Backoff after a failed reconcile.
 pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
@@ -41,7 +41,7 @@ pub struct Context {
     pub operator_namespace: String,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub leader_watch: LeaderWatch,
+    pub leader_routing: LeaderRouting,
 }
 
 impl Context {
@@ -123,8 +123,9 @@ pub async fn run(
             "cannot list ReplicatedChats ({e}); is the CRD installed? `chat-operator crdgen | kubectl apply -f -`"
         )
     })?;
-    let (leader_watch, leader_moves) = LeaderWatch::new(nodes.clone());
     let recorder = Recorder::new(client.clone(), reporter());
+    let (leader_routing, leader_moves) =
+        LeaderRouting::new(client.clone(), nodes.clone(), recorder.clone(), metrics.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         nodes,
@@ -132,7 +133,7 @@ pub async fn run(
         operator_namespace,
         recorder,
         metrics,
-        leader_watch,
+        leader_routing,
     });
     let pods = Api::<Pod>::all(client.clone());
     let pod_watch = watcher::Config::default().labels("app.kubernetes.io/name=replicated-chat");

@@ -12,6 +12,8 @@ pub enum Error {
     MissingField(&'static str),
     #[error("certificates: {0}")]
     Certificates(String),
+    #[error("leader label: {0}")]
+    Route(#[from] chat_k8s::routing::RouteError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -25,6 +27,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::MissingField(_) => "object",
             Error::Certificates(_) => "certificates",
+            Error::Route(_) => "route",
         }
     }
 }

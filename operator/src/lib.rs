@@ -10,8 +10,8 @@
 //!   certificate Secrets and the CA ConfigMap).
 //! - [`plan`]: the pure membership planner (bootstrap once, scale up/down, lost volumes).
 //! - [`nodes`]: talking to chat nodes (GetStatus, Initialize, Join, Remove, TransferLeader).
-//! - [`labels`]: moving the leader label without ever labelling two pods.
-//! - [`leader_watch`]: polls each cluster's leader and triggers a reconcile when it moves.
+//! - [`leader_routing`]: the fast path — streams each cluster's leader and moves the label
+//!   (term-fenced, [`chat_k8s::routing`]) the moment it changes, whatever the reconcile is doing.
 //! - [`status`]: status and conditions.
 //! - [`metrics`], [`http`]: Prometheus metrics, /healthz /readyz /metrics.
 //! - [`election`]: leader election between operator replicas (a Lease).
@@ -23,8 +23,7 @@ pub mod crdgen;
 pub mod election;
 pub mod error;
 pub mod http;
-pub mod labels;
-pub mod leader_watch;
+pub mod leader_routing;
 pub mod metrics;
 pub mod nodes;
 pub mod plan;

@@ -17,7 +17,7 @@ use chat_proto::cluster::cluster_service_client::ClusterServiceClient;
 use chat_proto::cluster::membership_service_client::MembershipServiceClient;
 use chat_proto::cluster::{
     GetStatusRequest, GetStatusResponse, InitializeRequest, JoinClusterRequest, Member, RemoveMemberRequest, Role,
-    TransferLeaderRequest,
+    TransferLeaderRequest, WatchStatusRequest,
 };
 use futures::future::join_all;
 use tonic::transport::Channel;
@@ -31,6 +31,8 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
 const CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A WatchStatus stream's heartbeat: the longest a live node stays silent.
+pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Where a pod is reached: its public port (what clients are told) and its
 /// peer port (what the operator and the other members dial).
@@ -191,6 +193,20 @@ impl Nodes {
             PodView { ordinal, address, status }
         });
         Observation { pods: join_all(asks).await }
+    }
+
+    /// Opens pod `ordinal`'s WatchStatus stream: its view now and whenever
+    /// role, term, leader or membership change (index-only movement at most
+    /// once a minute: the leader routing does not need it), and a heartbeat
+    /// every [`WATCH_HEARTBEAT`].
+    ///
+    /// # Errors
+    /// `Node` when the pod cannot be reached or refuses.
+    pub async fn watch(&self, names: &ClusterNames, ordinal: u64) -> Result<tonic::Streaming<GetStatusResponse>> {
+        let mut client = self.client(names, &self.address(names, ordinal))?;
+        let heartbeat_ms = u32::try_from(WATCH_HEARTBEAT.as_millis()).unwrap_or(u32::MAX);
+        let request = WatchStatusRequest { min_interval_ms: 60_000, heartbeat_ms };
+        call(CONNECT_TIMEOUT + STATUS_TIMEOUT, client.watch_status(request)).await
     }
 
     /// Founds the cluster on pod `ordinal`. Returns whether it founded one

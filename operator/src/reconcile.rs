@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_k8s::names::{FIELD_MANAGER, ROLE_LABEL, ROLE_LEADER, ordinal};
+use chat_k8s::names::{FIELD_MANAGER, ordinal};
+use chat_k8s::routing::{self, Routed, Router};
 use chat_k8s::{ClusterNames, ReplicatedChat, ReplicatedChatStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -21,8 +22,7 @@ use serde_json::json;
 use crate::certificates;
 use crate::controller::Context;
 use crate::error::{Error, Result};
-use crate::labels::move_leader_label;
-use crate::leader_watch::Seen;
+use crate::leader_routing::{Seen, announce};
 use crate::metrics::ActionLabel;
 use crate::nodes::Observation;
 use crate::plan::{Step, plan};
@@ -46,6 +46,18 @@ pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Ac
     let rchats: Api<ReplicatedChat> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let new_generation = cluster.status.as_ref().and_then(|s| s.observed_generation) != cluster.metadata.generation;
 
+    // 0. The leader's fast path first: nothing below — a bad spec, a refused
+    //    apply, a failed or slow membership step — may keep the client
+    //    Service from following the leader. It needs the pods, and the
+    //    certificates to reach them (kept even for a spec we will not roll out:
+    //    they only let the nodes and the operator talk).
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let pods = pods_api.list(&ListParams::default().labels(&names.selector_string())).await?.items;
+    let mut ordinals: Vec<u64> = pods.iter().filter_map(|p| ordinal(&p.name_any())).collect();
+    ordinals.sort_unstable();
+    let seen = Seen { names: names.clone(), ordinals, reference: cluster.object_ref(&()) };
+    ctx.leader_routing.update(kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()), seen.clone());
+
     // 1. Judge the spec before touching anything: a bad spec must not roll out.
     let findings = validate(&cluster.spec);
     let errors: Vec<String> =
@@ -56,6 +68,11 @@ pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Ac
         if new_generation {
             ctx.publish(&cluster, EventType::Warning, "InvalidSpec", "Validate", errors.join("; "), None).await;
         }
+        if !seen.ordinals.is_empty()
+            && let Err(e) = certificates::ensure(&ctx, &cluster, &names).await
+        {
+            tracing::debug!(error = %e, "certificates of an invalid spec");
+        }
         patch_status(&rchats, &cluster, status::invalid(&cluster, &names, "InvalidSpec", &errors, Timestamp::now()))
             .await?;
         // A spec edit wakes us; retrying the same spec would only repeat the verdict.
@@ -64,7 +81,7 @@ pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Ac
     if new_generation && !warnings.is_empty() {
         ctx.publish(&cluster, EventType::Warning, "SpecWarning", "Validate", warnings.join("; "), None).await;
     }
-    match converge(&cluster, &ctx, &names, &rchats, &warnings).await {
+    match converge(&cluster, &ctx, &seen, &pods, &rchats, &warnings).await {
         // The API server refused an object we built from the spec (e.g. a change
         // to a StatefulSet field Kubernetes keeps immutable): report, do not spin.
         Err(Error::Kube(kube::Error::Api(refusal))) if refusal.code == 422 => {
@@ -80,14 +97,17 @@ pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Ac
     }
 }
 
-/// Steps 2–8: objects, observation, membership, label, status.
+/// Steps 2–7: objects, observation, membership, label, status.
 async fn converge(
     cluster: &ReplicatedChat,
     ctx: &Context,
-    names: &ClusterNames,
+    seen: &Seen,
+    pods: &[Pod],
     rchats: &Api<ReplicatedChat>,
     warnings: &[String],
 ) -> Result<Action> {
+    let names = &seen.names;
+    let ordinals = &seen.ordinals;
     let ns = &names.namespace;
 
     // 2. What the pods need before they start: certificates (which the
@@ -100,13 +120,9 @@ async fn converge(
     ssa(ctx, ns, &network_policy::build(cluster, &ctx.operator_namespace)).await?;
     ssa(ctx, ns, &pdb::build(cluster)).await?;
 
-    // 3. Observe: which pods exist, and what each reports about the cluster.
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let pods = pods_api.list(&ListParams::default().labels(&names.selector_string())).await?.items;
-    let mut ordinals: Vec<u64> = pods.iter().filter_map(|p| ordinal(&p.name_any())).collect();
-    ordinals.sort_unstable();
+    // 3. Observe what each pod (listed in step 0) reports about the cluster.
     let current = ordinals.last().map_or(0, |o| i32::try_from(o + 1).unwrap_or(i32::MAX));
-    let observation = ctx.nodes.observe(names, &ordinals).await;
+    let observation = ctx.nodes.observe(names, ordinals).await;
 
     // 4. Decide, then size the StatefulSet: it grows before members join and
     //    shrinks only after they have left Raft.
@@ -122,19 +138,21 @@ async fn converge(
         return Err(e);
     }
 
-    // 6. Leader label: the client Service follows it.
-    let labelled: Vec<String> = pods
-        .iter()
-        .filter(|p| p.labels().get(ROLE_LABEL).map(String::as_str) == Some(ROLE_LEADER))
-        .map(ResourceExt::name_any)
-        .collect();
-    let leader = observation.leader().map(|l| names.pod(l.ordinal)).filter(|l| pods.iter().any(|p| p.name_any() == *l));
-    if move_leader_label(&pods_api, &labelled, leader.as_deref()).await? {
-        ctx.metrics.leader_changes.inc();
-        let term = observation.leader().and_then(|l| l.status.as_ref()).map_or(0, |s| s.term);
-        let from = if labelled.is_empty() { "none".to_string() } else { labelled.join(",") };
-        let note = format!("{from} → {} (term {term})", leader.as_deref().unwrap_or("none"));
-        ctx.publish(cluster, EventType::Normal, "LeaderChanged", "Relabel", note, leader.clone()).await;
+    // 6. Leader label. The fast path (`leader_routing`) moves it on every
+    //    election; here a label found out of place (an election the fast path
+    //    missed, a hand edit) is put right through the same fenced protocol.
+    //    Reading the pod list costs nothing more: it is already here.
+    if let Some(leader) = observation.leader() {
+        let term = leader.status.as_ref().map_or(0, |s| s.term);
+        let pod = names.pod(leader.ordinal);
+        let labelled: Vec<&Pod> = pods.iter().filter(|p| routing::labelled(p)).collect();
+        let in_place = matches!(labelled.as_slice(), [only] if only.name_any() == pod);
+        if !in_place && pods.iter().any(|p| p.name_any() == pod) {
+            let router = Router::new(ctx.client.clone(), names.clone());
+            if router.route(leader.ordinal, term, ordinals).await? == (Routed::Done { changed: true }) {
+                announce(&ctx.recorder, &ctx.metrics, seen, leader.ordinal, term).await;
+            }
+        }
     }
 
     // 7. Status, only when it changed (no write per reconcile).
@@ -143,11 +161,6 @@ async fn converge(
         patch_status(rchats, cluster, status).await?;
     }
 
-    // 8. Keep watching the leader between reconciles.
-    ctx.leader_watch.update(
-        kube::runtime::reflector::ObjectRef::from_obj(cluster),
-        Seen { names: names.clone(), ordinals, leader: observation.leader().map(|l| l.ordinal) },
-    );
     Ok(match plan.step {
         Step::Steady => Action::requeue(REQUEUE_STEADY),
         Step::Wait(_) => Action::requeue(REQUEUE_WAITING),
@@ -162,7 +175,7 @@ async fn converge(
 /// # Errors
 /// None today; the signature leaves room for cleanup that can fail.
 pub async fn cleanup(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.leader_watch.forget(&kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()));
+    ctx.leader_routing.forget(&kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()));
     ctx.nodes.forget(&resources::names(&cluster));
     let note = format!("owned objects are garbage-collected; volumes: {}", cluster.spec.storage.on_delete.as_str());
     ctx.publish(&cluster, EventType::Normal, "Deleted", "Cleanup", note, None).await;

@@ -1,7 +1,8 @@
 //! What the running controller asks of the API server besides reconciles: it
 //! checks the CRD is installed, then lists and watches its objects. Every such
 //! request must be allowed by the chart's ClusterRole; and the leader watch
-//! must wake a reconcile when a real cluster elects a new leader.
+//! (the fast path) must move the label and wake a reconcile when a real
+//! cluster elects a new leader.
 
 #[path = "fixtures/rbac.rs"]
 mod rbac;
@@ -14,14 +15,16 @@ use std::time::{Duration, Instant};
 use chat_client::{Security, TcpDial};
 use chat_k8s::testing::{list, mock_client};
 use chat_k8s::{ClusterNames, ReplicatedChat};
+use chat_k8s_standin::StandIn;
 use chat_operator::controller;
-use chat_operator::leader_watch::{LeaderWatch, Seen};
+use chat_operator::leader_routing::{LeaderRouting, Seen};
 use chat_operator::metrics::Metrics;
 use chat_operator::nodes::{Nodes, PodAddress, fixed};
 use chat_proto::cluster::Role;
 use chat_testkit::{TestCluster, chat_node_binary, eventually};
 use futures::StreamExt;
 use http::Method;
+use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
 
 #[tokio::test]
@@ -52,43 +55,107 @@ async fn the_controllers_lists_and_watches_are_all_allowed_by_the_chart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_leader_watch_wakes_a_reconcile_when_a_new_leader_is_elected() {
+async fn the_fast_path_moves_the_label_to_a_new_leader_and_wakes_a_reconcile() {
     let mut cluster = TestCluster::empty(chat_node_binary(), &[]);
     for id in 0..3 {
         cluster.add_node(id);
     }
     cluster.wait_voters(3).await;
     let old = cluster.leader().await;
+    let api = StandIn::start().await;
+    for id in 0..3 {
+        api.put(&format!("{PODS}/demo-{id}"), pod(id));
+    }
+    let (routing, mut wake) = routing(&api, &cluster);
+    let object: ObjectRef<ReplicatedChat> = ObjectRef::new("demo").within("chat");
+    routing.update(object.clone(), seen(3));
+    eventually("the leader labelled", Duration::from_secs(10), || async {
+        (labelled(&api) == [format!("demo-{old}")]).then_some(())
+    })
+    .await;
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), wake.next()).await.unwrap(), Some(object.clone()));
+
+    let mut changes = api.subscribe();
+    cluster.kill(old);
+    let (new, term) = elected(&cluster, old).await;
+    eventually("the label on the new leader", Duration::from_secs(10), || async {
+        (labelled(&api) == [format!("demo-{new}")]).then_some(())
+    })
+    .await;
+    // The old label went before the new one came: never two.
+    let mut on = std::collections::BTreeSet::from([format!("demo-{old}")]);
+    while let Ok(change) = changes.try_recv() {
+        if change.key.resource == "pods" {
+            let name = change.key.name.clone();
+            if change.object["metadata"]["labels"]["chat.replicated.dev/role"] == "leader" {
+                on.insert(name);
+            } else {
+                on.remove(&name);
+            }
+            assert!(on.len() <= 1, "two pods labelled at once: {on:?}");
+        }
+    }
+    let lease = api.get("/apis/coordination.k8s.io/v1/namespaces/chat/leases/demo-leader").expect("the lease");
+    assert_eq!(lease["spec"]["holderIdentity"], format!("demo-{new}"));
+    assert_eq!(lease["metadata"]["annotations"]["chat.replicated.dev/term"], term.to_string());
+    let woken = tokio::time::timeout(Duration::from_secs(5), wake.next()).await.unwrap();
+    assert_eq!(woken, Some(object.clone()), "a reconcile to update status.leader");
+    routing.forget(&object);
+    assert!(!routing.is_watching(&object));
+}
+
+const PODS: &str = "/api/v1/namespaces/chat/pods";
+
+fn pod(id: u64) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("demo-{id}"),
+        "labels": {"app.kubernetes.io/name": "replicated-chat", "app.kubernetes.io/instance": "demo"}}})
+}
+
+fn seen(n: u64) -> Seen {
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("chat.replicated.dev/v1alpha1".into()),
+        kind: Some("ReplicatedChat".into()),
+        name: Some("demo".into()),
+        namespace: Some("chat".into()),
+        ..Default::default()
+    };
+    Seen { names: ClusterNames::new("demo", "chat"), ordinals: (0..n).collect(), reference }
+}
+
+/// The operator's fast path against the stand-in API server and the test kit's nodes.
+fn routing(
+    api: &StandIn,
+    cluster: &TestCluster,
+) -> (LeaderRouting, std::pin::Pin<Box<dyn futures::Stream<Item = ObjectRef<ReplicatedChat>> + Send>>) {
     let addresses: BTreeMap<u64, PodAddress> =
         cluster.nodes.iter().map(|n| (n.id, PodAddress { public: n.addr.clone(), peer: n.peer.clone() })).collect();
     let nodes = Nodes::new(Arc::new(|s| Arc::new(TcpDial::new(s))), fixed(addresses));
-    let names = ClusterNames::new("demo", "chat");
-    nodes.secure(&names, "test", Security::Tls(cluster.tls.operator.clone()));
-    let (watch, mut wake) = LeaderWatch::new(nodes);
-    let object: ObjectRef<ReplicatedChat> = ObjectRef::new("demo").within("chat");
-    watch.update(object.clone(), Seen { names, ordinals: vec![0, 1, 2], leader: Some(old) });
-    assert!(tokio::time::timeout(Duration::from_millis(800), wake.next()).await.is_err(), "no wake-up while steady");
+    nodes.secure(&ClusterNames::new("demo", "chat"), "test", Security::Tls(cluster.tls.operator.clone()));
+    let client = api.client("chat");
+    let recorder = Recorder::new(client.clone(), controller::reporter());
+    let (routing, wake) = LeaderRouting::new(client, nodes, recorder, Arc::new(Metrics::default()));
+    (routing, Box::pin(wake))
+}
 
-    let woken = tokio::spawn(async move {
-        let object = tokio::time::timeout(Duration::from_secs(20), wake.next()).await.expect("woken").expect("stream");
-        (Instant::now(), object)
-    });
-    cluster.kill(old);
-    // When did a new leader appear (as a client polling every 50 ms sees it)?
-    let elected = eventually("a new leader", Duration::from_secs(20), || async {
+/// The pods labelled leader now.
+fn labelled(api: &StandIn) -> Vec<String> {
+    api.store()
+        .list("", "pods", Some("chat"))
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["chat.replicated.dev/role"] == "leader")
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The new leader and its term, once a surviving node reports one.
+async fn elected(cluster: &TestCluster, old: u64) -> (u64, u64) {
+    eventually("a new leader", Duration::from_secs(20), || async {
         for id in cluster.running() {
-            if cluster.status(id).await.is_some_and(|s| s.role == Role::Leader as i32) {
-                return Some(Instant::now());
+            if let Some(s) = cluster.status(id).await.filter(|s| s.role == Role::Leader as i32 && id != old) {
+                return Some((id, s.term));
             }
         }
         None
     })
-    .await;
-    let (at, woken) = woken.await.unwrap();
-    assert_eq!(woken, object);
-    let (sign, delay) =
-        if at >= elected { ("after", at.duration_since(elected)) } else { ("before", elected.duration_since(at)) };
-    eprintln!("leader watch: reconcile requested {delay:?} {sign} the test first saw the new leader");
-    watch.forget(&object);
-    assert!(!watch.is_watching(&object));
+    .await
 }
