@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use chat_k8s::ClusterNames;
 use chat_tls::TlsDir;
 
 use crate::error::{Error, Result};
@@ -151,6 +152,16 @@ pub struct NodeArgs {
     /// (and the learner it added is removed again).
     #[arg(long, env = "CHAT_JOIN_CATCH_UP_MS", default_value_t = 60_000)]
     pub join_catch_up_ms: u64,
+    /// In Kubernetes: the ReplicatedChat this pod belongs to. Set, the node
+    /// labels its own pod `chat.replicated.dev/role=leader` whenever it is
+    /// elected (fenced by the `<cluster>-leader` Lease and the Raft term), so
+    /// the client Service follows the leader even while the operator is down.
+    /// The operator sets it, with a Role allowing exactly that.
+    #[arg(long, env = "CHAT_KUBE_CLUSTER")]
+    pub kube_cluster: Option<String>,
+    /// The namespace of `--kube-cluster` (in a pod: its own).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub kube_namespace: String,
 }
 
 impl NodeArgs {
@@ -246,6 +257,7 @@ impl NodeArgs {
                 public: public_tls,
                 reload_every: Duration::from_millis(self.tls_reload_ms.max(100)),
             },
+            self_label: self.kube_cluster.map(|cluster| ClusterNames::new(cluster, self.kube_namespace)),
         })
     }
 }

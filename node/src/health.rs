@@ -11,17 +11,17 @@ use chat_proto::chat::chat_service_server::ChatServiceServer;
 use tokio::sync::watch;
 use tonic_health::server::HealthReporter;
 
-use crate::node::ChatNode;
+use crate::readiness::Readiness;
 use crate::service::ChatServiceImpl;
 
 /// How often readiness is re-evaluated.
 pub const EVERY: Duration = Duration::from_millis(500);
 
 /// Keeps `reporter` true to this node's readiness until `stopped`.
-pub async fn run(node: Arc<ChatNode>, reporter: HealthReporter, mut stopped: watch::Receiver<bool>) {
+pub async fn run(readiness: Arc<Readiness>, reporter: HealthReporter, mut stopped: watch::Receiver<bool>) {
     let mut serving = None;
     loop {
-        let ready = crate::http::not_ready(&node).await.is_none();
+        let ready = readiness.not_ready().await.is_none();
         if serving != Some(ready) {
             set(&reporter, ready).await;
             serving = Some(ready);

@@ -11,19 +11,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::{Metrics, RoleLabel};
-use crate::node::ChatNode;
+use crate::readiness::Readiness;
 use crate::store::query;
 
 #[derive(Clone)]
 struct AppState {
-    node: Arc<ChatNode>,
+    readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
 }
 
 /// Serves until `stopped` turns true.
 pub async fn serve(
     listener: TcpListener,
-    node: Arc<ChatNode>,
+    readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -31,7 +31,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .with_state(AppState { node, metrics });
+        .with_state(AppState { readiness, metrics });
     let shutdown = async move {
         let _ = stopped.wait_for(|s| *s).await;
     };
@@ -40,33 +40,17 @@ pub async fn serve(
     }
 }
 
-/// Ready = a member of a cluster that has a leader, with the applied index
-/// caught up to the commit index this node knows.
+/// Ready, or 503 with the reason ([`Readiness`]).
 async fn readyz(State(s): State<AppState>) -> (StatusCode, String) {
-    match not_ready(&s.node).await {
+    match s.readiness.not_ready().await {
         None => (StatusCode::OK, "ready\n".into()),
         Some(r) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {r}\n")),
     }
 }
 
-/// Why this node is not ready to serve, or `None` when it is: the answer of
-/// `/readyz` and of the gRPC health service alike.
-pub async fn not_ready(node: &ChatNode) -> Option<String> {
-    let status = node.status().await;
-    let member = status.members.iter().any(|(id, ..)| *id == status.id);
-    if !member {
-        Some("not a member of a cluster yet".to_string())
-    } else if status.leader.is_none() {
-        Some("no leader".to_string())
-    } else if status.applied_index < status.committed_index {
-        Some(format!("applying: {} of {}", status.applied_index, status.committed_index))
-    } else {
-        None
-    }
-}
-
 async fn metrics_text(State(s): State<AppState>) -> String {
-    let status = s.node.status().await;
+    let node = s.readiness.node();
+    let status = node.status().await;
     let m = &s.metrics;
     m.term.set(status.term as i64);
     m.last_log_index.set(status.last_log_index as i64);
@@ -82,7 +66,7 @@ async fn metrics_text(State(s): State<AppState>) -> String {
     ] {
         m.role.get_or_create(&RoleLabel { role }).set(i64::from(status.state == state));
     }
-    let (accounts, messages) = query::estimated_counts(s.node.db());
+    let (accounts, messages) = query::estimated_counts(node.db());
     m.accounts.set(accounts as i64);
     m.messages.set(messages as i64);
     m.encode()

@@ -13,7 +13,9 @@
 //! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `MembershipService`, `RaftService`).
 //! - [`limits`]: abuse limits of the public API (hashing, login delays, streams, metadata).
 //! - [`server`]: assembling and running a node; the shutdown path.
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics`; [`health`]: the gRPC health service.
+//! - [`self_label`]: in Kubernetes, the elected node labels its own pod (term-fenced).
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`; [`health`]: the gRPC health service;
+//!   [`readiness`]: what both call ready (a short election does not count against it).
 //! - [`metrics`], [`telemetry`]: observability.
 //! - [`validate`]: input rules; [`error`]: the error type and its gRPC mapping.
 //! - [`cli`]: flags and environment; [`dev`]: the local multi-node playground.
@@ -31,6 +33,8 @@ pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod read_index;
+pub mod readiness;
+pub mod self_label;
 pub mod server;
 pub mod service;
 pub mod store;

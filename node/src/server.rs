@@ -74,6 +74,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub tls: TlsSettings,
     pub limits: LimitsConfig,
+    /// In Kubernetes: label this node's pod when it leads ([`crate::self_label`]).
+    pub self_label: Option<chat_k8s::ClusterNames>,
 }
 
 /// Where each port's certificates come from.
@@ -312,15 +314,17 @@ async fn serve(
         }
     };
 
+    let readiness = crate::readiness::Readiness::new(node.clone());
     let http_task = http.map(|listener| {
         let stop = stopped.clone();
-        tokio::spawn(crate::http::serve(listener, node.clone(), metrics.clone(), stop))
+        tokio::spawn(crate::http::serve(listener, readiness.clone(), metrics.clone(), stop))
     });
 
     let membership_task = tokio::spawn(establish(cfg.clone(), node.clone(), stopped.clone()));
     let election_task = tokio::spawn(crate::election::run(node.clone()));
     let sweeper_task = tokio::spawn(crate::sweeper::run(node.clone(), cfg.limits.clone()));
-    let health_task = tokio::spawn(crate::health::run(node.clone(), health_reporter, stopped.clone()));
+    let health_task = tokio::spawn(crate::health::run(readiness, health_reporter, stopped.clone()));
+    let self_label_task = cfg.self_label.clone().map(|names| tokio::spawn(crate::self_label::run(node.clone(), names)));
 
     let _ = stopped.wait_for(|s| *s).await;
     membership_task.abort();
@@ -348,6 +352,9 @@ async fn serve(
     //    work: nothing may still be touching the DB when the process exits.
     election_task.abort();
     sweeper_task.abort();
+    if let Some(task) = self_label_task {
+        task.abort();
+    }
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }

@@ -43,6 +43,7 @@ async fn one_node_with_http(http: Option<tokio::net::TcpListener>) -> One {
         timeouts: Timeouts::default(),
         limits: LimitsConfig::default(),
         tls: TlsSettings { peer: Some(node_tls.clone()), public: Some(node_tls), reload_every: Duration::from_secs(5) },
+        self_label: None,
     };
     let running = server::start(cfg, Listeners { public, peer, http }).await.unwrap();
     let node = running.node.clone();

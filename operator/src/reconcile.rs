@@ -26,7 +26,7 @@ use crate::leader_routing::{Seen, announce};
 use crate::metrics::ActionLabel;
 use crate::nodes::Observation;
 use crate::plan::{Step, plan};
-use crate::resources::{self, network_policy, pdb, service_account, services, statefulset};
+use crate::resources::{self, network_policy, node_role, pdb, service_account, services, statefulset};
 use crate::status;
 use crate::validate::{Severity, validate};
 
@@ -115,6 +115,9 @@ async fn converge(
     //    disruption budget.
     certificates::ensure(ctx, cluster, names).await?;
     ssa(ctx, ns, &service_account::build(cluster)).await?;
+    let covered = u64::try_from(cluster.spec.replicas.max(0)).unwrap_or(0).max(ordinals.last().map_or(0, |o| o + 1));
+    ssa(ctx, ns, &node_role::role(cluster, covered)).await?;
+    ssa(ctx, ns, &node_role::binding(cluster)).await?;
     ssa(ctx, ns, &services::peers(cluster)).await?;
     ssa(ctx, ns, &services::client(cluster)).await?;
     ssa(ctx, ns, &network_policy::build(cluster, &ctx.operator_namespace)).await?;

@@ -7,6 +7,7 @@
 
 pub mod certificates;
 pub mod network_policy;
+pub mod node_role;
 pub mod pdb;
 pub mod service_account;
 pub mod services;

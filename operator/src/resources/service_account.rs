@@ -1,5 +1,6 @@
-//! The nodes' ServiceAccount. Nodes never call the Kubernetes API, so it has
-//! no role bound and its token is not mounted.
+//! The nodes' ServiceAccount. Its token is mounted for one purpose: the
+//! elected node labels its own pod, with a Role allowing nothing else
+//! ([`super::node_role`]).
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 
@@ -10,7 +11,7 @@ use super::{names, owned_meta};
 pub fn build(cluster: &ReplicatedChat) -> ServiceAccount {
     ServiceAccount {
         metadata: owned_meta(cluster, names(cluster).service_account()),
-        automount_service_account_token: Some(false),
+        automount_service_account_token: Some(true),
         ..ServiceAccount::default()
     }
 }

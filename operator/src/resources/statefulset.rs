@@ -91,7 +91,8 @@ fn pod_spec(cluster: &ReplicatedChat) -> PodSpec {
     let spec = &cluster.spec;
     PodSpec {
         service_account_name: Some(names.service_account()),
-        automount_service_account_token: Some(false),
+        // The token lets the elected node label its own pod (node_role: nothing else).
+        automount_service_account_token: Some(true),
         // chat-node hands leadership over on SIGTERM; give it time to.
         termination_grace_period_seconds: Some(30),
         security_context: Some(PodSecurityContext {
@@ -122,13 +123,14 @@ fn container(cluster: &ReplicatedChat) -> Container {
         ..Default::default()
     };
     let env = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
-    let probe = |path: &str, failure_threshold| Probe {
+    let probe = |path: &str, period_seconds, failure_threshold| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
             port: IntOrString::String("http".into()),
             ..Default::default()
         }),
-        period_seconds: Some(5),
+        period_seconds: Some(period_seconds),
+        timeout_seconds: Some(1),
         failure_threshold: Some(failure_threshold),
         ..Default::default()
     };
@@ -149,6 +151,8 @@ fn container(cluster: &ReplicatedChat) -> Container {
             ),
             // The mounted TLS Secret: mutual TLS between members, TLS for clients.
             env("CHAT_TLS_DIR", TLS_DIR.into()),
+            // The elected node labels its own pod (fenced by the `<name>-leader` Lease).
+            env("CHAT_KUBE_CLUSTER", names.cluster.clone()),
             env("CHAT_HTTP", format!("0.0.0.0:{HTTP_PORT}")),
             env("CHAT_DATA_DIR", DATA_DIR.into()),
             env("CHAT_LOG_FORMAT", "json".into()),
@@ -162,8 +166,14 @@ fn container(cluster: &ReplicatedChat) -> Container {
             ContainerPort { name: Some("peer".into()), container_port: i32::from(PEER_PORT), ..Default::default() },
             ContainerPort { name: Some("http".into()), container_port: i32::from(HTTP_PORT), ..Default::default() },
         ]),
-        readiness_probe: Some(probe("/readyz", 1)),
-        liveness_probe: Some(probe("/healthz", 6)),
+        // Readiness every second: a pod that comes back is routable within a
+        // second or two. Three failures in a row to drop out, so one slow
+        // answer does not take the leader out of the Service; a short election
+        // does not count against a voter at all (the node's /readyz keeps it
+        // ready for 5 s without a leader), so the new leader is in the ready
+        // endpoints from the moment it is labelled.
+        readiness_probe: Some(probe("/readyz", 1, 3)),
+        liveness_probe: Some(probe("/healthz", 5, 6)),
         resources: cluster.spec.resources.clone(),
         security_context: Some(SecurityContext {
             read_only_root_filesystem: Some(true),
@@ -246,6 +256,7 @@ mod tests {
         let sts = build(&cluster(3), 3);
         let env = env_of(&sts);
         assert_eq!(env["CHAT_TLS_DIR"], "/etc/chat/tls");
+        assert_eq!(env["CHAT_KUBE_CLUSTER"], "demo");
         assert_eq!(env["CHAT_PEER_ADVERTISE"], "$(POD_NAME).demo-peers.$(POD_NAMESPACE).svc:50052");
         assert!(!env.contains_key("CHAT_PUBLIC_PLAINTEXT") && !env.contains_key("CHAT_INSECURE_PEER_PLAINTEXT"));
         let pod = sts.spec.unwrap().template.spec.unwrap();
@@ -269,7 +280,7 @@ mod tests {
     fn pods_are_locked_down() {
         let sts = build(&cluster(3), 3);
         let pod = sts.spec.unwrap().template.spec.unwrap();
-        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.automount_service_account_token, Some(true), "for self-labelling; node_role limits it");
         assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
         let sc = pod.containers[0].security_context.clone().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));

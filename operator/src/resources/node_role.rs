@@ -1,0 +1,70 @@
+//! The nodes' rights: exactly what labelling their own pod when elected
+//! needs ([`chat_k8s::routing`]) — get and patch this cluster's pods, by
+//! name, and get and update its leader Lease, by name. Nothing to list,
+//! nothing in other namespaces, nothing else in this one.
+
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+
+use chat_k8s::ReplicatedChat;
+
+use super::{names, owned_meta};
+
+/// The Role; `pods` is how many ordinals it covers (the larger of the spec's
+/// replicas and the pods that exist).
+pub fn role(cluster: &ReplicatedChat, pods: u64) -> Role {
+    let names = names(cluster);
+    let rule = |group: &str, resource: &str, verbs: &[&str], resource_names: Vec<String>| PolicyRule {
+        api_groups: Some(vec![group.into()]),
+        resources: Some(vec![resource.into()]),
+        verbs: verbs.iter().map(ToString::to_string).collect(),
+        resource_names: Some(resource_names),
+        ..PolicyRule::default()
+    };
+    Role {
+        metadata: owned_meta(cluster, names.node_role()),
+        rules: Some(vec![
+            rule("", "pods", &["get", "patch"], (0..pods.max(1)).map(|o| names.pod(o)).collect()),
+            rule("coordination.k8s.io", "leases", &["get", "update"], vec![names.leader_lease()]),
+        ]),
+    }
+}
+
+/// Binds the Role to the nodes' ServiceAccount.
+pub fn binding(cluster: &ReplicatedChat) -> RoleBinding {
+    let names = names(cluster);
+    RoleBinding {
+        metadata: owned_meta(cluster, names.node_role()),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: names.node_role(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: names.service_account(),
+            namespace: Some(names.namespace.clone()),
+            ..Subject::default()
+        }]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::tests::cluster;
+
+    #[test]
+    fn nodes_may_label_their_own_pods_and_update_their_lease_and_nothing_else() {
+        let role = role(&cluster(3), 5);
+        let rules = role.rules.unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].resources.as_deref(), Some(&["pods".to_string()][..]));
+        assert_eq!(rules[0].verbs, ["get", "patch"]);
+        assert_eq!(rules[0].resource_names.as_ref().unwrap(), &["demo-0", "demo-1", "demo-2", "demo-3", "demo-4"]);
+        assert_eq!(rules[1].verbs, ["get", "update"]);
+        assert_eq!(rules[1].resource_names.as_ref().unwrap(), &["demo-leader"]);
+        let binding = binding(&cluster(3));
+        assert_eq!(binding.role_ref.name, "demo-node");
+        assert_eq!(binding.subjects.unwrap()[0].name, "demo-node");
+    }
+}
