@@ -118,7 +118,7 @@ impl Store {
         precondition(&current, &object)?;
         let mut next = object;
         keep_identity(&current, &mut next);
-        Ok(self.commit(key, next, "MODIFIED", "PUT", ""))
+        Ok(self.commit_if_changed(key, &current, next, "PUT", ""))
     }
 
     /// A JSON merge patch (RFC 7386) of the object, or of its `status` only
@@ -150,7 +150,24 @@ impl Store {
             json_patch::merge(&mut next, &patch);
         }
         keep_identity(&current, &mut next);
-        Ok(self.commit(key, next, "MODIFIED", "PATCH", subresource))
+        Ok(self.commit_if_changed(key, &current, next, "PATCH", subresource))
+    }
+
+    /// A write that changes nothing is not one: no new resourceVersion, no
+    /// watch event (as a real API server skips no-op updates).
+    fn commit_if_changed(
+        &mut self,
+        key: Key,
+        current: &Value,
+        mut next: Value,
+        method: &'static str,
+        sub: &str,
+    ) -> Value {
+        next["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        if next == *current {
+            return next;
+        }
+        self.commit(key, next, "MODIFIED", method, sub)
     }
 
     fn commit(&mut self, key: Key, mut object: Value, kind: &'static str, method: &'static str, sub: &str) -> Value {

@@ -12,11 +12,14 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::ListParams;
+use kube::runtime::Predicate;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::certificates::OperatorCerts;
@@ -138,7 +141,18 @@ pub async fn run(
     let pods = Api::<Pod>::all(client.clone());
     let pod_watch = watcher::Config::default().labels("app.kubernetes.io/name=replicated-chat");
     ready.store(true, Ordering::Relaxed);
-    Controller::new(rchats, watcher::Config::default().any_semantic())
+    // Quiet when nothing changes: a ReplicatedChat wakes the controller only
+    // when its spec (generation; deletion bumps it too) or its finalizers
+    // change, never for the operator's own status writes — the status moves
+    // with every write to the cluster (members' matched indexes), and reacting
+    // to it made each status patch trigger the next reconcile under load.
+    let (reader, writer) = reflector::store();
+    let clusters = watcher(rchats, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation.combine(predicates::finalizers), PredicateConfig::default());
+    Controller::for_stream(clusters, reader)
         .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Service>::all(client.clone()), watcher::Config::default())
         .owns(Api::<ServiceAccount>::all(client.clone()), watcher::Config::default())
