@@ -227,7 +227,7 @@ async fn the_whole_product_on_kubernetes() {
         })
         .await;
     let labelled_at = Instant::now();
-    let ip = new_leader.status.and_then(|s| s.pod_ip).expect("leader has an IP");
+    let ip = new_leader.status.clone().and_then(|s| s.pod_ip).expect("leader has an IP");
     eventually_every(
         "the client Service selecting only the new leader",
         Duration::from_secs(30),
@@ -284,7 +284,7 @@ async fn the_whole_product_on_kubernetes() {
         (l.len() == 1 && l[0].uid() != old_uid).then(|| l[0].clone())
     })
     .await;
-    let ip = new_leader.status.and_then(|s| s.pod_ip).expect("leader has an IP");
+    let ip = new_leader.status.clone().and_then(|s| s.pod_ip).expect("leader has an IP");
     wait_for("the client Service selecting only the new leader", Duration::from_secs(30), || async {
         (service_endpoints(&slices).await == BTreeSet::from([ip.clone()])).then_some(())
     })
