@@ -6,26 +6,27 @@
 
 #[path = "fixtures/rbac.rs"]
 mod rbac;
+#[path = "fixtures/standin.rs"]
+mod standin;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use chat_client::{Security, TcpDial};
+use chat_client::TcpDial;
 use chat_k8s::testing::{list, mock_client};
-use chat_k8s::{ClusterNames, ReplicatedChat};
+use chat_k8s::ReplicatedChat;
 use chat_k8s_standin::StandIn;
 use chat_operator::controller;
-use chat_operator::leader_routing::{LeaderRouting, Seen};
 use chat_operator::metrics::Metrics;
-use chat_operator::nodes::{Nodes, PodAddress, fixed};
+use chat_operator::nodes::{Nodes, fixed};
 use chat_proto::cluster::Role;
 use chat_testkit::{TestCluster, chat_node_binary, eventually};
 use futures::StreamExt;
 use http::Method;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::ObjectRef;
+use standin::{PODS, fast_path, labelled, pod, seen};
 
 #[tokio::test]
 async fn the_controllers_lists_and_watches_are_all_allowed_by_the_chart() {
@@ -66,7 +67,7 @@ async fn the_fast_path_moves_the_label_to_a_new_leader_and_wakes_a_reconcile() {
     for id in 0..3 {
         api.put(&format!("{PODS}/demo-{id}"), pod(id));
     }
-    let (routing, mut wake) = routing(&api, &cluster);
+    let (routing, mut wake) = fast_path(&api, &cluster);
     let object: ObjectRef<ReplicatedChat> = ObjectRef::new("demo").within("chat");
     routing.update(object.clone(), seen(3));
     eventually("the leader labelled", Duration::from_secs(10), || async {
@@ -102,49 +103,6 @@ async fn the_fast_path_moves_the_label_to_a_new_leader_and_wakes_a_reconcile() {
     assert_eq!(woken, Some(object.clone()), "a reconcile to update status.leader");
     routing.forget(&object);
     assert!(!routing.is_watching(&object));
-}
-
-const PODS: &str = "/api/v1/namespaces/chat/pods";
-
-fn pod(id: u64) -> serde_json::Value {
-    serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("demo-{id}"),
-        "labels": {"app.kubernetes.io/name": "replicated-chat", "app.kubernetes.io/instance": "demo"}}})
-}
-
-fn seen(n: u64) -> Seen {
-    let reference = k8s_openapi::api::core::v1::ObjectReference {
-        api_version: Some("chat.replicated.dev/v1alpha1".into()),
-        kind: Some("ReplicatedChat".into()),
-        name: Some("demo".into()),
-        namespace: Some("chat".into()),
-        ..Default::default()
-    };
-    Seen { names: ClusterNames::new("demo", "chat"), ordinals: (0..n).collect(), reference }
-}
-
-/// The operator's fast path against the stand-in API server and the test kit's nodes.
-fn routing(
-    api: &StandIn,
-    cluster: &TestCluster,
-) -> (LeaderRouting, std::pin::Pin<Box<dyn futures::Stream<Item = ObjectRef<ReplicatedChat>> + Send>>) {
-    let addresses: BTreeMap<u64, PodAddress> =
-        cluster.nodes.iter().map(|n| (n.id, PodAddress { public: n.addr.clone(), peer: n.peer.clone() })).collect();
-    let nodes = Nodes::new(Arc::new(|s| Arc::new(TcpDial::new(s))), fixed(addresses));
-    nodes.secure(&ClusterNames::new("demo", "chat"), "test", Security::Tls(cluster.tls.operator.clone()));
-    let client = api.client("chat");
-    let recorder = Recorder::new(client.clone(), controller::reporter());
-    let (routing, wake) = LeaderRouting::new(client, nodes, recorder, Arc::new(Metrics::default()));
-    (routing, Box::pin(wake))
-}
-
-/// The pods labelled leader now.
-fn labelled(api: &StandIn) -> Vec<String> {
-    api.store()
-        .list("", "pods", Some("chat"))
-        .iter()
-        .filter(|p| p["metadata"]["labels"]["chat.replicated.dev/role"] == "leader")
-        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The new leader and its term, once a surviving node reports one.
