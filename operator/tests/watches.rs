@@ -15,8 +15,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use chat_client::TcpDial;
-use chat_k8s::testing::{list, mock_client};
 use chat_k8s::ReplicatedChat;
+use chat_k8s::testing::{list, mock_client};
 use chat_k8s_standin::StandIn;
 use chat_operator::controller;
 use chat_operator::metrics::Metrics;
