@@ -433,3 +433,58 @@ async fn a_follower_paused_past_its_election_timeout_does_not_depose_the_leader(
     );
     assert!(cluster.log_of(follower).contains("pre-vote lost"), "the follower did ask for a pre-vote");
 }
+
+/// Readiness must not fight routing: a voter stays ready through a short
+/// election (else the Service's endpoints empty on every failover), and the
+/// new leader is ready from the moment it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn voters_stay_ready_through_an_election_and_the_new_leader_is_ready_at_once() {
+    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
+    let leader = cluster.leader().await;
+    let followers: Vec<(u64, String)> = cluster
+        .running()
+        .into_iter()
+        .filter(|&id| id != leader)
+        .map(|id| (id, cluster.node(id).http.clone()))
+        .collect();
+    for (id, http) in &followers {
+        eventually(&format!("node {id} ready"), Duration::from_secs(10), || async {
+            (http_get(http, "/readyz").await.0 == 200).then_some(())
+        })
+        .await;
+    }
+    // Probe both followers every 2 ms (a kubelet probes every second) while
+    // the leader dies and the rest elect a new one: on loopback the leaderless
+    // moment of an election is a few milliseconds.
+    let stop = Arc::new(AtomicBool::new(false));
+    let probes: Vec<_> = followers
+        .iter()
+        .map(|(id, http)| {
+            let (id, http, stop) = (*id, http.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut refusals = Vec::new();
+                let mut probes = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (code, body) = http_get(&http, "/readyz").await;
+                    probes += 1;
+                    if code != 200 {
+                        refusals.push(format!("node {id}: {code} {}", body.trim()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                (probes, refusals)
+            })
+        })
+        .collect();
+    cluster.kill(leader);
+    let new_leader = cluster.leader().await;
+    let (code, body) = http_get(&cluster.node(new_leader).http, "/readyz").await;
+    assert_eq!(code, 200, "the new leader is ready as it leads: {body}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for probe in probes {
+        let (probes, refusals) = probe.await.unwrap();
+        assert!(probes > 5, "too few probes to tell ({probes})");
+        assert!(refusals.is_empty(), "a voter went unready during a short election: {refusals:?}");
+    }
+}
