@@ -1,8 +1,10 @@
 //! Measurements of replicated-chat against etcd (see BENCHMARKS.md).
 //!
 //! Layout: [`etcd`] (a 3-member etcd cluster on loopback), [`cpu`] (CPU time
-//! of processes), [`compare`] (the same load on both, and failover on both).
+//! of processes), [`compare`] (the same load on both, and failover on both),
+//! [`operator_idle`] (what the operator costs while nothing changes).
 
 pub mod compare;
 pub mod cpu;
 pub mod etcd;
+pub mod operator_idle;

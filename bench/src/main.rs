@@ -44,6 +44,21 @@ enum Command {
         #[arg(long)]
         tls: bool,
     },
+    /// The operator's CPU and API writes while its clusters are idle.
+    OperatorIdle {
+        /// ReplicatedChats the operator manages.
+        #[arg(long, default_value_t = 20)]
+        clusters: usize,
+        /// Pods per cluster (real chat-node processes, shared by every cluster).
+        #[arg(long, default_value_t = 5)]
+        pods: u64,
+        /// The idle window measured.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// The chat-node binary (default: next to this one).
+        #[arg(long)]
+        chat_node: Option<PathBuf>,
+    },
 }
 
 #[tokio::main]
@@ -67,6 +82,23 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(etcd.exists(), "{} not found: apt install etcd-server", etcd.display());
             let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds, slices, tls };
             chat_bench::compare::run(&options).await?;
+            Ok(())
+        }
+        Command::OperatorIdle { clusters, pods, seconds, chat_node } => {
+            let chat_node = chat_node.unwrap_or(std::env::current_exe()?.with_file_name("chat-node"));
+            anyhow::ensure!(
+                chat_node.exists(),
+                "{} not found: build it (cargo build -p chat-node)",
+                chat_node.display()
+            );
+            let options = chat_bench::operator_idle::Options { chat_node, clusters, pods, seconds };
+            let idle = chat_bench::operator_idle::run(&options).await?;
+            let share = idle.cpu.as_secs_f64() / idle.window.as_secs_f64() * 100.0;
+            println!(
+                "operator idle: {clusters} clusters × {pods} pods, {:.0?}: CPU {:.2?} ({share:.2}% of a core), \
+                 {} reconciles, {} API writes",
+                idle.window, idle.cpu, idle.reconciles, idle.api_writes
+            );
             Ok(())
         }
     }
