@@ -67,6 +67,8 @@ pub struct MemberStatus {
     pub last_log_index: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    /// When it became leader (Unix ms, its clock); 0 unless it leads.
+    pub leader_since_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -352,6 +354,7 @@ impl Client {
                     last_log_index: s.last_log_index,
                     commit_index: s.commit_index,
                     applied_index: s.applied_index,
+                    leader_since_ms: s.leader_since_ms,
                 },
                 Err(_) => MemberStatus {
                     id: m.id,
@@ -362,6 +365,7 @@ impl Client {
                     last_log_index: 0,
                     commit_index: 0,
                     applied_index: 0,
+                    leader_since_ms: 0,
                 },
             });
         }

@@ -2,7 +2,9 @@
 //!
 //! `read -o json`: an array of `{id, from, to, body, sent_at, read}`;
 //! `status -o json`: `{leader_id, term, members: [{id, address, role, voter,
-//! term, last_log_index, commit_index, applied_index}]}`. Both are a contract.
+//! term, last_log_index, commit_index, applied_index, leader_since_ms}]}`
+//! (`leader_since_ms`: when that member became leader, Unix ms, 0 unless it
+//! leads). Both are a contract.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -90,6 +92,7 @@ struct MemberJson<'a> {
     last_log_index: u64,
     commit_index: u64,
     applied_index: u64,
+    leader_since_ms: u64,
 }
 
 pub fn status_json(s: &ClusterStatus) -> String {
@@ -105,6 +108,7 @@ pub fn status_json(s: &ClusterStatus) -> String {
             last_log_index: m.last_log_index,
             commit_index: m.commit_index,
             applied_index: m.applied_index,
+            leader_since_ms: m.leader_since_ms,
         })
         .collect();
     serde_json::to_string_pretty(&StatusJson { leader_id: s.leader_id, term: s.term, members })
@@ -184,12 +188,14 @@ mod tests {
             last_log_index: 9,
             commit_index: 9,
             applied_index: 9,
+            leader_since_ms: 1_700_000_000_000,
         };
         let s = ClusterStatus { leader_id: Some(1), term: 3, members: vec![member] };
         let v: serde_json::Value = serde_json::from_str(&status_json(&s)).unwrap();
         assert_eq!(v["leader_id"], 1);
         assert_eq!(v["members"][0]["voter"], true);
         assert_eq!(v["members"][0]["role"], "leader");
+        assert_eq!(v["members"][0]["leader_since_ms"], 1_700_000_000_000u64);
         assert!(status_table(&s).contains("1*"));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError as CWE, RaftError as RE};
@@ -58,6 +58,8 @@ pub struct Status {
     pub applied_index: u64,
     pub snapshot_index: u64,
     pub purged_index: u64,
+    /// When this node became leader (Unix ms); 0 unless it leads.
+    pub leader_since_ms: u64,
     /// (id, addresses, voter, matched index if this node leads)
     pub members: Vec<(NodeId, Node, bool, Option<u64>)>,
 }
@@ -77,6 +79,9 @@ pub struct ChatNode {
     timeouts: Timeouts,
     /// Set while this leader hands leadership over; writes wait for the new leader.
     handing_over: AtomicBool,
+    /// When this node last became leader (Unix ms), 0 while it does not lead
+    /// ([`ChatNode::track_leadership`] keeps it).
+    leader_since_ms: AtomicU64,
     /// Serialises membership changes on this node. openraft refuses a change while
     /// another is committing; queueing here turns concurrent joins (a StatefulSet
     /// scaling up starts pods in parallel) into an orderly sequence instead of
@@ -111,6 +116,7 @@ impl ChatNode {
             state,
             timeouts,
             handing_over: AtomicBool::new(false),
+            leader_since_ms: AtomicU64::new(0),
             membership_changes: tokio::sync::Mutex::new(()),
         })
     }
@@ -125,6 +131,27 @@ impl ChatNode {
 
     pub fn metrics(&self) -> RaftMetrics {
         self.raft.metrics().borrow().clone()
+    }
+
+    /// Records when this node becomes leader (each term it wins), for
+    /// `GetStatus.leader_since_ms`. Runs until Raft stops.
+    pub async fn track_leadership(self: Arc<Self>) {
+        let mut metrics = self.raft.metrics();
+        let mut led: Option<u64> = None;
+        loop {
+            let leading = {
+                let m = metrics.borrow_and_update();
+                (m.state == ServerState::Leader).then_some(m.current_term)
+            };
+            if leading != led {
+                let since = if leading.is_some() { u64::try_from(crate::command::now_ms()).unwrap_or(0) } else { 0 };
+                self.leader_since_ms.store(since, Ordering::Release);
+                led = leading;
+            }
+            if metrics.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The leader's id and addresses as this node currently believes.
@@ -321,6 +348,11 @@ impl ChatNode {
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            leader_since_ms: if m.state == ServerState::Leader {
+                self.leader_since_ms.load(Ordering::Acquire)
+            } else {
+                0
+            },
             members,
         }
     }

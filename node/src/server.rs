@@ -322,6 +322,7 @@ async fn serve(
 
     let membership_task = tokio::spawn(establish(cfg.clone(), node.clone(), stopped.clone()));
     let election_task = tokio::spawn(crate::election::run(node.clone()));
+    let leadership_task = tokio::spawn(node.clone().track_leadership());
     let sweeper_task = tokio::spawn(crate::sweeper::run(node.clone(), cfg.limits.clone()));
     let health_task = tokio::spawn(crate::health::run(readiness, health_reporter, stopped.clone()));
     let self_label_task = cfg.self_label.clone().map(|names| tokio::spawn(crate::self_label::run(node.clone(), names)));
@@ -351,6 +352,7 @@ async fn serve(
     // 3. Stop Raft, then the log flusher (joined), then RocksDB's background
     //    work: nothing may still be touching the DB when the process exits.
     election_task.abort();
+    leadership_task.abort();
     sweeper_task.abort();
     if let Some(task) = self_label_task {
         task.abort();

@@ -50,17 +50,33 @@ async fn an_election_is_pushed_and_a_write_load_is_coalesced() {
     assert!(writes > 20, "the load wrote too little to tell ({writes})");
     assert!(updates.len() <= 6, "{} updates for {writes} writes in ~3 s with min_interval_ms=1000", updates.len());
 
-    // The leader dies: the follower's stream says who leads next, in a newer term.
+    // The leader dies (whoever leads now: two loaded cores may have held an
+    // election already): a follower's stream says who leads next, in a newer term.
+    let leader = cluster.leader().await;
+    let term = cluster.status(leader).await.unwrap().term;
+    if leader == follower {
+        let other = cluster.running().into_iter().find(|&id| id != leader).unwrap();
+        stream = watch(&mut cluster.cluster_client(other), 1000).await;
+    }
+    let killed_at_ms =
+        u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap();
     cluster.kill(leader);
     let elected = loop {
         let update = next(&mut stream, Duration::from_secs(20)).await;
-        if update.leader_id.is_some_and(|l| l != leader) && update.term > first.term {
+        if update.leader_id.is_some_and(|l| l != leader) && update.term > term {
             break update;
         }
     };
     let new_leader = elected.leader_id.unwrap();
     let leader_view = cluster.status(new_leader).await.unwrap();
     assert_eq!((leader_view.role, leader_view.term), (Role::Leader as i32, elected.term));
+    // It says when it was elected: after the kill, not in the future; followers say 0.
+    let now_ms = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
+    let since = leader_view.leader_since_ms;
+    assert!(since >= killed_at_ms && since <= now_ms.unwrap(), "elected at {since}, killed at {killed_at_ms}");
+    if elected.node_id != new_leader {
+        assert_eq!(elected.leader_since_ms, 0, "a follower's view");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

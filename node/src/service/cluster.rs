@@ -62,6 +62,7 @@ pub fn to_proto(s: &NodeStatus) -> GetStatusResponse {
         members: members(s),
         snapshot_index: s.snapshot_index,
         purged_index: s.purged_index,
+        leader_since_ms: s.leader_since_ms,
     }
 }
 
