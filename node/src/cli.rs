@@ -145,7 +145,8 @@ pub struct NodeArgs {
     /// How often the leader sweeps expired sessions and request ids.
     #[arg(long, env = "CHAT_SWEEP_MS", default_value_t = 600_000)]
     pub sweep_ms: u64,
-    /// WatchStatus streams this node serves at once (both ports together).
+    /// WatchStatus streams this node serves at once, on each port (counted apart:
+    /// strangers on the public port cannot take the operator's on the peer port).
     #[arg(long, env = "CHAT_MAX_STATUS_WATCHES", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_status_watches: u64,
     /// How long a joining member may take to catch up before the join fails

@@ -261,20 +261,19 @@ async fn serve(
     // connection), and undecodable requests are the caller's error.
     let chat = ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone(), &cfg.limits));
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    let watches = StatusWatches::new(cfg.limits.status_watches);
-    let cluster_service = || {
-        ClusterServiceServer::new(ClusterServiceImpl::new(
-            node.clone(),
-            metrics.clone(),
-            watches.clone(),
-            grpc_stop.clone(),
-        ))
+    // Each port has its own WatchStatus streams: strangers filling the public
+    // port's cannot starve the operator's leader routing on the peer port.
+    let cluster_service = |watches: StatusWatches| {
+        ClusterServiceServer::new(ClusterServiceImpl::new(node.clone(), metrics.clone(), watches, grpc_stop.clone()))
     };
     let public_router = grpc_server()
         .http2_max_header_list_size(MAX_HEADER_LIST)
         .add_service(InterceptedService::new(chat, check_metadata))
         .add_service(health)
-        .add_service(InterceptedService::new(cluster_service(), check_metadata));
+        .add_service(InterceptedService::new(
+            cluster_service(StatusWatches::new(cfg.limits.status_watches)),
+            check_metadata,
+        ));
 
     // The peer port: the handshake already refused callers without a
     // certificate of the cluster's CA; each service admits only the roles
@@ -286,7 +285,7 @@ async fn serve(
     let peer_router = grpc_server()
         .add_service(InterceptedService::new(raft, chat_tls::require(&[Role::Node], enforce)))
         .add_service(InterceptedService::new(membership, chat_tls::require(&[Role::Node, Role::Operator], enforce)))
-        .add_service(cluster_service());
+        .add_service(cluster_service(StatusWatches::new(cfg.limits.status_watches)));
 
     let refused = |port: &'static str| -> OnRefused {
         let counters = metrics.tls_refused.clone();

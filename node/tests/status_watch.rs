@@ -1,7 +1,7 @@
 //! WatchStatus on real node processes: the current status at once, an
 //! election pushed as soon as the watched node learns of it, a write load
-//! coalesced instead of streamed, and the stream count and pacing fields
-//! bounded like every other input.
+//! coalesced instead of streamed, and the stream count (per port) and pacing
+//! fields bounded like every other input.
 
 use std::time::Duration;
 
@@ -92,6 +92,10 @@ async fn streams_are_bounded_and_pacing_fields_validated() {
     let refused = client.watch_status(WatchStatusRequest::default()).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("--max-status-watches"), "{}", refused.message());
+    // The peer port counts its own: the operator still gets its stream.
+    let mut operator = ClusterServiceClient::new(cluster.tls.operator_channel(&cluster.node(1).peer));
+    let mut peer_stream = watch(&mut operator, 0).await;
+    next(&mut peer_stream, Duration::from_secs(5)).await;
 
     // A closed stream gives its place back.
     drop(open.pop());

@@ -47,7 +47,8 @@ pub struct LimitsConfig {
     pub dedup_window: Duration,
     /// How often the leader sweeps expired sessions and de-duplication records.
     pub sweep_every: Duration,
-    /// WatchStatus streams one node serves at once (both ports together).
+    /// WatchStatus streams one node serves at once on each port (the public
+    /// port's and the peer port's are counted apart).
     pub status_watches: usize,
 }
 
