@@ -137,6 +137,29 @@ impl Router {
         Err(RouteError::Contended)
     }
 
+    /// Puts the Lease back to (`leader`, `term`) when it claims term `bogus`,
+    /// a term the caller has shown no election ever reached (a majority of
+    /// voters report older terms: a term is won only with a majority's votes,
+    /// and terms never go back). A hand edit or a bug must not stop routing
+    /// for good. Compare-and-swap: false if the Lease changed meanwhile.
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn reclaim(&self, leader: u64, term: u64, bogus: u64) -> Result<bool, RouteError> {
+        let name = self.names.leader_lease();
+        let Some(mut lease) = self.leases.get_opt(&name).await? else { return Ok(false) };
+        if lease_term(&lease) != bogus || term >= bogus {
+            return Ok(false);
+        }
+        lease.annotations_mut().insert(TERM_ANNOTATION.to_string(), term.to_string());
+        let now = MicroTime(Timestamp::now());
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        spec.holder_identity = Some(self.names.pod(leader));
+        spec.acquire_time = Some(now.clone());
+        spec.renew_time = Some(now);
+        Ok(matches!(conditional(self.leases.replace(&name, &PostParams::default(), &lease).await)?, Write::Written))
+    }
+
     /// Step 2: the Lease to (`holder`, `term`) unless it holds a newer term.
     async fn take_lease(&self, holder: &str, term: u64) -> Result<LeaseOutcome, RouteError> {
         let name = self.names.leader_lease();

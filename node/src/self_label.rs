@@ -23,8 +23,10 @@ use openraft::ServerState;
 
 use crate::node::ChatNode;
 
-/// A failed attempt is retried after this long, for as long as we lead in that term.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// A failed attempt is retried, for as long as we lead in that term, after
+/// a wait that doubles from the first to the last (a missing Role or an API
+/// server that is down should not fill the log twice a second).
+const RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 /// Waiting for a usable Kubernetes client (no credentials yet, API server down).
 const CLIENT_RETRY: Duration = Duration::from_secs(5);
 
@@ -43,6 +45,7 @@ pub async fn run(node: Arc<ChatNode>, names: ClusterNames) {
     let mut metrics = node.raft.metrics();
     // The term we last routed (or found routed past).
     let mut routed: Option<u64> = None;
+    let mut retry = RETRY.0;
     loop {
         let leading = {
             let m = metrics.borrow_and_update();
@@ -57,6 +60,7 @@ pub async fn run(node: Arc<ChatNode>, names: ClusterNames) {
             match router.route(node.id, term, &members).await {
                 Ok(Routed::Done { changed }) => {
                     routed = Some(term);
+                    retry = RETRY.0;
                     if changed {
                         tracing::info!(term, pod = %router.names().pod(node.id), "labelled this pod leader");
                     }
@@ -66,8 +70,9 @@ pub async fn run(node: Arc<ChatNode>, names: ClusterNames) {
                     tracing::info!(term, newer, "a newer term is routed already; not labelling this pod");
                 }
                 Err(e) => {
-                    tracing::warn!(term, error = %e, "could not label this pod leader; retrying");
-                    tokio::time::sleep(RETRY_AFTER).await;
+                    tracing::warn!(term, error = %e, ?retry, "could not label this pod leader; retrying");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(RETRY.1);
                     continue;
                 }
             }

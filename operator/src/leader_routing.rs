@@ -32,8 +32,9 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use crate::metrics::Metrics;
 use crate::nodes::{Nodes, WATCH_HEARTBEAT};
 
-/// A failed routing attempt is retried after this long.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// A failed routing attempt is retried after a wait that doubles from the
+/// first to the last (a missing permission should not fill the log).
+const RETRY: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
 /// A pod's stream is given up (and redialled) after this long without a word.
 const SILENT_FOR: Duration = Duration::from_secs(WATCH_HEARTBEAT.as_secs() * 3);
 /// Redial backoff of a pod's stream: from the first to the last.
@@ -129,9 +130,11 @@ async fn follow(shared: Shared, object: ObjectRef<ReplicatedChat>, mut seen: wat
     let mut streams: HashMap<u64, AbortOnDrop> = HashMap::new();
     let mut views: BTreeMap<u64, GetStatusResponse> = BTreeMap::new();
     let mut router: Option<Router> = None;
-    // The (ordinal, term) routed last, and when to try again after a failure.
+    // The (ordinal, term) routed last; after a failure, which one failed and
+    // when to try it again (a new leader is tried at once).
     let mut routed: Option<(u64, u64)> = None;
-    let mut retry_at: Option<Instant> = None;
+    let mut failed: Option<((u64, u64), Instant)> = None;
+    let mut retry = RETRY.0;
     loop {
         let now = seen.borrow_and_update().clone();
         if router.as_ref().is_none_or(|r| *r.names() != now.names) {
@@ -144,15 +147,17 @@ async fn follow(shared: Shared, object: ObjectRef<ReplicatedChat>, mut seen: wat
                 AbortOnDrop(tokio::spawn(stream_pod(shared.nodes.clone(), now.names.clone(), ordinal, tx.clone())))
             });
         }
-        let due = retry_at.is_none_or(|at| Instant::now() >= at);
-        if let (Some((leader, term)), Some(router)) = (leader_of(&views), router.as_ref())
+        let target = leader_of(&views);
+        let due = failed.is_none_or(|(which, at)| Some(which) != target || Instant::now() >= at);
+        if let (Some((leader, term)), Some(router)) = (target, router.as_ref())
             && routed != Some((leader, term))
             && due
         {
             match router.route(leader, term, &now.ordinals).await {
                 Ok(Routed::Done { changed }) => {
                     routed = Some((leader, term));
-                    retry_at = None;
+                    failed = None;
+                    retry = RETRY.0;
                     if changed {
                         announce(&shared.recorder, &shared.metrics, &now, leader, term).await;
                     }
@@ -162,17 +167,18 @@ async fn follow(shared: Shared, object: ObjectRef<ReplicatedChat>, mut seen: wat
                     // Our view is behind a writer that saw term `newer`: wait for the pods to say so.
                     tracing::debug!(%object, term, newer, "a newer term is routed already");
                     routed = Some((leader, term));
-                    retry_at = None;
+                    failed = None;
                 }
                 Err(e) => {
-                    tracing::warn!(%object, pod = %now.names.pod(leader), term, error = %e, "could not route to the leader");
-                    retry_at = Some(Instant::now() + RETRY_AFTER);
+                    tracing::warn!(%object, pod = %now.names.pod(leader), term, error = %e, ?retry, "could not route to the leader");
+                    failed = Some(((leader, term), Instant::now() + retry));
+                    retry = (retry * 2).min(RETRY.1);
                 }
             }
         }
-        let retry = async {
-            match retry_at {
-                Some(at) => tokio::time::sleep_until(at).await,
+        let retry_due = async {
+            match failed {
+                Some((_, at)) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
@@ -189,7 +195,7 @@ async fn follow(shared: Shared, object: ObjectRef<ReplicatedChat>, mut seen: wat
                 }
             }
             changed = seen.changed() => if changed.is_err() { return },
-            () = retry => {}
+            () = retry_due => {}
         }
     }
 }

@@ -152,7 +152,20 @@ async fn converge(
         let in_place = matches!(labelled.as_slice(), [only] if only.name_any() == pod);
         if !in_place && pods.iter().any(|p| p.name_any() == pod) {
             let router = Router::new(ctx.client.clone(), names.clone());
-            if router.route(leader.ordinal, term, ordinals).await? == (Routed::Done { changed: true }) {
+            let mut routed = router.route(leader.ordinal, term, ordinals).await?;
+            if let Routed::Superseded { term: claimed } = routed
+                && no_election_reached(&observation, claimed)
+                && router.reclaim(leader.ordinal, term, claimed).await?
+            {
+                let note = format!(
+                    "the leader Lease {} claimed term {claimed}, which a majority of voters never reached; \
+                     reset to term {term}",
+                    names.leader_lease()
+                );
+                ctx.publish(cluster, EventType::Warning, "LeaseAhead", "Relabel", note, None).await;
+                routed = router.route(leader.ordinal, term, ordinals).await?;
+            }
+            if routed == (Routed::Done { changed: true }) {
                 announce(&ctx.recorder, &ctx.metrics, seen, leader.ordinal, term).await;
             }
         }
@@ -169,6 +182,18 @@ async fn converge(
         Step::Wait(_) => Action::requeue(REQUEUE_WAITING),
         _ => Action::requeue(REQUEUE_BUSY),
     })
+}
+
+/// Whether a majority of the voters report a term below `term`: then no
+/// election ever reached it (winning a term takes a majority's votes, and a
+/// member's term never goes back), so a Lease claiming it is wrong.
+fn no_election_reached(observation: &Observation, term: u64) -> bool {
+    let voters: Vec<u64> = observation.members().unwrap_or_default().iter().filter(|m| m.voter).map(|m| m.id).collect();
+    let below = voters
+        .iter()
+        .filter(|&&id| observation.pod(id).and_then(|p| p.status.as_ref()).is_some_and(|s| s.term < term))
+        .count();
+    !voters.is_empty() && below > voters.len() / 2
 }
 
 /// The ReplicatedChat is being deleted. Owned objects go by garbage collection

@@ -334,3 +334,30 @@ async fn a_statefulset_the_api_server_refuses_is_reported_not_retried_in_a_loop(
     let action = task.await.unwrap().expect("a refusal is reported, not returned as an error");
     assert_eq!(action, kube::runtime::controller::Action::await_change());
 }
+
+/// A Lease claiming a term no election reached (a hand edit, a bug) would
+/// stop every writer for good ("superseded"): the reconcile sees that a
+/// majority of voters report older terms, resets it, and routes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_claiming_a_term_no_election_reached_is_reset_and_the_leader_routed() {
+    let nodes = running_cluster(3).await;
+    let leader = nodes.leader().await;
+    let term = nodes.status(leader).await.unwrap().term;
+    let (ctx, mut api) = context(addresses(&nodes), Some(&nodes));
+    let lease = format!("{LEASES}/demo-leader");
+    api.objects.insert(
+        lease.clone(),
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "demo-leader", "namespace": NS, "resourceVersion": "7",
+                            "annotations": {"chat.replicated.dev/term": "1000000"}},
+               "spec": {"holderIdentity": "demo-9"}}),
+    );
+    let object = rchat(json!({}), Some(json!({"bootstrapped": true})));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods(3, None)).await;
+    outcome.unwrap();
+    assert_eq!(events(&requests), ["LeaseAhead", "LeaderChanged"], "{:#?}", paths(&requests));
+    assert_eq!(api.objects[&lease]["metadata"]["annotations"]["chat.replicated.dev/term"], term.to_string());
+    assert_eq!(api.objects[&lease]["spec"]["holderIdentity"], format!("demo-{leader}"));
+    let label = requests.iter().rfind(|r| r.is(&Method::PATCH, &format!("{PODS}/demo-{leader}"))).expect("labelled");
+    assert_eq!(label.body["metadata"]["labels"]["chat.replicated.dev/role"], "leader");
+}
