@@ -3,12 +3,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chat_proto::chat::chat_service_client::ChatServiceClient;
 use chat_proto::chat::*;
 use chat_proto::cluster::Role;
-use chat_proto::{AUTHORIZATION, LEADER_HINT};
+use chat_proto::{AUTHORIZATION, INDEX_HEADER, LEADER_HINT};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -33,6 +34,9 @@ pub struct ClientOptions {
     /// seeds and let the node forward (false: for addresses the client cannot
     /// dial, e.g. pod DNS names behind a port-forward).
     pub follow_leader: bool,
+    /// STALE reads refuse (UNAVAILABLE) a member that has not heard from a
+    /// leader within this long; `None`: any age.
+    pub max_staleness: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -43,6 +47,7 @@ impl ClientOptions {
             deadline: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(1),
             follow_leader: true,
+            max_staleness: None,
         }
     }
 }
@@ -53,6 +58,10 @@ pub struct Client {
     discovery: Arc<Discovery>,
     options: ClientOptions,
     token: Option<String>,
+    /// The highest `chat-index` any response has carried: SESSION reads ask
+    /// for at least this state (read-your-writes, monotonic reads). Shared by
+    /// the clones of a client.
+    seen: Arc<AtomicU64>,
 }
 
 /// One member as `cluster_status` reports it.
@@ -95,13 +104,23 @@ impl Client {
     /// `Invalid` for an empty or malformed seed list.
     pub fn with_dial(seeds: Vec<String>, options: ClientOptions, dial: Arc<dyn Dial>) -> Result<Self> {
         let discovery = Arc::new(Discovery::new(seeds, dial, options.connect_timeout)?);
-        Ok(Self { discovery, options, token: None })
+        Ok(Self { discovery, options, token: None, seen: Arc::default() })
     }
 
     /// The same client, acting for the session `token`.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
+    }
+
+    /// The highest state index this client has seen (its session's position).
+    pub fn seen_index(&self) -> u64 {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// Carries on a session's position from elsewhere (e.g. a saved session).
+    pub fn observe_index(&self, index: u64) {
+        self.seen.fetch_max(index, Ordering::AcqRel);
     }
 
     /// How this client secures its connections (for more clients like it).
@@ -142,7 +161,14 @@ impl Client {
                     let client =
                         ChatServiceClient::new(self.discovery.channel(&addr)?).max_decoding_message_size(64 << 20);
                     match call(client).await {
-                        Ok(response) => return Ok(response.into_inner()),
+                        Ok(response) => {
+                            if let Some(index) = response.metadata().get(INDEX_HEADER).and_then(|v| v.to_str().ok())
+                                && let Ok(index) = index.parse()
+                            {
+                                self.observe_index(index);
+                            }
+                            return Ok(response.into_inner());
+                        }
                         Err(status) => status,
                     }
                 }
@@ -261,23 +287,51 @@ impl Client {
         before_id: u64,
         consistency: ReadConsistency,
     ) -> Result<Vec<Message>> {
-        let msg = ReadConversationRequest { with: with.into(), limit, before_id, consistency: consistency as i32 };
+        let (min_index, max_staleness_ms) = self.read_bounds(consistency);
+        let msg = ReadConversationRequest {
+            with: with.into(),
+            limit,
+            before_id,
+            consistency: consistency as i32,
+            min_index,
+            max_staleness_ms,
+        };
         let response =
             self.authed_call(Idempotence::Safe, msg, |mut c, r| async move { c.read_conversation(r).await }).await?;
         Ok(response.messages)
     }
 
-    /// Conversations with unread counts, most recent first.
+    /// Conversations with unread counts, most recent first (linearizable).
     ///
     /// # Errors
     /// `Rejected`, `Unavailable`.
     pub async fn inbox(&self) -> Result<Vec<Conversation>> {
-        let response = self
-            .authed_call(Idempotence::Safe, ListConversationsRequest::default(), |mut c, r| async move {
-                c.list_conversations(r).await
-            })
-            .await?;
+        self.inbox_at(ReadConsistency::Linearizable).await
+    }
+
+    /// [`Client::inbox`] at `consistency`.
+    ///
+    /// # Errors
+    /// `Rejected`, `Unavailable`.
+    pub async fn inbox_at(&self, consistency: ReadConsistency) -> Result<Vec<Conversation>> {
+        let (min_index, max_staleness_ms) = self.read_bounds(consistency);
+        let msg = ListConversationsRequest { consistency: consistency as i32, min_index, max_staleness_ms };
+        let response =
+            self.authed_call(Idempotence::Safe, msg, |mut c, r| async move { c.list_conversations(r).await }).await?;
         Ok(response.conversations)
+    }
+
+    /// What a read at `consistency` sends: the session's position for
+    /// SESSION, the staleness bound for STALE.
+    fn read_bounds(&self, consistency: ReadConsistency) -> (u64, u32) {
+        match consistency {
+            ReadConsistency::Session => (self.seen_index(), 0),
+            // 0 means unbounded on the wire: a bound rounds up to at least 1 ms.
+            ReadConsistency::Stale => {
+                (0, self.options.max_staleness.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)))
+            }
+            ReadConsistency::Linearizable => (0, 0),
+        }
     }
 
     /// Marks messages from `with` up to `up_to_id` (0: all) as read; returns how many.
@@ -319,8 +373,12 @@ impl Client {
     /// # Errors
     /// `Rejected` (INVALID_ARGUMENT pattern), `Unavailable`.
     pub async fn users(&self, pattern: &str, page_size: u32, page_token: &str) -> Result<(Vec<String>, String)> {
-        let msg =
-            ListAccountsRequest { pattern: pattern.into(), page_size, page_token: page_token.into(), consistency: 0 };
+        let msg = ListAccountsRequest {
+            pattern: pattern.into(),
+            page_size,
+            page_token: page_token.into(),
+            ..Default::default()
+        };
         let response =
             self.authed_call(Idempotence::Safe, msg, |mut c, r| async move { c.list_accounts(r).await }).await?;
         Ok((response.usernames, response.next_page_token))

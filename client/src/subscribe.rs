@@ -78,7 +78,8 @@ impl Client {
             Err(_) => candidates[attempt % candidates.len()].clone(),
         };
         let mut client = ChatServiceClient::new(self.discovery().channel(&addr)?);
-        let mut request = tonic::Request::new(SubscribeRequest { after_id });
+        // From state this client has seen, at least (its writes included).
+        let mut request = tonic::Request::new(SubscribeRequest { after_id, min_index: self.seen_index() });
         request.metadata_mut().insert(chat_proto::AUTHORIZATION, self.auth_value()?);
         client.subscribe(request).await.map(|r| r.into_inner()).map_err(|s| {
             if should_retry(&s, Idempotence::Safe) {

@@ -170,6 +170,15 @@ impl Command {
 /// committed log entry: rejection is deterministic, so it is part of the state.
 pub type CommandResult = Result<Applied, Rejection>;
 
+/// A committed and applied command: its outcome, and the log index of the
+/// entry that carried it — the `chat-index` a client sends back with SESSION
+/// reads to see its own write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Written {
+    pub result: CommandResult,
+    pub index: u64,
+}
+
 /// What a successfully applied command produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {

@@ -298,7 +298,7 @@ impl Cluster {
             let read = client(via)?
                 .read_conversation(authed(
                     &token,
-                    ReadConversationRequest { with: bob.clone(), limit: 1000, before_id: 0, consistency: 0 },
+                    ReadConversationRequest { with: bob.clone(), limit: 1000, ..Default::default() },
                 ))
                 .await?
                 .into_inner();

@@ -12,7 +12,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError as CWE, RaftError 
 use openraft::{ChangeMembers, ServerState};
 use tokio::time::{Instant, timeout_at};
 
-use crate::command::{Command, CommandResult};
+use crate::command::{Command, Written};
 use crate::error::{Error, Result};
 use crate::network::peer::{PeerDialer, Peers};
 use crate::proposer::{BatchSizes, ProposeError, Proposer};
@@ -41,8 +41,14 @@ impl Default for Timeouts {
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consistency {
+    /// Every write acknowledged before the read began (a read-index round).
     Linearizable,
-    Stale,
+    /// At least state `min_index`, which the client has seen: read-your-writes
+    /// and monotonic reads without contacting the leader.
+    Session { min_index: u64 },
+    /// Whatever this node has applied; with `max_staleness`, only if it has
+    /// heard from a leader within it.
+    Stale { max_staleness: Option<Duration> },
 }
 
 /// A point-in-time summary of this node's view, from Raft's metrics.
@@ -133,6 +139,28 @@ impl ChatNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// The index of the last entry this node applied: the state its reads reflect.
+    pub fn applied_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index)
+    }
+
+    /// How long since this node was last in touch with a leader: as leader,
+    /// since a quorum last acknowledged it; otherwise since its leader's last
+    /// AppendEntries or heartbeat. `None` when it knows no leader.
+    pub async fn out_of_touch_for(&self) -> Option<Duration> {
+        let m = self.metrics();
+        if m.state == ServerState::Leader {
+            return m.millis_since_quorum_ack.map(Duration::from_millis);
+        }
+        m.current_leader?;
+        self.raft
+            .with_raft_state(|st| st.vote_ref().is_committed().then(|| st.vote_last_modified()).flatten())
+            .await
+            .ok()
+            .flatten()
+            .map(|t| t.elapsed())
+    }
+
     /// Records when this node becomes leader (each term it wins), for
     /// `GetStatus.leader_since_ms`. Runs until Raft stops.
     pub async fn track_leadership(self: Arc<Self>) {
@@ -212,7 +240,7 @@ impl ChatNode {
     ///
     /// # Errors
     /// `Unavailable`/`Timeout` when no leader with a quorum commits it in time.
-    pub async fn write(&self, cmd: Command) -> Result<CommandResult> {
+    pub async fn write(&self, cmd: Command) -> Result<Written> {
         let deadline = Instant::now() + self.timeouts.request;
         loop {
             self.hand_over_done(deadline).await?;
@@ -247,17 +275,46 @@ impl ChatNode {
     }
 
     /// Waits until this node's applied state reflects every write committed
-    /// before the call (for [`Consistency::Linearizable`]); returns at once for `Stale`.
+    /// before the call (for [`Consistency::Linearizable`]), or `min_index`
+    /// (for `Session`); for `Stale`, checks only the bound on staleness.
     ///
     /// The leader confirms its leadership with a quorum (openraft's read-index);
     /// a follower asks the leader for that index and waits to apply it locally,
     /// so reads scale out over followers without ever going back in time.
     ///
     /// # Errors
-    /// `Unavailable`/`Timeout` when no leader can confirm a read point in time.
+    /// `Unavailable`/`Timeout` when no leader can confirm a read point in time,
+    /// when a session's index is not applied in time, or when this node has
+    /// been out of touch with a leader for longer than a stale read allows.
     pub async fn read_barrier(&self, consistency: Consistency) -> Result<()> {
-        if consistency == Consistency::Stale {
-            return Ok(());
+        match consistency {
+            Consistency::Linearizable => {}
+            Consistency::Stale { max_staleness: None } => return Ok(()),
+            Consistency::Stale { max_staleness: Some(max) } => {
+                return match self.out_of_touch_for().await {
+                    Some(d) if d <= max => Ok(()),
+                    Some(d) => Err(self.unavailable(format!(
+                        "this node last heard from a leader {} ms ago, longer than max_staleness_ms {}; \
+                         try another member, or a LINEARIZABLE read",
+                        d.as_millis(),
+                        max.as_millis()
+                    ))),
+                    None => Err(self.unavailable(
+                        "this node knows no leader, so it cannot bound its staleness; try another member",
+                    )),
+                };
+            }
+            Consistency::Session { min_index } => {
+                let left = self.timeouts.request;
+                return match self.raft.wait(Some(left)).applied_index_at_least(Some(min_index), "session").await {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(self.unavailable(format!(
+                        "this node has applied {} of min_index {min_index} (the session's); \
+                         try another member, or a LINEARIZABLE read",
+                        self.applied_index()
+                    ))),
+                };
+            }
         }
         let deadline = Instant::now() + self.timeouts.request;
         loop {
@@ -300,7 +357,7 @@ impl ChatNode {
     ///
     /// # Errors
     /// [`ProposeError::NotLeader`] when this node does not lead.
-    pub async fn propose_here(&self, cmd: Command) -> std::result::Result<CommandResult, ProposeError> {
+    pub async fn propose_here(&self, cmd: Command) -> std::result::Result<Written, ProposeError> {
         if self.hand_over_done(Instant::now() + self.timeouts.hand_over).await.is_err() {
             return Err(ProposeError::NotLeader);
         }

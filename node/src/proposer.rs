@@ -20,7 +20,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::command::{Batch, Command, CommandResult};
+use crate::command::{Batch, Command, CommandResult, Written};
 use crate::typ::Raft;
 
 /// Batches proposed but not yet applied. One batch committing while the next
@@ -48,18 +48,19 @@ pub enum ProposeError {
 }
 
 /// What the proposer hands a batch to: Raft's `client_write` in the node,
-/// something scripted in tests. Resolves to one result per command, in order.
+/// something scripted in tests. Resolves to the entry's log index and one
+/// result per command, in order.
 pub trait Submit: Send + Sync + 'static {
-    fn submit(&self, batch: Batch) -> impl Future<Output = Result<Vec<CommandResult>, ProposeError>> + Send;
+    fn submit(&self, batch: Batch) -> impl Future<Output = Result<(u64, Vec<CommandResult>), ProposeError>> + Send;
 }
 
 /// Distribution of commands per proposed entry, for `/metrics`.
 pub type BatchSizes = Histogram;
 
 impl Submit for Raft {
-    async fn submit(&self, batch: Batch) -> Result<Vec<CommandResult>, ProposeError> {
+    async fn submit(&self, batch: Batch) -> Result<(u64, Vec<CommandResult>), ProposeError> {
         match self.client_write(batch).await {
-            Ok(response) => Ok(response.data),
+            Ok(response) => Ok((response.log_id.index, response.data)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(ProposeError::NotLeader),
             Err(e) => Err(ProposeError::Failed(e.to_string())),
         }
@@ -68,7 +69,7 @@ impl Submit for Raft {
 
 struct Pending {
     command: Command,
-    reply: oneshot::Sender<Result<CommandResult, ProposeError>>,
+    reply: oneshot::Sender<Result<Written, ProposeError>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -115,7 +116,7 @@ impl Proposer {
     ///
     /// # Errors
     /// [`ProposeError::NotLeader`] when this node does not lead; `Failed` otherwise.
-    pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+    pub async fn propose(&self, command: Command) -> Result<Written, ProposeError> {
         let (reply, result) = oneshot::channel();
         self.queue
             .send(Pending { command, reply })
@@ -150,13 +151,13 @@ async fn batch_loop<S: Submit>(
             let outcome = submit.submit(Batch(commands)).await;
             drop(permit);
             match outcome {
-                Ok(results) if results.len() == replies.len() => {
+                Ok((index, results)) if results.len() == replies.len() => {
                     for (reply, result) in replies.into_iter().zip(results) {
                         // The caller may have given up (deadline); the command stands anyway.
-                        let _ = reply.send(Ok(result));
+                        let _ = reply.send(Ok(Written { result, index }));
                     }
                 }
-                Ok(results) => {
+                Ok((_, results)) => {
                     let e = format!("internal: {} results for {} commands", results.len(), replies.len());
                     tracing::error!("{e}");
                     for reply in replies {
@@ -203,14 +204,14 @@ mod tests {
     }
 
     impl Submit for Arc<Scripted> {
-        async fn submit(&self, batch: Batch) -> Result<Vec<CommandResult>, ProposeError> {
+        async fn submit(&self, batch: Batch) -> Result<(u64, Vec<CommandResult>), ProposeError> {
             self.batches.lock().unwrap().push(batch.0.clone());
             self.gate.acquire().await.expect("never closed").forget();
             if self.not_leader {
                 return Err(ProposeError::NotLeader);
             }
             // Each command's result is its position, so callers can tell whose is whose.
-            Ok((0..batch.0.len()).map(|i| Ok(Applied::Count(i as u64))).collect())
+            Ok((7, (0..batch.0.len()).map(|i| Ok(Applied::Count(i as u64))).collect()))
         }
     }
 
@@ -233,7 +234,7 @@ mod tests {
         Histogram::new([1.0, 2.0, 4.0])
     }
 
-    type Waiting = Vec<tokio::task::JoinHandle<Result<CommandResult, ProposeError>>>;
+    type Waiting = Vec<tokio::task::JoinHandle<Result<Written, ProposeError>>>;
 
     fn propose(proposer: &Proposer, waiting: &mut Waiting, command: Command) {
         let p = proposer.clone();
@@ -257,7 +258,7 @@ mod tests {
     async fn a_lone_command_is_proposed_at_once_in_a_batch_of_one() {
         let script = Scripted::new(true, false);
         let proposer = Proposer::start(script.clone(), sizes());
-        assert_eq!(proposer.propose(close(1)).await, Ok(Ok(Applied::Count(0))));
+        assert_eq!(proposer.propose(close(1)).await, Ok(Written { result: Ok(Applied::Count(0)), index: 7 }));
         assert_eq!(script.batches(), vec![vec![close(1)]]);
     }
 
@@ -280,7 +281,7 @@ mod tests {
         let mut positions = Vec::new();
         for w in waiting {
             match w.await.unwrap() {
-                Ok(Ok(Applied::Count(i))) => positions.push(i),
+                Ok(Written { result: Ok(Applied::Count(i)), .. }) => positions.push(i),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -313,7 +314,7 @@ mod tests {
         until("the held-back batch", || script.batches().len() == IN_FLIGHT + 1).await;
         assert_eq!(script.batches()[IN_FLIGHT], vec![close(7)]);
         for w in waiting {
-            assert!(matches!(w.await.unwrap(), Ok(Ok(_))));
+            assert!(matches!(w.await.unwrap(), Ok(Written { result: Ok(_), .. })));
         }
     }
 
@@ -348,7 +349,7 @@ mod tests {
         assert!((MAX_BYTES..MAX_BYTES + one).contains(&bytes), "{bytes} bytes in one batch");
         script.gate.add_permits(1 << 20);
         for w in waiting {
-            assert!(matches!(w.await.unwrap(), Ok(Ok(_))));
+            assert!(matches!(w.await.unwrap(), Ok(Written { result: Ok(_), .. })));
         }
     }
 }

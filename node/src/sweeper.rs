@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::command::{Applied, Command, now_ms};
+use crate::command::{Applied, Command, Written, now_ms};
 use crate::limits::LimitsConfig;
 use crate::node::ChatNode;
 
@@ -24,7 +24,9 @@ pub async fn run(node: Arc<ChatNode>, limits: LimitsConfig) {
         let window = i64::try_from(limits.dedup_window.as_millis()).unwrap_or(i64::MAX);
         let sweep = Command::Expire { now_ms: now, requests_before_ms: now.saturating_sub(window) };
         match node.write(sweep).await {
-            Ok(Ok(Applied::Count(n))) if n > 0 => tracing::info!(records = n, "expired sessions and request ids"),
+            Ok(Written { result: Ok(Applied::Count(n)), .. }) if n > 0 => {
+                tracing::info!(records = n, "expired sessions and request ids")
+            }
             Ok(_) => {}
             Err(e) => tracing::debug!(error = %e, "sweep not committed; the next one retries"),
         }

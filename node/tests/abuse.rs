@@ -176,17 +176,17 @@ async fn subscribe_streams_are_capped_per_session() {
     let other = { register(&mut c, "bob").await };
     let mut open = Vec::new();
     for _ in 0..2 {
-        open.push(c.subscribe(authed(&token, SubscribeRequest { after_id: 0 })).await.unwrap().into_inner());
+        open.push(c.subscribe(authed(&token, SubscribeRequest::default())).await.unwrap().into_inner());
     }
-    let (code, message) = code_of(c.subscribe(authed(&token, SubscribeRequest { after_id: 0 }))).await;
+    let (code, message) = code_of(c.subscribe(authed(&token, SubscribeRequest::default()))).await;
     assert_eq!(code, Code::ResourceExhausted, "{message}");
-    c.subscribe(authed(&other, SubscribeRequest { after_id: 0 })).await.expect("another session has its own");
+    c.subscribe(authed(&other, SubscribeRequest::default())).await.expect("another session has its own");
     // Closing one frees its place (the node notices the stream is gone).
     drop(open.pop());
     eventually("a freed place", Duration::from_secs(10), || {
         let (mut c, token) = (c.clone(), token.clone());
         async move {
-            let stream = c.subscribe(authed(&token, SubscribeRequest { after_id: 0 })).await.ok()?;
+            let stream = c.subscribe(authed(&token, SubscribeRequest::default())).await.ok()?;
             Some(stream)
         }
     })

@@ -138,7 +138,7 @@ async fn message_rules_and_ownership() {
     assert_eq!(code(c.delete_messages(authed(&bob, del(vec![999_999]))).await).0, Code::NotFound);
     assert_eq!(code(c.delete_messages(authed(&bob, del(vec![]))).await).0, Code::InvalidArgument);
     // Carol sees nothing of their conversation.
-    let read = |with: &str| ReadConversationRequest { with: with.into(), limit: 0, before_id: 0, consistency: 0 };
+    let read = |with: &str| ReadConversationRequest { with: with.into(), limit: 0, ..Default::default() };
     assert!(c.read_conversation(authed(&carol, read("alice"))).await.unwrap().into_inner().messages.is_empty());
     assert_eq!(
         code(c.read_conversation(authed(&carol, ReadConversationRequest { limit: 1001, ..read("alice") })).await).0,
@@ -171,7 +171,8 @@ async fn paging_read_state_and_conversations() {
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase");
 
     // Pages of 10, newest first, each page oldest-first.
-    let page = |before| ReadConversationRequest { with: "alice".into(), limit: 10, before_id: before, consistency: 0 };
+    let page =
+        |before| ReadConversationRequest { with: "alice".into(), limit: 10, before_id: before, ..Default::default() };
     let p1 = c.read_conversation(authed(&bob, page(0))).await.unwrap().into_inner().messages;
     assert_eq!(p1.iter().map(|m| m.id).collect::<Vec<_>>(), ids[15..]);
     let p2 = c.read_conversation(authed(&bob, page(p1[0].id))).await.unwrap().into_inner().messages;
@@ -230,7 +231,7 @@ async fn list_accounts_by_glob_in_pages() {
         pattern: pattern.into(),
         page_size,
         page_token: page_token.into(),
-        consistency: 0,
+        ..Default::default()
     };
     let r = c.list_accounts(authed(&token, list("ann*", 2, ""))).await.unwrap().into_inner();
     assert_eq!(
@@ -256,7 +257,7 @@ async fn delete_account_removes_its_messages_and_sessions() {
     send(c, &bob, "alice", "two", "").await.unwrap();
     let gone = c.delete_account(authed(&alice, DeleteAccountRequest {})).await.unwrap().into_inner();
     assert_eq!(gone.messages_deleted, 2);
-    let read = ReadConversationRequest { with: "alice".into(), limit: 0, before_id: 0, consistency: 0 };
+    let read = ReadConversationRequest { with: "alice".into(), limit: 0, ..Default::default() };
     assert!(c.read_conversation(authed(&bob, read)).await.unwrap().into_inner().messages.is_empty());
     assert!(
         c.list_conversations(authed(&bob, ListConversationsRequest::default()))
@@ -288,7 +289,7 @@ async fn subscribe_streams_backlog_then_live_and_resumes() {
     let first = send(c, &alice, "bob", "backlog", "").await.unwrap();
     send(c, &bob, "alice", "not for bob's stream", "").await.unwrap();
 
-    let mut stream = c.subscribe(authed(&bob, SubscribeRequest { after_id: 0 })).await.unwrap().into_inner();
+    let mut stream = c.subscribe(authed(&bob, SubscribeRequest::default())).await.unwrap().into_inner();
     assert_eq!(next(&mut stream).await.body, "backlog");
     let live = send(c, &alice, "bob", "live", "").await.unwrap();
     let m = next(&mut stream).await;
@@ -296,12 +297,20 @@ async fn subscribe_streams_backlog_then_live_and_resumes() {
     drop(stream);
 
     // Resuming after the first message yields exactly the rest.
-    let mut resumed = c.subscribe(authed(&bob, SubscribeRequest { after_id: first })).await.unwrap().into_inner();
+    let mut resumed = c
+        .subscribe(authed(&bob, SubscribeRequest { after_id: first, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(next(&mut resumed).await.id, live);
-    assert_eq!(code(c.subscribe(SubscribeRequest { after_id: 0 }).await).0, Code::Unauthenticated);
+    assert_eq!(code(c.subscribe(SubscribeRequest::default()).await).0, Code::Unauthenticated);
 
     // Logging out ends a live stream at its next delivery.
-    let mut live = c.subscribe(authed(&bob, SubscribeRequest { after_id: live })).await.unwrap().into_inner();
+    let mut live = c
+        .subscribe(authed(&bob, SubscribeRequest { after_id: live, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
     c.logout(authed(&bob, LogoutRequest {})).await.unwrap();
     send(c, &alice, "bob", "after logout", "").await.unwrap();
     let ended = tokio::time::timeout(Duration::from_secs(10), live.next()).await.expect("stream stalled").unwrap();

@@ -26,3 +26,8 @@ pub const AUTHORIZATION: &str = "authorization";
 /// Metadata key a node sets on NOT_FOUND/UNAVAILABLE answers when it is not the
 /// leader and knows who is: the leader's `host:port`.
 pub const LEADER_HINT: &str = "x-chat-leader";
+
+/// Response metadata of every ChatService call: the index of the state it
+/// reflects (a write's log index, a read's applied index). A client sends the
+/// highest it has seen as `min_index` with SESSION reads.
+pub const INDEX_HEADER: &str = "chat-index";

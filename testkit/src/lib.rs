@@ -638,6 +638,7 @@ pub async fn read_all(
             limit: 1000,
             before_id: before,
             consistency: consistency as i32,
+            ..ReadConversationRequest::default()
         };
         let page = client.read_conversation(authed(token, req)).await?.into_inner().messages;
         if page.is_empty() {

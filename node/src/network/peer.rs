@@ -14,7 +14,7 @@ use chat_tls::connect::{Tcp, connector};
 use rustls::ClientConfig;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::command::{Command, CommandResult};
+use crate::command::{Command, Written};
 use crate::election::{PreVoteRequest, PreVoteResponse};
 use crate::error::{Error, Result};
 use crate::proposer::ProposeError;
@@ -133,7 +133,7 @@ impl Peers {
         addr: &str,
         cmd: &Command,
         timeout: Duration,
-    ) -> Result<std::result::Result<CommandResult, ProposeError>> {
+    ) -> Result<std::result::Result<Written, ProposeError>> {
         let reply = self.raft_client(addr)?.forward(payload(cmd, timeout)).await.map_err(Error::from)?;
         Ok(decode(&reply.into_inner().data)?)
     }

@@ -10,7 +10,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use chat_proto::INDEX_HEADER;
 use chat_proto::chat::chat_service_server::ChatService;
 use chat_proto::chat::*;
 use futures::Stream;
@@ -43,7 +45,7 @@ pub struct ChatServiceImpl {
     /// Checked against when a login names no account, so that it costs as
     /// much as one that does (no telling accounts apart by timing).
     decoy_hash: String,
-    session_ttl: std::time::Duration,
+    session_ttl: Duration,
     max_sessions: u32,
     /// Sessions whose renewal this node has proposed and not seen applied:
     /// one renewal at a time per session. A std Mutex, never held across an await.
@@ -106,31 +108,51 @@ impl ChatServiceImpl {
         self.renewing.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Commits a command and turns a rejection into an error.
-    async fn commit(&self, cmd: Command) -> Result<Applied> {
-        Ok(self.node.write(cmd).await??)
+    /// Commits a command and turns a rejection into an error. Returns the
+    /// outcome and the log index it was committed at.
+    async fn commit(&self, cmd: Command) -> Result<(Applied, u64)> {
+        let written = self.node.write(cmd).await?;
+        Ok((written.result?, written.index))
     }
 
     /// Passes the read barrier, then resolves the session of `token` (read
-    /// from the request before anything else).
-    async fn reader(&self, token: &[u8; 32], consistency: i32) -> Result<String> {
-        self.node.read_barrier(consistency_of(consistency)?).await?;
-        self.session_user(token)
+    /// from the request before anything else). Returns the user and the
+    /// applied index the read reflects (at least: state only moves forward).
+    async fn reader(&self, token: &[u8; 32], consistency: Consistency) -> Result<(String, u64)> {
+        self.node.read_barrier(consistency).await?;
+        let index = self.node.applied_index();
+        Ok((self.session_user(token)?, index))
     }
 
     /// A write on behalf of the session of `token`.
-    async fn commit_for(&self, token: &[u8; 32], cmd: Command) -> Result<Applied> {
+    async fn commit_for(&self, token: &[u8; 32], cmd: Command) -> Result<(Applied, u64)> {
         self.touch(token)?;
         self.commit(cmd).await
     }
 }
 
-fn consistency_of(value: i32) -> Result<Consistency> {
-    match ReadConsistency::try_from(value) {
-        Ok(ReadConsistency::Linearizable) => Ok(Consistency::Linearizable),
-        Ok(ReadConsistency::Stale) => Ok(Consistency::Stale),
-        Err(_) => Err(Error::invalid(format!("consistency {value} is not a ReadConsistency"))),
+/// A read's consistency from its request fields, validated.
+fn consistency_of(value: i32, min_index: u64, max_staleness_ms: u32) -> Result<Consistency> {
+    let level = ReadConsistency::try_from(value)
+        .map_err(|_| Error::invalid(format!("consistency: {value} is not a ReadConsistency")))?;
+    if max_staleness_ms != 0 && level != ReadConsistency::Stale {
+        return Err(Error::invalid("max_staleness_ms: only STALE reads are bounded by staleness"));
     }
+    Ok(match level {
+        // A linearizable read reflects every index the client has seen anyway.
+        ReadConsistency::Linearizable => Consistency::Linearizable,
+        ReadConsistency::Session => Consistency::Session { min_index },
+        ReadConsistency::Stale => Consistency::Stale {
+            max_staleness: (max_staleness_ms > 0).then(|| Duration::from_millis(u64::from(max_staleness_ms))),
+        },
+    })
+}
+
+/// `message` as a response carrying `index` in its `chat-index` header.
+fn indexed<T>(message: T, index: u64) -> Response<T> {
+    let mut response = Response::new(message);
+    response.metadata_mut().insert(INDEX_HEADER, index.into());
+    response
 }
 
 impl From<MessageView> for Message {
@@ -167,8 +189,9 @@ impl ChatService for ChatServiceImpl {
             let username = validate::canonical_username("username", &username)?;
             validate::password(&password)?;
             let password_hash = self.hashing.run(move || auth::hash_password(&password)).await??;
-            self.commit(Command::CreateAccount { username, password_hash, created_at_ms: now_ms() }).await?;
-            Ok(Response::new(CreateAccountResponse {}))
+            let (_, index) =
+                self.commit(Command::CreateAccount { username, password_hash, created_at_ms: now_ms() }).await?;
+            Ok(indexed(CreateAccountResponse {}, index))
         })
         .await
     }
@@ -197,15 +220,16 @@ impl ChatService for ChatServiceImpl {
             let (token, token_hash) = auth::new_token();
             let now = now_ms();
             let ttl = i64::try_from(self.session_ttl.as_millis()).unwrap_or(i64::MAX);
-            self.commit(Command::OpenSession {
-                username: username.clone(),
-                token_hash,
-                created_at_ms: now,
-                expires_at_ms: now.saturating_add(ttl),
-                max_sessions: self.max_sessions,
-            })
-            .await?;
-            Ok(Response::new(LoginResponse { token, username }))
+            let (_, index) = self
+                .commit(Command::OpenSession {
+                    username: username.clone(),
+                    token_hash,
+                    created_at_ms: now,
+                    expires_at_ms: now.saturating_add(ttl),
+                    max_sessions: self.max_sessions,
+                })
+                .await?;
+            Ok(indexed(LoginResponse { token, username }, index))
         })
         .await
     }
@@ -214,8 +238,8 @@ impl ChatService for ChatServiceImpl {
     async fn logout(&self, request: Request<LogoutRequest>) -> Result<Response<LogoutResponse>, Status> {
         observe(&self.metrics, "Logout", async {
             let token_hash = auth::token_hash(&request)?;
-            self.commit(Command::CloseSession { token_hash }).await?;
-            Ok(Response::new(LogoutResponse {}))
+            let (_, index) = self.commit(Command::CloseSession { token_hash }).await?;
+            Ok(indexed(LogoutResponse {}, index))
         })
         .await
     }
@@ -227,8 +251,8 @@ impl ChatService for ChatServiceImpl {
     ) -> Result<Response<DeleteAccountResponse>, Status> {
         observe(&self.metrics, "DeleteAccount", async {
             let token_hash = auth::token_hash(&request)?;
-            let deleted = count(self.commit_for(&token_hash, Command::DeleteAccount { token_hash }).await?);
-            Ok(Response::new(DeleteAccountResponse { messages_deleted: deleted }))
+            let (applied, index) = self.commit_for(&token_hash, Command::DeleteAccount { token_hash }).await?;
+            Ok(indexed(DeleteAccountResponse { messages_deleted: count(applied) }, index))
         })
         .await
     }
@@ -243,10 +267,12 @@ impl ChatService for ChatServiceImpl {
             let pattern = validate::glob(&request.get_ref().pattern)?;
             let limit = validate::page_size("page_size", request.get_ref().page_size, 100, 1000)?;
             let after = validate::page_token(&request.get_ref().page_token)?;
-            self.reader(&token, request.get_ref().consistency).await?;
+            let r = request.get_ref();
+            let (_, index) =
+                self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
             let (usernames, more) = query::list_accounts(self.node.db(), &pattern, &after, limit)?;
             let next_page_token = if more { usernames.last().cloned().unwrap_or_default() } else { String::new() };
-            Ok(Response::new(ListAccountsResponse { usernames, next_page_token }))
+            Ok(indexed(ListAccountsResponse { usernames, next_page_token }, index))
         })
         .await
     }
@@ -266,8 +292,8 @@ impl ChatService for ChatServiceImpl {
             let request_id = if request_id.is_empty() { uuid::Uuid::new_v4().to_string() } else { request_id };
             let cmd = Command::SendMessage { token_hash, to, body, sent_at_ms: now_ms(), request_id };
             match self.commit_for(&token_hash, cmd).await? {
-                Applied::Sent { id, sent_at_ms } => Ok(Response::new(SendMessageResponse { id, sent_at_ms })),
-                other => Err(Error::Internal(format!("unexpected result of SendMessage: {other:?}"))),
+                (Applied::Sent { id, sent_at_ms }, index) => Ok(indexed(SendMessageResponse { id, sent_at_ms }, index)),
+                (other, _) => Err(Error::Internal(format!("unexpected result of SendMessage: {other:?}"))),
             }
         })
         .await
@@ -283,9 +309,10 @@ impl ChatService for ChatServiceImpl {
             let r = request.get_ref();
             let with = validate::canonical_username("with", &r.with)?;
             let limit = validate::page_size("limit", r.limit, 50, 1000)?;
-            let user = self.reader(&token, r.consistency).await?;
+            let (user, index) =
+                self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
             let views = query::read_conversation(self.node.db(), &user, &with, r.before_id, limit)?;
-            Ok(Response::new(ReadConversationResponse { messages: views.into_iter().map(Message::from).collect() }))
+            Ok(indexed(ReadConversationResponse { messages: views.into_iter().map(Message::from).collect() }, index))
         })
         .await
     }
@@ -296,8 +323,9 @@ impl ChatService for ChatServiceImpl {
             let token_hash = auth::token_hash(&request)?;
             let MarkReadRequest { with, up_to_id } = request.into_inner();
             let with = validate::canonical_username("with", &with)?;
-            let marked = count(self.commit_for(&token_hash, Command::MarkRead { token_hash, with, up_to_id }).await?);
-            Ok(Response::new(MarkReadResponse { marked }))
+            let (applied, index) =
+                self.commit_for(&token_hash, Command::MarkRead { token_hash, with, up_to_id }).await?;
+            Ok(indexed(MarkReadResponse { marked: count(applied) }, index))
         })
         .await
     }
@@ -314,8 +342,8 @@ impl ChatService for ChatServiceImpl {
             if ids.contains(&0) {
                 return Err(Error::Rejected(Rejection::NoSuchMessage(0)));
             }
-            let deleted = count(self.commit_for(&token_hash, Command::DeleteMessages { token_hash, ids }).await?);
-            Ok(Response::new(DeleteMessagesResponse { deleted }))
+            let (applied, index) = self.commit_for(&token_hash, Command::DeleteMessages { token_hash, ids }).await?;
+            Ok(indexed(DeleteMessagesResponse { deleted: count(applied) }, index))
         })
         .await
     }
@@ -327,12 +355,14 @@ impl ChatService for ChatServiceImpl {
     ) -> Result<Response<ListConversationsResponse>, Status> {
         observe(&self.metrics, "ListConversations", async {
             let token = auth::token_hash(&request)?;
-            let user = self.reader(&token, request.get_ref().consistency).await?;
+            let r = request.get_ref();
+            let (user, index) =
+                self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
             let conversations = query::list_conversations(self.node.db(), &user)?
                 .into_iter()
                 .map(|c| Conversation { partner: c.partner, unread: c.unread, last_message_id: c.last_message_id })
                 .collect();
-            Ok(Response::new(ListConversationsResponse { conversations }))
+            Ok(indexed(ListConversationsResponse { conversations }, index))
         })
         .await
     }
@@ -349,8 +379,14 @@ impl ChatService for ChatServiceImpl {
         observe(&self.metrics, "Subscribe", async {
             let token = auth::token_hash(&request)?;
             let place = self.subscriptions.open(token)?;
-            // Best effort: a follower cut off from the leader still streams what it has.
-            if let Err(e) = self.node.read_barrier(Consistency::Linearizable).await {
+            // With the client's index: the backlog starts from state it has seen
+            // (refused, as a SESSION read is, if this node cannot reach it).
+            // Without: best effort — a follower cut off from the leader still
+            // streams what it has.
+            let min_index = request.get_ref().min_index;
+            if min_index > 0 {
+                self.node.read_barrier(Consistency::Session { min_index }).await?;
+            } else if let Err(e) = self.node.read_barrier(Consistency::Linearizable).await {
                 tracing::debug!(error = %e, "subscribe without read barrier");
             }
             let user = self.session_user(&token)?;

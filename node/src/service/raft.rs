@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
-use crate::command::{Command, CommandResult};
+use crate::command::{Command, Written};
 use crate::election::{self, PreVoteRequest};
 use crate::metrics::{MethodLabel, RaftRpcMetrics};
 use crate::node::ChatNode;
@@ -149,7 +149,7 @@ impl RaftService for RaftServiceImpl {
         let cmd: Command = decode_payload(request.get_ref())?;
         // The follower checked it already; a member is trusted with Raft, not with skipping the API's rules.
         cmd.check()?;
-        let result: Result<CommandResult, ProposeError> = self.node.propose_here(cmd).await;
+        let result: Result<Written, ProposeError> = self.node.propose_here(cmd).await;
         reply(&result)
     }
 

@@ -1,0 +1,129 @@
+//! Read levels on real node processes: every response names the state it
+//! reflects (`chat-index`); a SESSION read sees the client's own write on a
+//! follower with the leader frozen (no leader round trip); a STALE read with a
+//! bound refuses once the node has been cut off longer than the bound, while
+//! an unbounded one still answers; and the new fields are validated.
+
+use std::time::Duration;
+
+use chat_proto::INDEX_HEADER;
+use chat_proto::chat::*;
+use chat_testkit::*;
+use tonic::Code;
+
+fn index_of<T>(response: &tonic::Response<T>) -> u64 {
+    response.metadata().get(INDEX_HEADER).expect("a chat-index header").to_str().unwrap().parse().unwrap()
+}
+
+fn read(with: &str, consistency: ReadConsistency, min_index: u64, max_staleness_ms: u32) -> ReadConversationRequest {
+    ReadConversationRequest {
+        with: with.into(),
+        limit: 100,
+        consistency: consistency as i32,
+        min_index,
+        max_staleness_ms,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_read_sees_its_own_write_on_a_follower_without_the_leader() {
+    let mut cluster =
+        TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[("CHAT_REQUEST_TIMEOUT_MS", "1500")]).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.running().into_iter().find(|&id| id != leader).unwrap();
+    let mut via_leader = cluster.client(leader);
+    let alice = register(&mut via_leader, "alice").await;
+    register(&mut via_leader, "bob").await;
+
+    // A write's index, and a read's: never behind what the client saw.
+    let sent = via_leader
+        .send_message(authed(
+            &alice,
+            SendMessageRequest { to: "bob".into(), body: "hi".into(), request_id: "1".into() },
+        ))
+        .await
+        .unwrap();
+    let written = index_of(&sent);
+    let linearizable = via_leader.read_conversation(authed(&alice, read("bob", ReadConsistency::Linearizable, 0, 0)));
+    assert!(index_of(&linearizable.await.unwrap()) >= written);
+
+    // The follower has applied the write; the leader freezes. A SESSION read
+    // at the write's index is served by the follower alone.
+    eventually("the follower applies the write", Duration::from_secs(5), || async {
+        cluster.status(follower).await.filter(|s| s.applied_index >= written).map(|_| ())
+    })
+    .await;
+    cluster.pause(leader);
+    let mut via_follower = cluster.client(follower);
+    let session = via_follower
+        .read_conversation(authed(&alice, read("bob", ReadConsistency::Session, written, 0)))
+        .await
+        .expect("a session read at an applied index needs no leader");
+    assert!(index_of(&session) >= written);
+    assert_eq!(session.get_ref().messages.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["hi"]);
+
+    // An index the follower has not reached: refused once the deadline passes, naming it.
+    let ahead = written + 1_000_000;
+    let refused = via_follower
+        .read_conversation(authed(&alice, read("bob", ReadConsistency::Session, ahead, 0)))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains(&format!("min_index {ahead}")), "{}", refused.message());
+    cluster.resume(leader);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_node_refuses_bounded_stale_reads_and_still_serves_unbounded_ones() {
+    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
+    let leader = cluster.leader().await;
+    let mut c = cluster.client(leader);
+    let alice = register(&mut c, "alice").await;
+    register(&mut c, "bob").await;
+    let follower = cluster.running().into_iter().find(|&id| id != leader).unwrap();
+    let mut via_follower = cluster.client(follower);
+    let bounded = || read("bob", ReadConsistency::Stale, 0, 300);
+    eventually("a bounded stale read while in touch", Duration::from_secs(5), || {
+        let (mut c, alice) = (via_follower.clone(), alice.clone());
+        async move { c.read_conversation(authed(&alice, bounded())).await.ok() }
+    })
+    .await;
+
+    // Cut it off: the leader and the other follower freeze, so it hears from
+    // no leader and cannot elect one.
+    let others: Vec<u64> = cluster.running().into_iter().filter(|&id| id != follower).collect();
+    for &id in &others {
+        cluster.pause(id);
+    }
+    let refused = eventually("the bound to be exceeded", Duration::from_secs(10), || {
+        let (mut c, alice) = (via_follower.clone(), alice.clone());
+        async move { c.read_conversation(authed(&alice, bounded())).await.err() }
+    })
+    .await;
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("max_staleness_ms 300"), "{}", refused.message());
+    via_follower
+        .read_conversation(authed(&alice, read("bob", ReadConsistency::Stale, 0, 0)))
+        .await
+        .expect("an unbounded stale read is still served");
+    for id in others {
+        cluster.resume(id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_level_fields_are_validated() {
+    let cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 1, &[]).await;
+    let mut c = cluster.client(1);
+    let alice = register(&mut c, "alice").await;
+    for (request, field) in [
+        (read("bob", ReadConsistency::Linearizable, 0, 500), "max_staleness_ms"),
+        (read("bob", ReadConsistency::Session, 0, 500), "max_staleness_ms"),
+        (ReadConversationRequest { with: "bob".into(), consistency: 7, ..Default::default() }, "consistency"),
+    ] {
+        let refused = c.read_conversation(authed(&alice, request)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(refused.message().contains(field), "{}", refused.message());
+    }
+}
