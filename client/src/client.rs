@@ -107,6 +107,12 @@ impl Client {
         Ok(Self { discovery, options, token: None, seen: Arc::default() })
     }
 
+    /// The same client, with STALE reads bounded by `max` (see [`ClientOptions::max_staleness`]).
+    pub fn with_max_staleness(mut self, max: Option<Duration>) -> Self {
+        self.options.max_staleness = max;
+        self
+    }
+
     /// The same client, acting for the session `token`.
     pub fn with_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());

@@ -114,7 +114,9 @@ impl Ctx {
     /// # Errors
     /// As [`Ctx::session`].
     pub fn authed(&self) -> anyhow::Result<Client> {
-        Ok(self.client.clone().with_token(self.session()?.token))
+        let session = self.session()?;
+        self.client.observe_index(session.index);
+        Ok(self.client.clone().with_token(session.token))
     }
 }
 
@@ -132,7 +134,7 @@ impl Cli {
         let deadline = std::time::Duration::from_secs(self.timeout);
         let Connection { client, cluster_key } = Connection::open(&target, deadline).await?;
         let ctx = Ctx { client, store: SessionStore::default_location()?, cluster_key, output: self.output };
-        match self.command {
+        let outcome = match self.command {
             Command::Register(c) => c.run(&ctx).await,
             Command::Login(c) => c.run(&ctx).await,
             Command::Logout(c) => c.run(&ctx).await,
@@ -148,6 +150,13 @@ impl Cli {
             Command::Chat(c) => c.run(&ctx).await,
             Command::Status(c) => c.run(&ctx).await,
             Command::Bench(c) => c.run(&ctx).await,
+        };
+        // The session's position moves with what this command saw (clones of
+        // the client share it), for the next command's SESSION reads.
+        let seen = ctx.client.seen_index();
+        if seen > 0 && outcome.is_ok() {
+            ctx.store.advance(&ctx.cluster_key, seen)?;
         }
+        outcome
     }
 }

@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 pub struct Session {
     pub username: String,
     pub token: String,
+    /// The highest state index this session has seen (`chat-index`): the
+    /// next invocation's SESSION reads start from it, so a `read` after a
+    /// `send` in another command sees the message.
+    #[serde(default)]
+    pub index: u64,
 }
 
 pub struct SessionStore {
@@ -55,6 +60,16 @@ impl SessionStore {
     pub fn put(&self, cluster: &str, session: Session) -> anyhow::Result<()> {
         let mut all = self.load()?;
         all.insert(cluster.to_string(), session);
+        self.save(&all)
+    }
+
+    /// Moves the saved session's position forward to `index` (never back).
+    pub fn advance(&self, cluster: &str, index: u64) -> anyhow::Result<()> {
+        let mut all = self.load()?;
+        match all.get_mut(cluster) {
+            Some(session) if session.index < index => session.index = index,
+            _ => return Ok(()),
+        }
         self.save(&all)
     }
 

@@ -260,3 +260,39 @@ async fn watch_survives_the_leader_dying() {
     assert_eq!(bodies, expected, "no gap, no duplicate across the failover");
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "nothing extra");
 }
+
+/// Reads default to SESSION: each command saves the session's position
+/// (`chat-index`), so a `read` in a later command sees what an earlier `send`
+/// wrote, from any member; `--max-staleness` bounds stale reads only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_follow_the_sessions_position_across_commands() {
+    let cluster = TestCluster::start(chat_node_binary(), 3, &[]).await;
+    let home = tempfile::tempdir().unwrap();
+    let a = home.path();
+    ok(&kchat(&cluster, a, &["register", "alice", "--password-stdin"], Some("alice-password\n")));
+    ok(&kchat(&cluster, a, &["register", "bob", "--password-stdin"], Some("bob-password\n")));
+    ok(&kchat(&cluster, a, &["login", "alice", "--password-stdin"], Some("alice-password\n")));
+    let saved = |home: &Path| -> u64 {
+        let text = std::fs::read_to_string(home.join("kubectl-chat/sessions.json")).unwrap();
+        let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+        all.as_object().unwrap().values().next().unwrap()["index"].as_u64().unwrap()
+    };
+    let after_login = saved(a);
+    assert!(after_login > 0, "login saves the session's position");
+    ok(&kchat(&cluster, a, &["send", "bob", "first"], None));
+    let after_send = saved(a);
+    assert!(after_send > after_login, "a write moves the position: {after_login} → {after_send}");
+
+    let read = json(&kchat(&cluster, a, &["read", "bob", "-o", "json"], None));
+    assert_eq!(read.as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect::<Vec<_>>(), ["first"]);
+    let stale = json(&kchat(
+        &cluster,
+        a,
+        &["read", "bob", "--consistency", "stale", "--max-staleness", "5s", "-o", "json"],
+        None,
+    ));
+    assert!(stale.is_array());
+    let wrong = kchat(&cluster, a, &["read", "bob", "--max-staleness", "5s"], None);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("--max-staleness bounds stale reads only"));
+}

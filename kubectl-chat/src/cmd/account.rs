@@ -38,7 +38,8 @@ impl Login {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
         let password = password::read(self.password_stdin, &format!("password for {}: ", self.username))?;
         let token = ctx.client.login(&self.username, &password).await?;
-        ctx.store.put(&ctx.cluster_key, Session { username: self.username.clone(), token })?;
+        let index = ctx.client.seen_index();
+        ctx.store.put(&ctx.cluster_key, Session { username: self.username.clone(), token, index })?;
         println!("logged in as {}", self.username);
         Ok(())
     }

@@ -39,19 +39,61 @@ pub struct Read {
     /// Only messages older than this id (for paging back).
     #[arg(long)]
     pub before: Option<u64>,
-    /// Serve from the node's local state without a read barrier (may lag).
-    #[arg(long)]
+    #[command(flatten)]
+    pub level: ReadLevel,
+}
+
+/// How fresh a read must be.
+#[derive(Debug, Args)]
+pub struct ReadLevel {
+    /// `session` (default): at least everything this session has written or
+    /// read, served by any member without a leader round trip;
+    /// `linearizable`: everything acknowledged before the read; `stale`:
+    /// whatever the member has (bounded by --max-staleness).
+    #[arg(long, value_enum, default_value = "session")]
+    pub consistency: Consistency,
+    /// Shorthand for `--consistency stale`.
+    #[arg(long, conflicts_with = "consistency")]
     pub stale: bool,
+    /// With stale reads: refuse a member that has not heard from a leader
+    /// within this long (e.g. `2s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_staleness: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Consistency {
+    Session,
+    Linearizable,
+    Stale,
+}
+
+impl ReadLevel {
+    /// The level, and the client to read with (carrying the staleness bound).
+    fn apply(&self, client: chat_client::Client) -> anyhow::Result<(ReadConsistency, chat_client::Client)> {
+        let level = if self.stale { Consistency::Stale } else { self.consistency };
+        if self.max_staleness.is_some() && level != Consistency::Stale {
+            bail!("--max-staleness bounds stale reads only: add --consistency stale");
+        }
+        let consistency = match level {
+            Consistency::Session => ReadConsistency::Session,
+            Consistency::Linearizable => ReadConsistency::Linearizable,
+            Consistency::Stale => ReadConsistency::Stale,
+        };
+        Ok((consistency, client.with_max_staleness(self.max_staleness)))
+    }
 }
 
 impl Read {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let client = ctx.authed()?;
+        let (consistency, client) = self.level.apply(ctx.authed()?)?;
         let with = match self.with {
             Some(w) => w,
-            None => client.inbox().await?.into_iter().next().map(|c| c.partner).context("no conversations yet")?,
+            None => {
+                let inbox = client.inbox_at(consistency).await?;
+                inbox.into_iter().next().map(|c| c.partner).context("no conversations yet")?
+            }
         };
-        let consistency = if self.stale { ReadConsistency::Stale } else { ReadConsistency::Linearizable };
         let messages = client.read(&with, self.limit, self.before.unwrap_or(0), consistency).await?;
         match ctx.output {
             Output::Json => println!("{}", output::messages_json(&messages)),
@@ -63,11 +105,15 @@ impl Read {
 }
 
 #[derive(Debug, Args)]
-pub struct Inbox {}
+pub struct Inbox {
+    #[command(flatten)]
+    pub level: ReadLevel,
+}
 
 impl Inbox {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
-        let conversations = ctx.authed()?.inbox().await?;
+        let (consistency, client) = self.level.apply(ctx.authed()?)?;
+        let conversations = client.inbox_at(consistency).await?;
         match ctx.output {
             Output::Json => {
                 let items: Vec<_> = conversations
