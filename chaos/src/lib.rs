@@ -1,10 +1,11 @@
 //! Chaos with a checker: a chat cluster on loopback under a seeded, bounded
 //! schedule of faults while clients record every operation; then the history
-//! is checked for linearizability and durability.
+//! is checked for linearizability, session guarantees and durability.
 //!
 //! Layout: [`checker`] (a Porcupine-style linearizability checker over any
 //! [`checker::Model`]), [`model`] (one conversation as a sequential model),
-//! [`history`] (recording operations), [`workload`] (the clients),
+//! [`history`] (recording operations), [`session`] (read-your-writes and
+//! monotonic reads of SESSION reads, per client), [`workload`] (the clients),
 //! [`nemesis`] (the faults), [`netns`] (network namespaces for real
 //! partitions), [`run`] (one run and its checks).
 
@@ -14,4 +15,5 @@ pub mod model;
 pub mod nemesis;
 pub mod netns;
 pub mod run;
+pub mod session;
 pub mod workload;

@@ -14,9 +14,16 @@ pub const PHANTOM: u32 = u32::MAX;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
-    Send { body: u32 },
+    Send {
+        body: u32,
+    },
     Read,
-    Delete { ids: Vec<u64> },
+    /// A SESSION read: not linearizable, so the model places no constraint
+    /// on it; `session` checks it per client.
+    SessionRead,
+    Delete {
+        ids: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +77,7 @@ impl Model for Conversation {
 
     fn step(&self, s: &State, input: &Input, output: &Output) -> Option<State> {
         match (input, output) {
-            (_, Output::Failed) => Some(s.clone()),
+            (_, Output::Failed) | (Input::SessionRead, _) => Some(s.clone()),
             (Input::Send { body }, Output::Sent { id }) => {
                 if (self.strict_ids && *id <= s.last_id) || s.messages.iter().any(|(b, _)| b == body) {
                     return None;

@@ -203,6 +203,10 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
 
     let records = history.records();
     let mut anomalies = durability(&records, &final_state);
+    let session_reads = records.iter().filter(|r| r.op.input == Input::SessionRead).count();
+    let session = crate::session::check(&records);
+    eprintln!("chaos: checked {session_reads} session reads per client: {} violations", session.len());
+    anomalies.extend(session);
     for (conv, ops) in history.by_conversation() {
         let started = std::time::Instant::now();
         let ops = prune(ops, final_state.get(&conv).map(Vec::as_slice).unwrap_or_default());

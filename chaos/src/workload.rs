@@ -1,6 +1,7 @@
 //! The clients: each acts as one user and, until told to stop, sends unique
-//! messages, reads conversations (linearizable reads) and deletes messages it
-//! has seen, recording every operation in the [`History`].
+//! messages, reads conversations (linearizable reads, and SESSION reads from
+//! whichever member the client reaches) and deletes messages it has seen,
+//! recording every operation in the [`History`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,7 +68,12 @@ pub async fn client(
             };
             (input, output)
         } else if roll < 90 {
-            let output = match client.read(&peer, READ_LIMIT, 0, ReadConsistency::Linearizable).await {
+            let (input, consistency) = if roll < 75 {
+                (Input::Read, ReadConsistency::Linearizable)
+            } else {
+                (Input::SessionRead, ReadConsistency::Session)
+            };
+            let output = match client.read(&peer, READ_LIMIT, 0, consistency).await {
                 // A full page may be cut short: it says nothing certain about the conversation.
                 Ok(messages) if messages.len() >= READ_LIMIT as usize => Output::Unknown,
                 Ok(messages) => {
@@ -76,7 +82,7 @@ pub async fn client(
                 }
                 Err(e) => outcome(&e),
             };
-            (Input::Read, output)
+            (input, output)
         } else {
             let known = seen.get(&peer).cloned().unwrap_or_default();
             if known.is_empty() {

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chat_proto::chat::chat_service_client::ChatServiceClient;
@@ -62,6 +62,26 @@ pub struct Client {
     /// for at least this state (read-your-writes, monotonic reads). Shared by
     /// the clones of a client.
     seen: Arc<AtomicU64>,
+    /// Whose turn it is among the members, for reads any member serves.
+    turn: Arc<AtomicUsize>,
+}
+
+/// Where a call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// The leader (writes, linearizable reads: a follower would forward or ask it anyway).
+    Leader,
+    /// Any member, in turn (SESSION and STALE reads).
+    AnyMember,
+}
+
+impl Route {
+    fn for_read(consistency: ReadConsistency) -> Self {
+        match consistency {
+            ReadConsistency::Linearizable => Route::Leader,
+            ReadConsistency::Session | ReadConsistency::Stale => Route::AnyMember,
+        }
+    }
 }
 
 /// One member as `cluster_status` reports it.
@@ -104,7 +124,7 @@ impl Client {
     /// `Invalid` for an empty or malformed seed list.
     pub fn with_dial(seeds: Vec<String>, options: ClientOptions, dial: Arc<dyn Dial>) -> Result<Self> {
         let discovery = Arc::new(Discovery::new(seeds, dial, options.connect_timeout)?);
-        Ok(Self { discovery, options, token: None, seen: Arc::default() })
+        Ok(Self { discovery, options, token: None, seen: Arc::default(), turn: Arc::default() })
     }
 
     /// The same client, with STALE reads bounded by `max` (see [`ClientOptions::max_staleness`]).
@@ -142,8 +162,15 @@ impl Client {
         &self.discovery
     }
 
-    /// Where the next attempt goes.
-    async fn target(&self, attempt: usize) -> Result<String> {
+    /// Where the next attempt goes: the leader, or — for reads any member
+    /// serves (SESSION, STALE) — the members in turn, so reads spread over
+    /// the cluster and a member that cannot serve one is skipped on retry.
+    async fn target(&self, attempt: usize, route: Route) -> Result<String> {
+        if route == Route::AnyMember && self.options.follow_leader {
+            let members = self.discovery.candidates();
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+            return Ok(members[turn % members.len()].clone());
+        }
         if self.options.follow_leader {
             self.discovery.leader().await
         } else {
@@ -153,7 +180,16 @@ impl Client {
     }
 
     /// Runs `call` against the leader, retrying through leader changes until the deadline.
-    pub(crate) async fn call<T, F, Fut>(&self, idempotence: Idempotence, mut call: F) -> Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, idempotence: Idempotence, call: F) -> Result<T>
+    where
+        F: FnMut(ChatServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
+        self.call_via(idempotence, Route::Leader, call).await
+    }
+
+    /// [`Client::call`], sent where `route` says.
+    async fn call_via<T, F, Fut>(&self, idempotence: Idempotence, route: Route, mut call: F) -> Result<T>
     where
         F: FnMut(ChatServiceClient<Channel>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
@@ -162,7 +198,7 @@ impl Client {
         let mut backoff = Backoff::default();
         let mut attempt = 0;
         loop {
-            let status = match self.target(attempt).await {
+            let status = match self.target(attempt, route).await {
                 Ok(addr) => {
                     let client =
                         ChatServiceClient::new(self.discovery.channel(&addr)?).max_decoding_message_size(64 << 20);
@@ -209,14 +245,30 @@ impl Client {
     }
 
     /// [`Client::call`] for a request that carries the session token.
-    async fn authed_call<M, T, F, Fut>(&self, idempotence: Idempotence, msg: M, mut call: F) -> Result<T>
+    async fn authed_call<M, T, F, Fut>(&self, idempotence: Idempotence, msg: M, call: F) -> Result<T>
+    where
+        M: Clone,
+        F: FnMut(ChatServiceClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = std::result::Result<Response<T>, Status>>,
+    {
+        self.authed_call_via(idempotence, Route::Leader, msg, call).await
+    }
+
+    /// [`Client::authed_call`], sent where `route` says.
+    async fn authed_call_via<M, T, F, Fut>(
+        &self,
+        idempotence: Idempotence,
+        route: Route,
+        msg: M,
+        mut call: F,
+    ) -> Result<T>
     where
         M: Clone,
         F: FnMut(ChatServiceClient<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = std::result::Result<Response<T>, Status>>,
     {
         let auth = self.auth_value()?;
-        self.call(idempotence, |client| {
+        self.call_via(idempotence, route, |client| {
             let mut request = Request::new(msg.clone());
             request.metadata_mut().insert(AUTHORIZATION, auth.clone());
             call(client, request)
@@ -302,8 +354,10 @@ impl Client {
             min_index,
             max_staleness_ms,
         };
-        let response =
-            self.authed_call(Idempotence::Safe, msg, |mut c, r| async move { c.read_conversation(r).await }).await?;
+        let route = Route::for_read(consistency);
+        let response = self
+            .authed_call_via(Idempotence::Safe, route, msg, |mut c, r| async move { c.read_conversation(r).await })
+            .await?;
         Ok(response.messages)
     }
 
@@ -322,8 +376,10 @@ impl Client {
     pub async fn inbox_at(&self, consistency: ReadConsistency) -> Result<Vec<Conversation>> {
         let (min_index, max_staleness_ms) = self.read_bounds(consistency);
         let msg = ListConversationsRequest { consistency: consistency as i32, min_index, max_staleness_ms };
-        let response =
-            self.authed_call(Idempotence::Safe, msg, |mut c, r| async move { c.list_conversations(r).await }).await?;
+        let route = Route::for_read(consistency);
+        let response = self
+            .authed_call_via(Idempotence::Safe, route, msg, |mut c, r| async move { c.list_conversations(r).await })
+            .await?;
         Ok(response.conversations)
     }
 
