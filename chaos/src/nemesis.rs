@@ -97,6 +97,7 @@ pub async fn run(
                         node_id: target,
                         address: address.clone(),
                         peer_address: peer_address.clone(),
+                        learner: false,
                     };
                     if matches!(
                         tokio::time::timeout(Duration::from_secs(10), admin.join_cluster(join)).await,

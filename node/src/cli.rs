@@ -49,9 +49,18 @@ pub struct LogArgs {
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// Node id. May be left out in a StatefulSet pod: the ordinal at the end of POD_NAME is used.
+    /// Node id. May be left out in a StatefulSet pod: the ordinal at the end
+    /// of POD_NAME is used, plus --id-offset.
     #[arg(long, env = "CHAT_ID")]
     pub id: Option<NodeId>,
+    /// Added to the POD_NAME ordinal (a read replicas' StatefulSet numbers its
+    /// pods from 0 too; their ids must not meet the voters').
+    #[arg(long, env = "CHAT_ID_OFFSET", default_value_t = 0)]
+    pub id_offset: NodeId,
+    /// Join as a read replica: a Raft learner that never votes and is never
+    /// promoted; it serves reads and Subscribe, and forwards writes.
+    #[arg(long, env = "CHAT_READ_REPLICA")]
+    pub read_replica: bool,
     /// Address the public gRPC server (ChatService, GetStatus) binds.
     #[arg(long, env = "CHAT_LISTEN", default_value = "0.0.0.0:50051")]
     pub listen: SocketAddr,
@@ -173,9 +182,12 @@ impl NodeArgs {
     pub fn into_config(self, pod_name: Option<&str>) -> Result<Config> {
         let id = match (self.id, pod_name) {
             (Some(id), _) => id,
-            (None, Some(pod)) => ordinal(pod).ok_or_else(|| {
-                Error::invalid(format!("--id is not set and POD_NAME {pod:?} does not end in -<ordinal>"))
-            })?,
+            (None, Some(pod)) => ordinal(pod)
+                .ok_or_else(|| {
+                    Error::invalid(format!("--id is not set and POD_NAME {pod:?} does not end in -<ordinal>"))
+                })?
+                .checked_add(self.id_offset)
+                .ok_or_else(|| Error::invalid("--id-offset: the id it gives overflows"))?,
             (None, None) => return Err(Error::invalid("--id is required (or POD_NAME ending in -<ordinal>)")),
         };
         let advertise = match self.advertise {
@@ -195,6 +207,9 @@ impl NodeArgs {
         validate::host_port("--peer-advertise", &peer_advertise)?;
         if self.bootstrap && !self.join.is_empty() {
             return Err(Error::invalid("--bootstrap and --join exclude each other: found a cluster, or join one"));
+        }
+        if self.bootstrap && self.read_replica {
+            return Err(Error::invalid("--read-replica cannot --bootstrap: a cluster is founded by a voter"));
         }
         let join: Vec<String> = self.join.into_iter().filter(|s| !s.trim().is_empty()).collect();
         for seed in &join {
@@ -228,6 +243,7 @@ impl NodeArgs {
             advertise: Node { addr: peer_advertise, api: advertise },
             data_dir: self.data_dir,
             bootstrap: self.bootstrap,
+            read_replica: self.read_replica,
             join,
             raft: RaftTiming {
                 heartbeat_ms: self.heartbeat_ms,

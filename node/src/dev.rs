@@ -39,6 +39,10 @@ pub struct DevArgs {
     /// Delete the directory first, starting a brand-new cluster.
     #[arg(long)]
     pub clean: bool,
+    /// Read replicas to add after the voters (Raft learners that serve reads
+    /// and never vote); they take the next ids. Voters and replicas: 9 at most.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=8))]
+    pub read_replicas: u64,
 }
 
 struct Cluster {
@@ -81,8 +85,13 @@ impl Cluster {
         format!("127.0.0.1:{}", self.args.base_port as u64 + 100 + id - 1)
     }
 
+    /// Every node: the voters, then the read replicas.
     fn ids(&self) -> impl Iterator<Item = u64> + use<> {
-        1..=self.args.nodes
+        1..=self.args.nodes + self.args.read_replicas
+    }
+
+    fn is_read_replica(&self, id: u64) -> bool {
+        id > self.args.nodes
     }
 
     fn is_running(&mut self, id: u64) -> bool {
@@ -120,6 +129,9 @@ impl Cluster {
         } else {
             let seeds: Vec<String> = self.ids().filter(|&i| i != id).map(|i| self.peer_addr(i)).collect();
             cmd.arg("--join").arg(seeds.join(","));
+        }
+        if self.is_read_replica(id) {
+            cmd.arg("--read-replica");
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
         self.children[(id - 1) as usize] = Some(cmd.spawn().context("starting a node process")?);
@@ -242,13 +254,14 @@ impl Cluster {
     }
 
     /// Waits until some running node reports a leader and `voters` voters.
-    async fn wait_ready(&mut self, voters: usize, within: Duration) -> bool {
+    async fn wait_ready(&mut self, voters: usize, learners: usize, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             for id in self.ids() {
                 if let Some(s) = self.status_of(id).await
                     && s.leader_id.is_some()
                     && s.members.iter().filter(|m| m.voter).count() >= voters
+                    && s.members.iter().filter(|m| !m.voter).count() >= learners
                 {
                     return true;
                 }
@@ -340,26 +353,33 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     let exe = std::env::current_exe().context("finding the chat-node binary")?;
     let n = args.nodes;
+    if n + args.read_replicas > 9 {
+        bail!("--nodes plus --read-replicas is at most 9 (the playground's port layout)");
+    }
+    let all = n + args.read_replicas;
     let (node_tls, ca) = dev_tls(&args.dir).context("making the playground's certificates")?;
     let client_tls = Live::fixed(chat_tls::config::client(&chat_tls::files::read_ca_file(&ca)?, None)?);
-    let mut cluster = Cluster { args, exe, children: (0..n).map(|_| None).collect(), node_tls, client_tls };
+    let mut cluster = Cluster { args, exe, children: (0..all).map(|_| None).collect(), node_tls, client_tls };
 
-    println!("replicated-chat dev cluster: {n} node(s), data and logs in {}", cluster.args.dir.display());
+    let replicas = cluster.args.read_replicas;
+    let extra = if replicas > 0 { format!(" and {replicas} read replica(s)") } else { String::new() };
+    println!("replicated-chat dev cluster: {n} node(s){extra}, data and logs in {}", cluster.args.dir.display());
     for id in cluster.ids() {
         cluster.start(id)?;
         println!(
-            "  node {id}: gRPC {} (peers {})  http://{}/metrics",
+            "  node {id}: gRPC {} (peers {})  http://{}/metrics{}",
             cluster.addr(id),
             cluster.peer_addr(id),
-            cluster.http(id)
+            cluster.http(id),
+            if cluster.is_read_replica(id) { "  read replica" } else { "" }
         );
     }
     let addrs: Vec<String> = cluster.ids().map(|id| cluster.addr(id)).collect();
     println!("  TLS on both ports, CA {}; a client needs:", ca.display());
     println!("    export CHAT_ADDR={} CHAT_CA={}", addrs.join(","), std::fs::canonicalize(&ca)?.display());
-    print!("  waiting for a leader and {n} voters ...");
+    print!("  waiting for a leader, {n} voters and {replicas} read replica(s) ...");
     std::io::stdout().flush()?;
-    if cluster.wait_ready(n as usize, Duration::from_secs(60)).await {
+    if cluster.wait_ready(n as usize, replicas as usize, Duration::from_secs(60)).await {
         println!(" ready");
     } else {
         println!(" not ready after 60s; see the node logs");
@@ -376,8 +396,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let node_arg = |cluster: &Cluster| -> anyhow::Result<u64> {
             let id: u64 =
                 words.get(1).context("which node? e.g. `fail 1`")?.parse().context("node must be a number")?;
-            if !(1..=cluster.args.nodes).contains(&id) {
-                bail!("node must be 1..={}", cluster.args.nodes);
+            if !cluster.ids().any(|i| i == id) {
+                bail!("node must be 1..={}", cluster.args.nodes + cluster.args.read_replicas);
             }
             Ok(id)
         };

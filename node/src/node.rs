@@ -437,7 +437,9 @@ impl ChatNode {
     }
 
     /// Makes `id`, reached at `node`, a voter: learner first, caught up, then
-    /// promoted. Safe to repeat. Must run on the leader.
+    /// promoted — or, with `learner`, a read replica: caught up and never
+    /// promoted (a voter is never demoted to one). Safe to repeat. Must run on
+    /// the leader.
     ///
     /// A member's addresses change only when it no longer answers at the old
     /// ones (it came back elsewhere): rewriting a live member's address would
@@ -449,12 +451,17 @@ impl ChatNode {
     /// `FailedPrecondition` for a live member under other addresses;
     /// `Unavailable` if this node is not the leader or the change cannot commit;
     /// `Timeout` if the new member does not catch up in time.
-    pub async fn join(&self, id: NodeId, node: Node) -> Result<()> {
+    pub async fn join(&self, id: NodeId, node: Node, learner: bool) -> Result<()> {
         let _one_at_a_time = self.membership_changes.lock().await;
         let m = self.metrics();
         let membership = m.membership_config.membership().clone();
         let known = membership.get_node(&id).cloned();
         let is_voter = membership.voter_ids().any(|v| v == id);
+        if learner && is_voter {
+            return Err(Error::FailedPrecondition(format!(
+                "node {id} is a voter; it cannot become a read replica (remove it first)"
+            )));
+        }
         let mut added = false;
         match known {
             Some(known) if known == node && is_voter => return Ok(()),
@@ -490,6 +497,10 @@ impl ChatNode {
                     }
                 }
                 return Err(e);
+            }
+            if learner {
+                tracing::info!(node = id, "read replica caught up; it stays a learner");
+                return Ok(());
             }
             tracing::info!(node = id, "promoting learner to voter");
             let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));

@@ -70,6 +70,8 @@ pub struct Config {
     pub bootstrap: bool,
     /// Seeds' peer addresses to ask for admission if the data dir is fresh.
     pub join: Vec<String>,
+    /// Join as a read replica (a learner never promoted).
+    pub read_replica: bool,
     pub raft: RaftTiming,
     pub timeouts: Timeouts,
     pub tls: TlsSettings,
@@ -439,6 +441,7 @@ async fn join_once(cfg: &Config, node: &ChatNode, seed: &str) -> Result<()> {
         node_id: cfg.id,
         address: cfg.advertise.api.clone(),
         peer_address: cfg.advertise.addr.clone(),
+        learner: cfg.read_replica,
     });
     request.set_timeout(cfg.timeouts.catch_up + Duration::from_secs(5));
     client.join_cluster(request).await?;

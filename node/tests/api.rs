@@ -39,6 +39,7 @@ async fn one_node_with_http(http: Option<tokio::net::TcpListener>) -> One {
         data_dir: dir.path().join("data"),
         bootstrap: true,
         join: vec![],
+        read_replica: false,
         raft: RaftTiming::default(),
         timeouts: Timeouts::default(),
         limits: LimitsConfig::default(),

@@ -104,7 +104,12 @@ async fn strangers_cannot_reach_raft_or_membership_on_either_port() {
     let chunk = Payload { data: vec![0xff; 64] };
     no_connection(RaftServiceClient::new(impostor.clone()).install_snapshot(chunk).await);
     no_connection(RaftServiceClient::new(impostor.clone()).campaign(CampaignRequest { from: 1 }).await);
-    let join = JoinClusterRequest { node_id: 7, address: "127.0.0.1:1".into(), peer_address: "127.0.0.1:2".into() };
+    let join = JoinClusterRequest {
+        node_id: 7,
+        address: "127.0.0.1:1".into(),
+        peer_address: "127.0.0.1:2".into(),
+        learner: false,
+    };
     no_connection(MembershipServiceClient::new(impostor).join_cluster(join.clone()).await);
 
     // The public port serves neither service at all.
@@ -204,8 +209,12 @@ async fn membership_calls_cannot_cut_off_a_live_member_or_leave_junk_behind() {
     let victim = cluster.running().into_iter().find(|&id| id != before.leader).unwrap();
 
     // Rewriting a live voter's address (twice would have left no quorum).
-    let hijack =
-        JoinClusterRequest { node_id: victim, address: "127.0.0.1:1".into(), peer_address: "127.0.0.1:2".into() };
+    let hijack = JoinClusterRequest {
+        node_id: victim,
+        address: "127.0.0.1:1".into(),
+        peer_address: "127.0.0.1:2".into(),
+        learner: false,
+    };
     let (code, message) = refused(admin.join_cluster(hijack).await);
     assert_eq!(code, Code::FailedPrecondition, "{message}");
     assert!(message.contains("alive"), "{message}");
@@ -216,7 +225,12 @@ async fn membership_calls_cannot_cut_off_a_live_member_or_leave_junk_behind() {
         ("127.0.0.1:1", "x@y:1", "peer_address"),
         ("127.0.0.1:1", "", "peer_address"),
     ] {
-        let join = JoinClusterRequest { node_id: 8, address: address.into(), peer_address: peer_address.into() };
+        let join = JoinClusterRequest {
+            node_id: 8,
+            address: address.into(),
+            peer_address: peer_address.into(),
+            learner: false,
+        };
         let (code, message) = refused(admin.join_cluster(join).await);
         assert_eq!(code, Code::InvalidArgument, "{message}");
         assert!(message.starts_with(field), "{message}");
@@ -224,7 +238,12 @@ async fn membership_calls_cannot_cut_off_a_live_member_or_leave_junk_behind() {
 
     // A new member that never answers: the join fails once its catch-up
     // time runs out, and the learner it added is removed again.
-    let ghost = JoinClusterRequest { node_id: 9, address: "127.0.0.1:9".into(), peer_address: "127.0.0.1:9".into() };
+    let ghost = JoinClusterRequest {
+        node_id: 9,
+        address: "127.0.0.1:9".into(),
+        peer_address: "127.0.0.1:9".into(),
+        learner: false,
+    };
     let (code, message) = refused(admin.join_cluster(ghost).await);
     assert_eq!(code, Code::Unavailable, "{message}");
     assert!(message.contains("catch up"), "{message}");

@@ -178,7 +178,7 @@ async fn grow_to_five_and_shrink_to_three_under_writes_with_snapshot_catch_up() 
 
     // JoinCluster is idempotent: repeating it for an existing voter changes nothing.
     let (address, peer_address) = (cluster.node(2).addr.clone(), cluster.node(2).peer.clone());
-    let join = JoinClusterRequest { node_id: 2, address, peer_address };
+    let join = JoinClusterRequest { node_id: 2, address, peer_address, learner: false };
     cluster.membership_client(1).join_cluster(join).await.unwrap();
     cluster.wait_voters(3).await;
 
@@ -343,7 +343,7 @@ fn dev_playground_forms_a_cluster_survives_a_kill_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let base = free_port_block().to_string();
     let mut dev = std::process::Command::new(env!("CARGO_BIN_EXE_chat-node"))
-        .args(["dev", "--nodes", "3", "--base-port", &base, "--dir"])
+        .args(["dev", "--nodes", "3", "--read-replicas", "1", "--base-port", &base, "--dir"])
         .arg(dir.path())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -362,6 +362,8 @@ fn dev_playground_forms_a_cluster_survives_a_kill_and_exits_cleanly() {
     );
     assert!(stdout.contains("ready"), "{stdout}");
     assert!(stdout.contains("★ leader"), "{stdout}");
+    assert!(stdout.contains("node 4: gRPC") && stdout.contains("read replica"), "{stdout}");
+    assert!(stdout.contains("learner"), "the status table shows the read replica as a learner:\n{stdout}");
     assert_eq!(stdout.matches("✓ PASS").count(), 2, "both workloads pass, before and after the kill:\n{stdout}");
     assert!(stdout.contains("node 1 killed"), "{stdout}");
     assert!(stdout.contains("unknown command \"bogus\""), "{stdout}");

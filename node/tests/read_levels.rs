@@ -127,3 +127,59 @@ async fn read_level_fields_are_validated() {
         assert!(refused.message().contains(field), "{}", refused.message());
     }
 }
+
+/// Read replicas are learners: they never vote and no commit waits for them.
+/// With 3 voters and 2 replicas, losing 2 voters stops writes (the replicas
+/// cannot make a quorum), while the replicas go on serving SESSION and STALE
+/// reads; a voter's return brings writes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn read_replicas_serve_reads_but_never_vote_or_count_toward_a_commit() {
+    let mut cluster =
+        TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[("CHAT_REQUEST_TIMEOUT_MS", "1500")]).await;
+    for id in [11, 12] {
+        cluster.add_read_replica(id);
+    }
+    let leader = cluster.leader().await;
+    eventually("two read replicas among the members", Duration::from_secs(30), || async {
+        let s = cluster.status(leader).await?;
+        let learners: Vec<u64> = s.members.iter().filter(|m| !m.voter).map(|m| m.id).collect();
+        (s.members.len() == 5 && learners == [11, 12]).then_some(())
+    })
+    .await;
+    let mut c = cluster.client(leader);
+    let alice = register(&mut c, "alice").await;
+    register(&mut c, "bob").await;
+    let sent = c
+        .send_message(authed(
+            &alice,
+            SendMessageRequest { to: "bob".into(), body: "hi".into(), request_id: "1".into() },
+        ))
+        .await
+        .unwrap();
+    let written = index_of(&sent);
+    let mut replica = cluster.client(11);
+    let first = replica.read_conversation(authed(&alice, read("bob", ReadConsistency::Session, written, 0))).await;
+    assert_eq!(first.expect("a replica serves session reads").get_ref().messages.len(), 1);
+
+    // Two voters gone: one voter and two learners are no quorum.
+    let voters: Vec<u64> = [1, 2, 3].into_iter().filter(|&id| id != leader).collect();
+    cluster.kill(leader);
+    cluster.kill(voters[0]);
+    let send = |n: u32| SendMessageRequest { to: "bob".into(), body: format!("m{n}"), request_id: format!("r{n}") };
+    let refused = replica.send_message(authed(&alice, send(2))).await.expect_err("no quorum without two voters");
+    assert!(matches!(refused.code(), Code::Unavailable | Code::DeadlineExceeded), "{refused:?}");
+    for consistency in [ReadConsistency::Session, ReadConsistency::Stale] {
+        let r = replica.read_conversation(authed(&alice, read("bob", consistency, written, 0))).await;
+        assert_eq!(r.expect("reads go on").get_ref().messages.len(), 1, "{consistency:?}");
+    }
+    let status = cluster.status(11).await.unwrap();
+    assert_ne!(status.role, chat_proto::cluster::Role::Leader as i32, "a learner never leads");
+
+    // A voter returns: writes resume, through the replica too.
+    cluster.restart(voters[0]);
+    eventually("writes again", Duration::from_secs(30), || {
+        let (mut replica, alice) = (replica.clone(), alice.clone());
+        async move { replica.send_message(authed(&alice, send(3))).await.ok() }
+    })
+    .await;
+}

@@ -226,7 +226,7 @@ impl Nodes {
     /// `Node` on failure or timeout (safe to retry).
     pub async fn join(&self, leader: &str, names: &ClusterNames, ordinal: u64) -> Result<Vec<Member>> {
         let PodAddress { public, peer } = (self.addresses)(names, ordinal);
-        let request = JoinClusterRequest { node_id: ordinal, address: public, peer_address: peer };
+        let request = JoinClusterRequest { node_id: ordinal, address: public, peer_address: peer, learner: false };
         let mut client = self.membership(names, leader)?;
         Ok(call(JOIN_TIMEOUT, client.join_cluster(request)).await?.members)
     }

@@ -275,6 +275,16 @@ impl TestCluster {
         self.add(id, false)
     }
 
+    /// Creates and starts node `id` as a read replica: it joins through the
+    /// other nodes as a learner that is never promoted.
+    pub fn add_read_replica(&mut self, id: u64) -> &TestNode {
+        let saved = self.env.clone();
+        self.env.push(("CHAT_READ_REPLICA".into(), "true".into()));
+        self.add(id, false);
+        self.env = saved;
+        self.node(id)
+    }
+
     /// Creates and starts node `id` with neither --bootstrap nor --join: it
     /// serves and waits to be initialized or added, like a pod the operator manages.
     pub fn add_bare_node(&mut self, id: u64) -> &TestNode {

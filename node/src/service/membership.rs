@@ -81,20 +81,20 @@ impl MembershipService for MembershipServiceImpl {
         request: Request<JoinClusterRequest>,
     ) -> Result<Response<JoinClusterResponse>, Status> {
         observe(&self.metrics, "JoinCluster", async {
-            let JoinClusterRequest { node_id, address, peer_address } = request.into_inner();
+            let JoinClusterRequest { node_id, address, peer_address, learner } = request.into_inner();
             check_id(node_id)?;
             validate::host_port("address", &address)?;
             validate::host_port("peer_address", &peer_address)?;
             match self.leader_client().await? {
                 Some(mut leader) => {
-                    Ok(leader.join_cluster(JoinClusterRequest { node_id, address, peer_address }).await?)
+                    Ok(leader.join_cluster(JoinClusterRequest { node_id, address, peer_address, learner }).await?)
                 }
                 None => {
                     // Run to the end even if the caller gives up: a join
                     // abandoned half-way would skip removing the learner it added.
                     let node = self.node.clone();
                     let joining = Node { addr: peer_address, api: address };
-                    tokio::spawn(async move { node.join(node_id, joining).await })
+                    tokio::spawn(async move { node.join(node_id, joining, learner).await })
                         .await
                         .map_err(|e| Error::Internal(format!("join task: {e}")))??;
                     Ok(Response::new(JoinClusterResponse { members: self.members().await }))
