@@ -26,6 +26,18 @@ fn read(with: &str, consistency: ReadConsistency, min_index: u64, max_staleness_
     }
 }
 
+/// Registers alice and bob, and alice sends bob "hi": her token and the write's index.
+async fn alice_says_hi_to_bob(
+    c: &mut chat_proto::chat::chat_service_client::ChatServiceClient<tonic::transport::Channel>,
+) -> (String, u64) {
+    let alice = register(c, "alice").await;
+    register(c, "bob").await;
+    let hi = SendMessageRequest { to: "bob".into(), body: "hi".into(), request_id: "1".into() };
+    let sent = c.send_message(authed(&alice, hi)).await.unwrap();
+    let index = index_of(&sent);
+    (alice, index)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_read_sees_its_own_write_on_a_follower_without_the_leader() {
     let mut cluster =
@@ -33,18 +45,8 @@ async fn a_session_read_sees_its_own_write_on_a_follower_without_the_leader() {
     let leader = cluster.leader().await;
     let follower = cluster.running().into_iter().find(|&id| id != leader).unwrap();
     let mut via_leader = cluster.client(leader);
-    let alice = register(&mut via_leader, "alice").await;
-    register(&mut via_leader, "bob").await;
-
     // A write's index, and a read's: never behind what the client saw.
-    let sent = via_leader
-        .send_message(authed(
-            &alice,
-            SendMessageRequest { to: "bob".into(), body: "hi".into(), request_id: "1".into() },
-        ))
-        .await
-        .unwrap();
-    let written = index_of(&sent);
+    let (alice, written) = alice_says_hi_to_bob(&mut via_leader).await;
     let linearizable = via_leader.read_conversation(authed(&alice, read("bob", ReadConsistency::Linearizable, 0, 0)));
     assert!(index_of(&linearizable.await.unwrap()) >= written);
 
@@ -146,17 +148,7 @@ async fn read_replicas_serve_reads_but_never_vote_or_count_toward_a_commit() {
         (s.members.len() == 5 && learners == [11, 12]).then_some(())
     })
     .await;
-    let mut c = cluster.client(leader);
-    let alice = register(&mut c, "alice").await;
-    register(&mut c, "bob").await;
-    let sent = c
-        .send_message(authed(
-            &alice,
-            SendMessageRequest { to: "bob".into(), body: "hi".into(), request_id: "1".into() },
-        ))
-        .await
-        .unwrap();
-    let written = index_of(&sent);
+    let (alice, written) = alice_says_hi_to_bob(&mut cluster.client(leader)).await;
     let mut replica = cluster.client(11);
     let first = replica.read_conversation(authed(&alice, read("bob", ReadConsistency::Session, written, 0))).await;
     assert_eq!(first.expect("a replica serves session reads").get_ref().messages.len(), 1);
