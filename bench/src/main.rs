@@ -44,6 +44,27 @@ enum Command {
         #[arg(long)]
         tls: bool,
     },
+    /// A read-heavy mix (9 reads : 1 write) at each read level, with and without read replicas, vs etcd.
+    ReadMix {
+        /// Concurrent clients per level (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<usize>,
+        /// Operations per level and read level.
+        #[arg(long, default_value_t = 3000)]
+        count: usize,
+        /// Read replicas next to the 3 voters, one chat run each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0,2")]
+        replicas: Vec<u64>,
+        /// The chat-node binary (default: next to this one).
+        #[arg(long)]
+        chat_node: Option<PathBuf>,
+        /// The etcd binary (Debian: `apt install etcd-server`).
+        #[arg(long, default_value = "/usr/bin/etcd")]
+        etcd: PathBuf,
+        /// Both systems with TLS (default: neither).
+        #[arg(long)]
+        tls: bool,
+    },
     /// The operator's CPU and API writes while its clusters are idle.
     OperatorIdle {
         /// ReplicatedChats the operator manages.
@@ -83,6 +104,17 @@ async fn main() -> anyhow::Result<()> {
             let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds, slices, tls };
             chat_bench::compare::run(&options).await?;
             Ok(())
+        }
+        Command::ReadMix { clients, count, replicas, chat_node, etcd, tls } => {
+            let chat_node = chat_node.unwrap_or(std::env::current_exe()?.with_file_name("chat-node"));
+            anyhow::ensure!(
+                chat_node.exists(),
+                "{} not found: build it (cargo build -p chat-node)",
+                chat_node.display()
+            );
+            anyhow::ensure!(etcd.exists(), "{} not found: apt install etcd-server", etcd.display());
+            let options = chat_bench::read_mix::Options { chat_node, etcd, clients, count, replicas, tls };
+            chat_bench::read_mix::run(&options).await
         }
         Command::OperatorIdle { clusters, pods, seconds, chat_node } => {
             let chat_node = chat_node.unwrap_or(std::env::current_exe()?.with_file_name("chat-node"));
