@@ -149,7 +149,7 @@ fn chat_mix(
             let client = client.clone();
             let id = format!("{run}-{c}-{i}");
             Box::pin(async move {
-                if i % WRITE_EVERY == 0 {
+                if i.is_multiple_of(WRITE_EVERY) {
                     client.send_with_id("receiver", "x", &id).await?;
                 } else {
                     client.read("receiver", PAGE, 0, level).await?;
@@ -181,7 +181,7 @@ async fn etcd_mix(
         ops.push(move |i: usize| -> Op {
             let mut kv = client.kv_client();
             Box::pin(async move {
-                if i % WRITE_EVERY == 0 {
+                if i.is_multiple_of(WRITE_EVERY) {
                     kv.put(format!("mix/w/{c}/{i}"), "x", None).await?;
                 } else {
                     let mut options = GetOptions::new().with_prefix().with_limit(i64::from(PAGE));
