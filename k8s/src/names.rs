@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 pub const GROUP: &str = "chat.replicated.dev";
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "chat-operator";
+/// Read replicas' Raft ids start here: their StatefulSet numbers its pods
+/// from 0 too, and the nodes add this (`--id-offset`). Voters stay below it.
+pub const REPLICA_ID_BASE: u64 = 1000;
 /// Label the operator moves to the pod that leads; the client Service selects it.
 pub const ROLE_LABEL: &str = "chat.replicated.dev/role";
 pub const ROLE_LEADER: &str = "leader";
@@ -115,8 +118,26 @@ impl ClusterNames {
         ]
     }
 
-    pub fn pod(&self, ordinal: u64) -> String {
-        format!("{}-{ordinal}", self.statefulset())
+    /// The read replicas' StatefulSet (its pods' Raft ids start at [`REPLICA_ID_BASE`]).
+    pub fn replica_statefulset(&self) -> String {
+        format!("{}-replica", self.cluster)
+    }
+
+    /// The pod of member `id`: `<name>-<id>` for a voter, `<name>-replica-<k>`
+    /// for read replica `REPLICA_ID_BASE + k`.
+    pub fn pod(&self, id: u64) -> String {
+        match id.checked_sub(REPLICA_ID_BASE) {
+            Some(k) => format!("{}-{k}", self.replica_statefulset()),
+            None => format!("{}-{id}", self.statefulset()),
+        }
+    }
+
+    /// The member id of one of this cluster's pods (the inverse of [`ClusterNames::pod`]).
+    pub fn id_of(&self, pod: &str) -> Option<u64> {
+        if let Some(k) = pod.strip_prefix(&format!("{}-", self.replica_statefulset())) {
+            return k.parse::<u64>().ok().filter(|&k| k < REPLICA_ID_BASE).map(|k| k + REPLICA_ID_BASE);
+        }
+        pod.strip_prefix(&format!("{}-", self.statefulset()))?.parse::<u64>().ok().filter(|&o| o < REPLICA_ID_BASE)
     }
 
     pub fn pvc(&self, ordinal: u64) -> String {
@@ -222,5 +243,19 @@ mod tests {
         assert_eq!(namespace_of("demo-0.demo-peers.chat.svc.cluster.local:7"), Some("chat"));
         assert_eq!(ordinal("demo-12"), Some(12));
         assert_eq!(ordinal("demo"), None);
+    }
+
+    #[test]
+    fn read_replicas_have_their_own_pods_and_ids() {
+        let n = ClusterNames::new("demo", "chat");
+        assert_eq!(n.pod(2), "demo-2");
+        assert_eq!(n.pod(REPLICA_ID_BASE + 1), "demo-replica-1");
+        for id in [0, 2, 999, REPLICA_ID_BASE, REPLICA_ID_BASE + 7] {
+            assert_eq!(n.id_of(&n.pod(id)), Some(id), "{id}");
+        }
+        assert_eq!(n.id_of("demo-replica-1000"), None, "a replica ordinal past the range");
+        assert_eq!(n.id_of("demo-1000"), None, "a voter ordinal in the replicas' range");
+        assert_eq!(n.id_of("other-1"), None);
+        assert_eq!(n.id_of("demo-x"), None);
     }
 }

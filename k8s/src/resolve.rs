@@ -11,7 +11,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use crate::crd::ReplicatedChat;
-use crate::names::{ClusterNames, label_selector, ordinal};
+use crate::names::{ClusterNames, label_selector};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -95,7 +95,7 @@ pub async fn seeds(
     let all = pods.list(&ListParams::default().labels(&names.selector_string())).await?.items;
     let mut out: Vec<String> = Vec::new();
     for pod in selected.iter().chain(all.iter()).filter(|p| is_running(p)) {
-        if let Some(ordinal) = ordinal(&pod.name_any()) {
+        if let Some(ordinal) = names.id_of(&pod.name_any()) {
             let addr = names.pod_address(ordinal);
             if !out.contains(&addr) {
                 out.push(addr);

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_k8s::names::{FIELD_MANAGER, ordinal};
+use chat_k8s::names::FIELD_MANAGER;
 use chat_k8s::routing::{self, Routed, Router};
 use chat_k8s::{ClusterNames, ReplicatedChat, ReplicatedChatStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -53,7 +53,7 @@ pub async fn apply(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Ac
     //    they only let the nodes and the operator talk).
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let pods = pods_api.list(&ListParams::default().labels(&names.selector_string())).await?.items;
-    let mut ordinals: Vec<u64> = pods.iter().filter_map(|p| ordinal(&p.name_any())).collect();
+    let mut ordinals: Vec<u64> = pods.iter().filter_map(|p| names.id_of(&p.name_any())).collect();
     ordinals.sort_unstable();
     let seen = Seen { names: names.clone(), ordinals, reference: cluster.object_ref(&()) };
     ctx.leader_routing.update(kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()), seen.clone());
