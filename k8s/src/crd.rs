@@ -46,6 +46,12 @@ pub struct ReplicatedChatSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1))]
     pub replicas: i32,
+    /// Read replicas: members in their own StatefulSet that never vote (Raft
+    /// learners, never promoted). They serve SESSION and STALE reads and
+    /// Subscribe, forward writes, and no commit waits for them.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 32))]
+    pub read_replicas: i32,
     /// The chat-node image.
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,10 @@ impl std::fmt::Display for Finding {
 }
 
 /// Everything wrong with `spec`, errors first.
+/// The most read replicas a cluster may have: each one is another stream of
+/// the log from the leader.
+pub const MAX_READ_REPLICAS: i32 = 32;
+
 pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut error = |field, message: String| out.push(Finding { field, message, severity: Severity::Error });
@@ -34,6 +38,9 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
     }
     if spec.replicas < 1 {
         error("spec.replicas", format!("must be at least 1, got {}", spec.replicas));
+    }
+    if !(0..=MAX_READ_REPLICAS).contains(&spec.read_replicas) {
+        error("spec.readReplicas", format!("must be 0..={MAX_READ_REPLICAS}, got {}", spec.read_replicas));
     }
     if let Err(e) = check_quantity(&spec.storage.size) {
         error("spec.storage.size", e);
@@ -159,7 +166,7 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let s = spec(serde_json::json!({
-            "image": " ", "replicas": 4, "storage": {"size": "lots"},
+            "image": " ", "replicas": 4, "readReplicas": 33, "storage": {"size": "lots"},
             "raft": {"heartbeatMs": 100, "electionTimeoutMinMs": 200, "electionTimeoutMaxMs": 200},
             "resources": {"limits": {"memory": "1Gb"}}
         }));
@@ -168,6 +175,7 @@ mod tests {
             found,
             [
                 ("spec.image", Severity::Error),
+                ("spec.readReplicas", Severity::Error),
                 ("spec.storage.size", Severity::Error),
                 ("spec.resources", Severity::Error),
                 ("spec.raft.electionTimeoutMinMs", Severity::Error),
