@@ -11,6 +11,9 @@ pub const FIELD_MANAGER: &str = "chat-operator";
 /// Read replicas' Raft ids start here: their StatefulSet numbers its pods
 /// from 0 too, and the nodes add this (`--id-offset`). Voters stay below it.
 pub const REPLICA_ID_BASE: u64 = 1000;
+/// On read replicas' pods (and in their StatefulSet's selector, which must
+/// not be the voters'): `"true"`.
+pub const READ_REPLICA_LABEL: &str = "chat.replicated.dev/read-replica";
 /// Label the operator moves to the pod that leads; the client Service selects it.
 pub const ROLE_LABEL: &str = "chat.replicated.dev/role";
 pub const ROLE_LEADER: &str = "leader";

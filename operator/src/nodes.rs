@@ -220,13 +220,14 @@ impl Nodes {
         Ok(response.founded)
     }
 
-    /// Adds pod `ordinal` through the leader at `leader`: learner, caught up, voter.
+    /// Adds pod `ordinal` through the leader at `leader`: learner, caught up,
+    /// then voter — or, with `learner`, a read replica that stays a learner.
     ///
     /// # Errors
     /// `Node` on failure or timeout (safe to retry).
-    pub async fn join(&self, leader: &str, names: &ClusterNames, ordinal: u64) -> Result<Vec<Member>> {
+    pub async fn join(&self, leader: &str, names: &ClusterNames, ordinal: u64, learner: bool) -> Result<Vec<Member>> {
         let PodAddress { public, peer } = (self.addresses)(names, ordinal);
-        let request = JoinClusterRequest { node_id: ordinal, address: public, peer_address: peer, learner: false };
+        let request = JoinClusterRequest { node_id: ordinal, address: public, peer_address: peer, learner };
         let mut client = self.membership(names, leader)?;
         Ok(call(JOIN_TIMEOUT, client.join_cluster(request)).await?.members)
     }

@@ -12,6 +12,14 @@
 //!    rejoins as a new member instead of counting toward a quorum it forgot.
 //! 4. Scale up / rejoin: add missing members (learner → caught up → voter),
 //!    lowest ordinal first.
+//!
+//! Read replicas ([`plan_replicas`]) come only once the voters are steady, in
+//! their own StatefulSet, by the same rules: surplus ones leave first, highest
+//! first (a learner never leads: no hand-over), then missing ones join as
+//! learners that are never promoted. The voters' planning never counts them.
+
+use chat_k8s::names::REPLICA_ID_BASE;
+use chat_proto::cluster::Member;
 
 use crate::nodes::Observation;
 
@@ -39,8 +47,10 @@ pub enum Step {
     Evict { id: u64 },
     /// Move leadership off `from` before removing it.
     TransferLeader { from: u64 },
-    /// Remove surplus member `id`.
+    /// Remove surplus member `id` (a voter, or a read replica).
     Remove { id: u64 },
+    /// Add read replica `id` as a learner that is never promoted.
+    JoinReplica { id: u64 },
 }
 
 impl Step {
@@ -49,6 +59,7 @@ impl Step {
         match self {
             Step::Bootstrap => Some(0),
             Step::Join { ordinal } => Some(*ordinal),
+            Step::JoinReplica { id } => Some(*id),
             Step::Evict { id } | Step::Remove { id } => Some(*id),
             Step::TransferLeader { from } => Some(*from),
             Step::Steady | Step::Wait(_) | Step::AdoptExisting => None,
@@ -61,7 +72,7 @@ impl Step {
             Step::Steady => None,
             Step::Wait(_) => Some("Waiting"),
             Step::Bootstrap | Step::AdoptExisting => Some("Bootstrapping"),
-            Step::Join { .. } => Some("ScalingUp"),
+            Step::Join { .. } | Step::JoinReplica { .. } => Some("ScalingUp"),
             Step::Evict { .. } => Some("ReplacingLostMember"),
             Step::TransferLeader { .. } | Step::Remove { .. } => Some("ScalingDown"),
         }
@@ -83,13 +94,14 @@ pub fn plan(desired: i32, bootstrapped: bool, current_statefulset: i32, observed
         };
         return Plan { statefulset_replicas: desired_n, step };
     }
-    let (Some(leader), Some(members)) = (observed.leader(), observed.members()) else {
+    let (Some(leader), Some(all)) = (observed.leader(), observed.members()) else {
         // Without a leader the membership is unknown: shrink nothing.
         return Plan {
             statefulset_replicas: desired_n.max(current_statefulset),
             step: Step::Wait("no leader elected".into()),
         };
     };
+    let members: Vec<&Member> = all.iter().filter(|m| m.id < REPLICA_ID_BASE).collect();
     let highest = members.iter().map(|m| m.id).max().unwrap_or(0);
     let statefulset_replicas = desired_n.max(i32::try_from(highest + 1).unwrap_or(i32::MAX));
     let with = |step| Plan { statefulset_replicas, step };
@@ -111,6 +123,34 @@ pub fn plan(desired: i32, bootstrapped: bool, current_statefulset: i32, observed
         return with(match observed.pod(ordinal) {
             Some(p) if p.status.is_some() => Step::Join { ordinal },
             _ => Step::Wait(format!("waiting for pod {ordinal} to start serving")),
+        });
+    }
+    with(Step::Steady)
+}
+
+/// The read replicas' next step, once the voters are steady: `desired`
+/// replicas, the replicas' StatefulSet at `current` pods.
+pub fn plan_replicas(desired: i32, current: i32, observed: &Observation) -> Plan {
+    let desired_n = desired.max(0);
+    let Some(all) = observed.members() else {
+        return Plan { statefulset_replicas: desired_n.max(current), step: Step::Wait("no leader elected".into()) };
+    };
+    let replicas: Vec<u64> = all.iter().filter_map(|m| m.id.checked_sub(REPLICA_ID_BASE)).collect();
+    let highest = replicas.iter().max().map_or(0, |k| k + 1);
+    let statefulset_replicas = desired_n.max(i32::try_from(highest).unwrap_or(i32::MAX));
+    let with = |step| Plan { statefulset_replicas, step };
+    let desired = u64::try_from(desired_n).unwrap_or(0);
+    if let Some(surplus) = replicas.iter().filter(|&&k| k >= desired).max() {
+        return with(Step::Remove { id: REPLICA_ID_BASE + surplus });
+    }
+    for k in 0..desired {
+        let id = REPLICA_ID_BASE + k;
+        if replicas.contains(&k) {
+            continue;
+        }
+        return with(match observed.pod(id) {
+            Some(p) if p.status.is_some() => Step::JoinReplica { id },
+            _ => Step::Wait(format!("waiting for read replica {k} to start serving")),
         });
     }
     with(Step::Steady)
@@ -223,6 +263,36 @@ mod tests {
         // A learner with no data yet is just being added, not lost.
         let o = obs(vec![pod(0, Role::Leader, 2, &[(0, true), (1, false)]), blank(1)]);
         assert_eq!(plan(2, true, 2, &o).step, Step::Join { ordinal: 1 });
+    }
+
+    #[test]
+    fn read_replicas_join_as_learners_and_leave_highest_first_without_touching_the_voters() {
+        const R0: u64 = REPLICA_ID_BASE;
+        let with = |replicas: &[u64]| -> Vec<(u64, bool)> {
+            THREE.iter().copied().chain(replicas.iter().map(|&k| (R0 + k, false))).collect()
+        };
+        let cluster = |replicas: &[u64], extra: Vec<PodView>| {
+            let members = with(replicas);
+            let mut pods: Vec<PodView> =
+                (0..3).map(|i| pod(i, if i == 0 { Role::Leader } else { Role::Follower }, 2, &members)).collect();
+            pods.extend(extra);
+            obs(pods)
+        };
+        // The voters' plan does not see replicas as surplus voters.
+        let o = cluster(&[0, 1], vec![]);
+        assert_eq!(plan(3, true, 3, &o), Plan { statefulset_replicas: 3, step: Step::Steady });
+        // Two wanted, none yet: the first answering pod joins.
+        let o = cluster(&[], vec![blank(R0), silent(R0 + 1)]);
+        assert_eq!(plan_replicas(2, 0, &o), Plan { statefulset_replicas: 2, step: Step::JoinReplica { id: R0 } });
+        let o = cluster(&[0], vec![silent(R0 + 1)]);
+        assert!(matches!(plan_replicas(2, 2, &o).step, Step::Wait(_)));
+        let o = cluster(&[0, 1], vec![]);
+        assert_eq!(plan_replicas(2, 2, &o), Plan { statefulset_replicas: 2, step: Step::Steady });
+        // Down to none: highest first, and the StatefulSet keeps the pod until it is out.
+        assert_eq!(plan_replicas(0, 2, &o), Plan { statefulset_replicas: 2, step: Step::Remove { id: R0 + 1 } });
+        let o = cluster(&[0], vec![]);
+        assert_eq!(plan_replicas(0, 2, &o), Plan { statefulset_replicas: 1, step: Step::Remove { id: R0 } });
+        assert_eq!(plan_replicas(0, 1, &cluster(&[], vec![])).statefulset_replicas, 0);
     }
 
     #[test]

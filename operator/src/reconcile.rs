@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_k8s::names::FIELD_MANAGER;
+use chat_k8s::names::{FIELD_MANAGER, REPLICA_ID_BASE};
 use chat_k8s::routing::{self, Routed, Router};
 use chat_k8s::{ClusterNames, ReplicatedChat, ReplicatedChatStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::leader_routing::{Seen, announce};
 use crate::metrics::ActionLabel;
 use crate::nodes::Observation;
-use crate::plan::{Step, plan};
+use crate::plan::{Step, plan, plan_replicas};
 use crate::resources::{self, network_policy, node_role, pdb, service_account, services, statefulset};
 use crate::status;
 use crate::validate::{Severity, validate};
@@ -115,8 +115,13 @@ async fn converge(
     //    disruption budget.
     certificates::ensure(ctx, cluster, names).await?;
     ssa(ctx, ns, &service_account::build(cluster)).await?;
-    let covered = u64::try_from(cluster.spec.replicas.max(0)).unwrap_or(0).max(ordinals.last().map_or(0, |o| o + 1));
-    ssa(ctx, ns, &node_role::role(cluster, covered)).await?;
+    let count = |wanted: i32, ids: &mut dyn Iterator<Item = u64>| {
+        u64::try_from(wanted.max(0)).unwrap_or(0).max(ids.max().map_or(0, |k| k + 1))
+    };
+    let voters = count(cluster.spec.replicas, &mut ordinals.iter().copied().filter(|&o| o < REPLICA_ID_BASE));
+    let replicas =
+        count(cluster.spec.read_replicas, &mut ordinals.iter().filter_map(|o| o.checked_sub(REPLICA_ID_BASE)));
+    ssa(ctx, ns, &node_role::role(cluster, voters, replicas)).await?;
     ssa(ctx, ns, &node_role::binding(cluster)).await?;
     ssa(ctx, ns, &services::peers(cluster)).await?;
     ssa(ctx, ns, &services::client(cluster)).await?;
@@ -124,14 +129,30 @@ async fn converge(
     ssa(ctx, ns, &pdb::build(cluster)).await?;
 
     // 3. Observe what each pod (listed in step 0) reports about the cluster.
-    let current = ordinals.last().map_or(0, |o| i32::try_from(o + 1).unwrap_or(i32::MAX));
+    let voter_pods = ordinals.iter().filter(|&&o| o < REPLICA_ID_BASE);
+    let current = voter_pods.max().map_or(0, |o| i32::try_from(o + 1).unwrap_or(i32::MAX));
+    let replica_pods = ordinals.iter().filter_map(|o| o.checked_sub(REPLICA_ID_BASE));
+    let current_replicas = replica_pods.max().map_or(0, |k| i32::try_from(k + 1).unwrap_or(i32::MAX));
     let observation = ctx.nodes.observe(names, ordinals).await;
 
     // 4. Decide, then size the StatefulSet: it grows before members join and
     //    shrinks only after they have left Raft.
+    //    Read replicas get their turn once the voters are steady; until then
+    //    their StatefulSet only grows.
     let mut bootstrapped = cluster.status.as_ref().is_some_and(|s| s.bootstrapped);
-    let plan = plan(cluster.spec.replicas, bootstrapped, current, &observation);
+    let mut plan = plan(cluster.spec.replicas, bootstrapped, current, &observation);
     ssa(ctx, ns, &statefulset::build(cluster, plan.statefulset_replicas)).await?;
+    let wanted_replicas = cluster.spec.read_replicas.max(0);
+    if wanted_replicas > 0 || current_replicas > 0 {
+        let replicas = if plan.step == Step::Steady {
+            let replica_plan = plan_replicas(wanted_replicas, current_replicas, &observation);
+            plan.step = replica_plan.step;
+            replica_plan.statefulset_replicas
+        } else {
+            wanted_replicas.max(current_replicas)
+        };
+        ssa(ctx, ns, &statefulset::build_replicas(cluster, replicas)).await?;
+    }
 
     // 5. One membership step.
     if let Err(e) = execute(ctx, cluster, names, &observation, &plan.step, &mut bootstrapped).await {
@@ -239,9 +260,15 @@ async fn execute(
         }
         Step::Join { ordinal } => {
             let leader = leader.ok_or(Error::Node("no leader".into()))?;
-            ctx.nodes.join(&leader, names, *ordinal).await?;
+            ctx.nodes.join(&leader, names, *ordinal, false).await?;
             count("join");
             ("MemberJoined", format!("{} joined as a voter", names.pod(*ordinal)))
+        }
+        Step::JoinReplica { id } => {
+            let leader = leader.ok_or(Error::Node("no leader".into()))?;
+            ctx.nodes.join(&leader, names, *id, true).await?;
+            count("join_replica");
+            ("ReadReplicaJoined", format!("{} joined as a read replica", names.pod(*id)))
         }
         Step::Evict { id } => {
             let leader = leader.ok_or(Error::Node("no leader".into()))?;

@@ -159,6 +159,9 @@ pub fn describe(step: &Step, names: &ClusterNames) -> String {
         Step::Bootstrap => format!("founding the cluster on {}", names.pod(0)),
         Step::AdoptExisting => "a member already belongs to a cluster; adopting it".into(),
         Step::Join { ordinal } => format!("adding {} (learner, catch up, voter)", names.pod(*ordinal)),
+        Step::JoinReplica { id } => {
+            format!("adding read replica {} (learner, catch up, never a voter)", names.pod(*id))
+        }
         Step::Evict { id } => format!("{} lost its data; removing it so it rejoins as a new member", names.pod(*id)),
         Step::TransferLeader { from } => {
             format!("handing leadership away from {} before removing it", names.pod(*from))

@@ -361,3 +361,37 @@ async fn a_lease_claiming_a_term_no_election_reached_is_reset_and_the_leader_rou
     let label = requests.iter().rfind(|r| r.is(&Method::PATCH, &format!("{PODS}/demo-{leader}"))).expect("labelled");
     assert_eq!(label.body["metadata"]["labels"]["chat.replicated.dev/role"], "leader");
 }
+
+/// `readReplicas: 1` on a steady cluster: the replicas' StatefulSet is applied
+/// and the replica pod is joined as a learner that is never promoted; the
+/// voters' plan is untouched (the replica is not a surplus voter).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_replica_joins_as_a_learner_in_its_own_statefulset() {
+    let mut nodes = running_cluster(3).await;
+    nodes.add_bare_node(chat_k8s::names::REPLICA_ID_BASE);
+    let (ctx, mut api) = context(addresses(&nodes), Some(&nodes));
+    let leader = nodes.leader().await;
+    let object = rchat(json!({"readReplicas": 1}), Some(json!({"bootstrapped": true})));
+    let mut all = pods(3, Some(leader));
+    let mut replica = pod(0, false);
+    replica["metadata"]["name"] = json!("demo-replica-0");
+    all.push(replica);
+
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, all.clone()).await;
+    outcome.unwrap();
+    assert_eq!(events(&requests), ["ReadReplicaJoined"], "{:#?}", paths(&requests));
+    let sts = requests.iter().find(|r| r.is(&Method::PATCH, &format!("{STS}-replica"))).expect("the replicas' set");
+    assert_eq!(sts.body["spec"]["replicas"], 1);
+    assert_eq!(statefulset_replicas(&requests), Some(3), "the voters' set is unchanged");
+    let members = nodes.status(leader).await.unwrap().members;
+    let learner = members.iter().find(|m| m.id == chat_k8s::names::REPLICA_ID_BASE).expect("joined");
+    assert!(!learner.voter, "a read replica is never promoted");
+
+    // Steady: nothing more to do, and the status counts 3 voters.
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, all).await;
+    outcome.unwrap();
+    assert_eq!(events(&requests), Vec::<String>::new());
+    let status = status_sent(&requests).unwrap_or_else(|| panic!("{:#?}", paths(&requests)));
+    assert_eq!(status["replicas"], 3);
+    assert_eq!(condition(&status, "Progressing")["status"], "False");
+}

@@ -6,12 +6,14 @@
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 
 use chat_k8s::ReplicatedChat;
+use chat_k8s::names::REPLICA_ID_BASE;
 
 use super::{names, owned_meta};
 
-/// The Role; `pods` is how many ordinals it covers (the larger of the spec's
-/// replicas and the pods that exist).
-pub fn role(cluster: &ReplicatedChat, pods: u64) -> Role {
+/// The Role; `voters` and `replicas` are how many pods of each StatefulSet it
+/// covers (the larger of the spec's count and the pods that exist): an elected
+/// node fences every member's pod, read replicas' included.
+pub fn role(cluster: &ReplicatedChat, voters: u64, replicas: u64) -> Role {
     let names = names(cluster);
     let rule = |group: &str, resource: &str, verbs: &[&str], resource_names: Vec<String>| PolicyRule {
         api_groups: Some(vec![group.into()]),
@@ -23,7 +25,12 @@ pub fn role(cluster: &ReplicatedChat, pods: u64) -> Role {
     Role {
         metadata: owned_meta(cluster, names.node_role()),
         rules: Some(vec![
-            rule("", "pods", &["get", "patch"], (0..pods.max(1)).map(|o| names.pod(o)).collect()),
+            rule(
+                "",
+                "pods",
+                &["get", "patch"],
+                (0..voters.max(1)).chain((0..replicas).map(|k| REPLICA_ID_BASE + k)).map(|id| names.pod(id)).collect(),
+            ),
             rule("coordination.k8s.io", "leases", &["get", "update"], vec![names.leader_lease()]),
         ]),
     }
@@ -55,12 +62,13 @@ mod tests {
 
     #[test]
     fn nodes_may_label_their_own_pods_and_update_their_lease_and_nothing_else() {
-        let role = role(&cluster(3), 5);
+        let role = role(&cluster(3), 5, 2);
         let rules = role.rules.unwrap();
         assert_eq!(rules.len(), 2);
         assert_eq!(rules[0].resources.as_deref(), Some(&["pods".to_string()][..]));
         assert_eq!(rules[0].verbs, ["get", "patch"]);
-        assert_eq!(rules[0].resource_names.as_ref().unwrap(), &["demo-0", "demo-1", "demo-2", "demo-3", "demo-4"]);
+        let pods = ["demo-0", "demo-1", "demo-2", "demo-3", "demo-4", "demo-replica-0", "demo-replica-1"];
+        assert_eq!(rules[0].resource_names.as_ref().unwrap(), &pods);
         assert_eq!(rules[1].verbs, ["get", "update"]);
         assert_eq!(rules[1].resource_names.as_ref().unwrap(), &["demo-leader"]);
         let binding = binding(&cluster(3));

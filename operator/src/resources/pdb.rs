@@ -20,8 +20,10 @@ pub fn build(cluster: &ReplicatedChat) -> PodDisruptionBudget {
         metadata: owned_meta(cluster, names.pod_disruption_budget()),
         spec: Some(PodDisruptionBudgetSpec {
             // minAvailable, not maxUnavailable: an already-broken pod counts
-            // against the budget, so a drain never takes a second one.
-            min_available: Some(IntOrString::Int(quorum(cluster.spec.replicas))),
+            // against the budget, so a drain never takes a second one. The
+            // selector matches the read replicas too, so they are added: even
+            // if every pod a drain takes is a voter, a quorum of voters stays.
+            min_available: Some(IntOrString::Int(quorum(cluster.spec.replicas) + cluster.spec.read_replicas.max(0))),
             selector: Some(LabelSelector { match_labels: Some(names.selector_labels()), ..LabelSelector::default() }),
             ..PodDisruptionBudgetSpec::default()
         }),
@@ -39,5 +41,9 @@ mod tests {
         assert_eq!([1, 2, 3, 4, 5, 7].map(quorum), [1, 2, 2, 3, 3, 4]);
         let spec = build(&cluster(5)).spec.unwrap();
         assert_eq!(spec.min_available, Some(IntOrString::Int(3)));
+        // Read replicas match the selector too: counted in, a drain still leaves 3 voters of 5.
+        let mut with_replicas = cluster(5);
+        with_replicas.spec.read_replicas = 2;
+        assert_eq!(build(&with_replicas).spec.unwrap().min_available, Some(IntOrString::Int(5)));
     }
 }

@@ -19,9 +19,38 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use chat_k8s::ReplicatedChat;
-use chat_k8s::names::{DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT, TLS_DIR};
+use chat_k8s::names::{
+    DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT, READ_REPLICA_LABEL, REPLICA_ID_BASE, TLS_DIR,
+};
 
 use super::{names, owned_meta};
+
+/// The read replicas' StatefulSet with `replicas` pods: the voters' pod
+/// template, plus the read-replica label (also in its selector, so the two
+/// sets never claim each other's pods) and `CHAT_ID_OFFSET`, which puts the
+/// replicas' Raft ids at [`REPLICA_ID_BASE`] and up. The operator joins each
+/// as a learner that is never promoted.
+pub fn build_replicas(cluster: &ReplicatedChat, replicas: i32) -> StatefulSet {
+    let names = names(cluster);
+    let mut sts = build(cluster, replicas);
+    sts.metadata.name = Some(names.replica_statefulset());
+    let label = (READ_REPLICA_LABEL.to_string(), "true".to_string());
+    if let Some(spec) = sts.spec.as_mut() {
+        spec.selector.match_labels.get_or_insert_default().insert(label.0.clone(), label.1.clone());
+        if let Some(meta) = spec.template.metadata.as_mut() {
+            meta.labels.get_or_insert_default().insert(label.0, label.1);
+        }
+        if let Some(container) = spec.template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
+            let offset = EnvVar {
+                name: "CHAT_ID_OFFSET".into(),
+                value: Some(REPLICA_ID_BASE.to_string()),
+                ..Default::default()
+            };
+            container.env.get_or_insert_default().push(offset);
+        }
+    }
+    sts
+}
 
 /// The pod volume holding the certificates.
 const TLS_VOLUME: &str = "tls";
@@ -295,5 +324,19 @@ mod tests {
         let policy = build(&c, 3).spec.unwrap().persistent_volume_claim_retention_policy.unwrap();
         assert_eq!(policy.when_scaled.as_deref(), Some("Retain"));
         assert_eq!(policy.when_deleted.as_deref(), Some("Delete"));
+    }
+
+    #[test]
+    fn read_replicas_have_their_own_set_selector_and_ids() {
+        let sts = build_replicas(&cluster(3), 2);
+        assert_eq!(sts.metadata.name.as_deref(), Some("demo-replica"));
+        let spec = sts.spec.clone().unwrap();
+        assert_eq!(spec.replicas, Some(2));
+        let selector = spec.selector.match_labels.unwrap();
+        assert_eq!(selector.get(READ_REPLICA_LABEL).map(String::as_str), Some("true"), "not the voters' selector");
+        let labels = spec.template.metadata.unwrap().labels.unwrap();
+        assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)), "the template matches its selector");
+        assert_eq!(env_of(&sts)["CHAT_ID_OFFSET"], REPLICA_ID_BASE.to_string());
+        assert!(!env_of(&build(&cluster(3), 3)).contains_key("CHAT_ID_OFFSET"));
     }
 }
