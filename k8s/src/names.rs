@@ -14,6 +14,10 @@ pub const REPLICA_ID_BASE: u64 = 1000;
 /// On read replicas' pods (and in their StatefulSet's selector, which must
 /// not be the voters'): `"true"`.
 pub const READ_REPLICA_LABEL: &str = "chat.replicated.dev/read-replica";
+/// `"true"` on every member that is not the leader — followers (set by the
+/// leader routing when it fences them, removed when it labels one leader) and
+/// read replicas (in their template). The `-ro` Service selects it.
+pub const READ_ONLY_LABEL: &str = "chat.replicated.dev/read-only";
 /// Label the operator moves to the pod that leads; the client Service selects it.
 pub const ROLE_LABEL: &str = "chat.replicated.dev/role";
 pub const ROLE_LEADER: &str = "leader";
@@ -57,6 +61,16 @@ impl ClusterNames {
     /// The client Service: selects only the leader pod.
     pub fn client_service(&self) -> String {
         self.cluster.clone()
+    }
+
+    /// The Service over every ready member but the leader (followers and read replicas).
+    pub fn read_only_service(&self) -> String {
+        format!("{}-ro", self.cluster)
+    }
+
+    /// The Service over every ready member.
+    pub fn any_member_service(&self) -> String {
+        format!("{}-r", self.cluster)
     }
 
     /// The headless Service that gives every pod a DNS name, ready or not.
@@ -108,17 +122,18 @@ impl ClusterNames {
     /// (through the peers Service, short and fully qualified) and the client
     /// Service's names; and loopback, for `kubectl exec … localhost`.
     pub fn node_hosts(&self) -> Vec<String> {
-        let (peers, client, ns) = (self.peers_service(), self.client_service(), &self.namespace);
-        vec![
-            format!("*.{peers}.{ns}.svc"),
-            format!("*.{peers}.{ns}.svc.cluster.local"),
-            client.clone(),
-            format!("{client}.{ns}"),
-            format!("{client}.{ns}.svc"),
-            format!("{client}.{ns}.svc.cluster.local"),
-            "localhost".into(),
-            "127.0.0.1".into(),
-        ]
+        let (peers, ns) = (self.peers_service(), &self.namespace);
+        let mut hosts = vec![format!("*.{peers}.{ns}.svc"), format!("*.{peers}.{ns}.svc.cluster.local")];
+        for service in [self.client_service(), self.read_only_service(), self.any_member_service()] {
+            hosts.extend([
+                service.clone(),
+                format!("{service}.{ns}"),
+                format!("{service}.{ns}.svc"),
+                format!("{service}.{ns}.svc.cluster.local"),
+            ]);
+        }
+        hosts.extend(["localhost".into(), "127.0.0.1".into()]);
+        hosts
     }
 
     /// The read replicas' StatefulSet (its pods' Raft ids start at [`REPLICA_ID_BASE`]).

@@ -12,10 +12,11 @@
 //!    term is older. A newer term there means this writer's view is stale: it
 //!    stops ([`Routed::Superseded`]).
 //! 3. Fence every other pod: unless it was already written at term ≥ T,
-//!    remove its label and record T in its own term annotation — conditional
-//!    on the `resourceVersion` just read.
-//! 4. Label P (and record T), conditional on the `resourceVersion` read in
-//!    step 1.
+//!    remove its label (marking it read-only, for the `-ro` Service) and
+//!    record T in its own term annotation — conditional on the
+//!    `resourceVersion` just read.
+//! 4. Label P (no longer read-only) and record T, conditional on the
+//!    `resourceVersion` read in step 1.
 //!
 //! Why no two labels: if a writer W1 for (A, T1) and a writer W2 for (B, T2),
 //! T1 < T2, both pass step 2, W1's swap came first (after W2's, W1 would have
@@ -38,7 +39,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use crate::names::{ClusterNames, ROLE_LABEL, ROLE_LEADER, TERM_ANNOTATION};
+use crate::names::{ClusterNames, READ_ONLY_LABEL, ROLE_LABEL, ROLE_LEADER, TERM_ANNOTATION};
 
 /// Times the protocol starts over after a refused conditional write (a
 /// concurrent writer, or the kubelet updating a pod's status).
@@ -126,7 +127,7 @@ impl Router {
             }
             let patch = json!({"metadata": {
                 "resourceVersion": pod.resource_version(),
-                "labels": {ROLE_LABEL: ROLE_LEADER},
+                "labels": {ROLE_LABEL: ROLE_LEADER, READ_ONLY_LABEL: null},
                 "annotations": {TERM_ANNOTATION: term.to_string()},
             }});
             match conditional(self.pods.patch(&target, &PatchParams::default(), &Patch::Merge(&patch)).await)? {
@@ -221,12 +222,15 @@ impl Router {
     /// Step 3 for one pod.
     async fn fence(&self, pod: &str, term: u64) -> Result<Write, RouteError> {
         let Some(current) = self.pods.get_opt(pod).await? else { return Ok(Write::Skipped) };
-        if written_term(&current) >= term {
+        // A newer term's writer owns it now; at this term it is fenced already
+        // unless something took its read-only mark (a hand edit).
+        let written = written_term(&current);
+        if written > term || (written == term && !labelled(&current) && read_only(&current)) {
             return Ok(Write::Skipped);
         }
         let patch = json!({"metadata": {
             "resourceVersion": current.resource_version(),
-            "labels": {ROLE_LABEL: null},
+            "labels": {ROLE_LABEL: null, READ_ONLY_LABEL: "true"},
             "annotations": {TERM_ANNOTATION: term.to_string()},
         }});
         conditional(self.pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch)).await)
@@ -259,6 +263,11 @@ pub fn labelled(pod: &Pod) -> bool {
     pod.labels().get(ROLE_LABEL).map(String::as_str) == Some(ROLE_LEADER)
 }
 
+/// Marked for the `-ro` Service (a follower or a read replica).
+pub fn read_only(pod: &Pod) -> bool {
+    pod.labels().get(READ_ONLY_LABEL).map(String::as_str) == Some("true")
+}
+
 /// The term annotation of a pod or Lease; absent or malformed reads as 0
 /// (never written by a term-aware writer).
 fn term_of(annotations: &std::collections::BTreeMap<String, String>) -> u64 {
@@ -288,6 +297,8 @@ mod tests {
         let mut labels = json!({"app.kubernetes.io/instance": "demo"});
         if leader {
             labels[ROLE_LABEL] = json!(ROLE_LEADER);
+        } else {
+            labels[READ_ONLY_LABEL] = json!("true");
         }
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {
             "name": format!("demo-{ordinal}"), "namespace": "chat", "resourceVersion": rv,
@@ -322,12 +333,14 @@ mod tests {
         api.next(Method::GET, &format!("{PODS}/demo-0")).await.ok(pod(0, true, 3, "10"));
         let unlabel = api.next(Method::PATCH, &format!("{PODS}/demo-0")).await;
         assert_eq!(unlabel.body["metadata"]["labels"][ROLE_LABEL], Value::Null);
+        assert_eq!(unlabel.body["metadata"]["labels"][READ_ONLY_LABEL], "true", "for the -ro Service");
         assert_eq!(unlabel.body["metadata"]["resourceVersion"], "10");
         unlabel.ok(pod(0, false, 5, "12"));
         api.next(Method::GET, &format!("{PODS}/demo-2")).await.ok(pod(2, false, 3, "9"));
         api.next(Method::PATCH, &format!("{PODS}/demo-2")).await.ok(pod(2, false, 5, "13"));
         let label = api.next(Method::PATCH, &format!("{PODS}/demo-1")).await;
         assert_eq!(label.body["metadata"]["labels"][ROLE_LABEL], ROLE_LEADER);
+        assert_eq!(label.body["metadata"]["labels"][READ_ONLY_LABEL], Value::Null);
         assert_eq!(label.body["metadata"]["resourceVersion"], "11", "conditional on what step 1 read");
         label.ok(pod(1, true, 5, "14"));
         assert_eq!(task.await.unwrap().unwrap(), Routed::Done { changed: true });

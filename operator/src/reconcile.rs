@@ -125,6 +125,8 @@ async fn converge(
     ssa(ctx, ns, &node_role::binding(cluster)).await?;
     ssa(ctx, ns, &services::peers(cluster)).await?;
     ssa(ctx, ns, &services::client(cluster)).await?;
+    ssa(ctx, ns, &services::read_only(cluster)).await?;
+    ssa(ctx, ns, &services::any_member(cluster)).await?;
     ssa(ctx, ns, &network_policy::build(cluster, &ctx.operator_namespace)).await?;
     ssa(ctx, ns, &pdb::build(cluster)).await?;
 
@@ -170,7 +172,10 @@ async fn converge(
         let term = leader.status.as_ref().map_or(0, |s| s.term);
         let pod = names.pod(leader.ordinal);
         let labelled: Vec<&Pod> = pods.iter().filter(|p| routing::labelled(p)).collect();
-        let in_place = matches!(labelled.as_slice(), [only] if only.name_any() == pod);
+        // The leader alone labelled, every other member marked read-only (a
+        // recreated pod has lost its labels: put them back).
+        let others_read_only = pods.iter().filter(|p| p.name_any() != pod).all(routing::read_only);
+        let in_place = matches!(labelled.as_slice(), [only] if only.name_any() == pod) && others_read_only;
         if !in_place && pods.iter().any(|p| p.name_any() == pod) {
             let router = Router::new(ctx.client.clone(), names.clone());
             let mut routed = router.route(leader.ordinal, term, ordinals).await?;

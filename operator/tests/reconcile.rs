@@ -145,7 +145,8 @@ async fn scale_down_hands_over_removes_highest_first_and_only_then_shrinks() {
     let on =
         requests.iter().position(|r| r.is(&Method::PATCH, &format!("{PODS}/demo-{new_leader}"))).expect("labelled");
     assert!(off < on, "old label removed before the new one is set: {:?}", paths(&requests));
-    assert_eq!(requests[off].body["metadata"]["labels"], json!({"chat.replicated.dev/role": null}));
+    assert_eq!(requests[off].body["metadata"]["labels"]["chat.replicated.dev/role"], Value::Null);
+    assert_eq!(requests[off].body["metadata"]["labels"]["chat.replicated.dev/read-only"], "true");
     assert_eq!(requests[off].body["metadata"]["resourceVersion"], "1", "conditional on the pod as read");
     assert_eq!(events(&requests), ["MemberRemoved", "LeaderChanged"]);
     nodes.kill(4); // what the StatefulSet does once it shrinks

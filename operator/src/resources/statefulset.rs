@@ -20,7 +20,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use chat_k8s::ReplicatedChat;
 use chat_k8s::names::{
-    DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT, READ_REPLICA_LABEL, REPLICA_ID_BASE, TLS_DIR,
+    DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT, READ_ONLY_LABEL, READ_REPLICA_LABEL, REPLICA_ID_BASE,
+    TLS_DIR,
 };
 
 use super::{names, owned_meta};
@@ -38,7 +39,10 @@ pub fn build_replicas(cluster: &ReplicatedChat, replicas: i32) -> StatefulSet {
     if let Some(spec) = sts.spec.as_mut() {
         spec.selector.match_labels.get_or_insert_default().insert(label.0.clone(), label.1.clone());
         if let Some(meta) = spec.template.metadata.as_mut() {
-            meta.labels.get_or_insert_default().insert(label.0, label.1);
+            let labels = meta.labels.get_or_insert_default();
+            labels.insert(label.0, label.1);
+            // Never the leader: always behind the `-ro` Service.
+            labels.insert(READ_ONLY_LABEL.into(), "true".into());
         }
         if let Some(container) = spec.template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
             let offset = EnvVar {
