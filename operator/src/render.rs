@@ -6,7 +6,7 @@
 use chat_k8s::ReplicatedChat;
 use serde::Serialize;
 
-use crate::resources::{pdb, service_account, services, statefulset};
+use crate::resources::{node_role, pdb, service_account, services, statefulset};
 use crate::validate::{Severity, validate};
 
 /// The owned objects of the ReplicatedChat in `manifest` (YAML), as a
@@ -25,11 +25,19 @@ pub fn render(manifest: &str) -> anyhow::Result<String> {
         validate(&cluster.spec).into_iter().filter(|f| f.severity == Severity::Error).map(|f| f.to_string()).collect();
     anyhow::ensure!(errors.is_empty(), "invalid ReplicatedChat: {}", errors.join("; "));
     let mut out = String::new();
+    let replicas = u64::try_from(cluster.spec.read_replicas.max(0)).unwrap_or(0);
     push(&mut out, &service_account::build(&cluster))?;
+    push(&mut out, &node_role::role(&cluster, u64::try_from(cluster.spec.replicas.max(1)).unwrap_or(1), replicas))?;
+    push(&mut out, &node_role::binding(&cluster))?;
     push(&mut out, &services::peers(&cluster))?;
     push(&mut out, &services::client(&cluster))?;
+    push(&mut out, &services::read_only(&cluster))?;
+    push(&mut out, &services::any_member(&cluster))?;
     push(&mut out, &pdb::build(&cluster))?;
     push(&mut out, &statefulset::build(&cluster, cluster.spec.replicas))?;
+    if replicas > 0 {
+        push(&mut out, &statefulset::build_replicas(&cluster, cluster.spec.read_replicas))?;
+    }
     Ok(out)
 }
 
@@ -47,8 +55,12 @@ mod tests {
     fn the_example_renders_and_a_bad_spec_is_refused() {
         let example = include_str!("../../deploy/examples/chat.yaml");
         let out = render(example).unwrap();
-        assert_eq!(out.matches("---\n").count(), 5);
+        assert_eq!(out.matches("---\n").count(), 9);
         assert!(out.contains("kind: StatefulSet") && out.contains("replicas: 3"), "{out}");
+        assert!(!out.contains("demo-replica"), "no replicas' set without readReplicas");
+        let with_replicas = render(&example.replace("replicas: 3", "replicas: 3\n  readReplicas: 2")).unwrap();
+        assert_eq!(with_replicas.matches("---\n").count(), 10);
+        assert!(with_replicas.contains("name: demo-replica\n"), "{with_replicas}");
         let bad = example.replace("image: chat-node:dev", "image: \"\"");
         assert!(render(&bad).unwrap_err().to_string().contains("spec.image"));
     }
