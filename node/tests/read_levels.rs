@@ -175,3 +175,38 @@ async fn read_replicas_serve_reads_but_never_vote_or_count_toward_a_commit() {
     })
     .await;
 }
+
+/// A read replica cut off from every voter (all three frozen) refuses
+/// bounded-stale reads once the bound passes, and still serves unbounded ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_off_read_replica_refuses_bounded_stale_reads() {
+    let mut cluster = TestCluster::start(env!("CARGO_BIN_EXE_chat-node"), 3, &[]).await;
+    cluster.add_read_replica(11);
+    let leader = cluster.leader().await;
+    let (alice, written) = alice_says_hi_to_bob(&mut cluster.client(leader)).await;
+    let replica = cluster.client(11);
+    let bounded = || read("bob", ReadConsistency::Stale, 0, 300);
+    eventually("the replica in touch and caught up", Duration::from_secs(10), || {
+        let (mut c, alice) = (replica.clone(), alice.clone());
+        async move {
+            let r = c.read_conversation(authed(&alice, bounded())).await.ok()?;
+            (index_of(&r) >= written).then_some(())
+        }
+    })
+    .await;
+    for id in [1, 2, 3] {
+        cluster.pause(id);
+    }
+    let refused = eventually("the bound to be exceeded", Duration::from_secs(10), || {
+        let (mut c, alice) = (replica.clone(), alice.clone());
+        async move { c.read_conversation(authed(&alice, bounded())).await.err() }
+    })
+    .await;
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains("max_staleness_ms 300"), "{}", refused.message());
+    let unbounded = replica.clone().read_conversation(authed(&alice, read("bob", ReadConsistency::Stale, 0, 0))).await;
+    assert_eq!(unbounded.expect("unbounded stale reads go on").get_ref().messages.len(), 1);
+    for id in [1, 2, 3] {
+        cluster.resume(id);
+    }
+}
