@@ -19,6 +19,9 @@ struct Cli {
     /// Cluster size (3 or 5).
     #[arg(long, default_value_t = 3)]
     nodes: u64,
+    /// Read replicas next to the voters (faults hit them too).
+    #[arg(long, default_value_t = 0)]
+    read_replicas: u64,
     #[arg(long, default_value_t = 6)]
     clients: usize,
     #[arg(long, default_value_t = 4)]
@@ -49,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
     let config = Config {
         seed: cli.seed,
         nodes: cli.nodes,
+        read_replicas: cli.read_replicas,
         clients: cli.clients,
         users: cli.users,
         duration: cli.duration,

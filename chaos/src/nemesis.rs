@@ -29,14 +29,23 @@ impl Fault {
 /// Injects up to `max_faults` faults until `until`; returns a line per fault
 /// (and one per fault that could not be applied or healed as planned).
 /// Partitions need `net` (the nodes must run in its namespaces).
+/// Which faults, how many, until when, from which seed.
+pub struct Schedule<'a> {
+    pub faults: &'a [Fault],
+    pub seed: u64,
+    pub max_faults: usize,
+    pub until: Instant,
+}
+
+/// Injects `schedule`'s faults into `cluster`, whose `read_replicas` are
+/// learners (a membership fault re-adds them as learners, never as voters).
 pub async fn run(
     cluster: &mut TestCluster,
     net: Option<&Network>,
-    faults: &[Fault],
-    seed: u64,
-    max_faults: usize,
-    until: Instant,
+    read_replicas: &[u64],
+    schedule: Schedule<'_>,
 ) -> Vec<String> {
+    let Schedule { faults, seed, max_faults, until } = schedule;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut log = Vec::new();
     let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
@@ -80,7 +89,8 @@ pub async fn run(
                 cluster.resume(target);
             }
             Fault::Membership => {
-                let other = *ids.iter().find(|&&i| i != target).expect("more than one node");
+                let other =
+                    *ids.iter().find(|&&i| i != target && !read_replicas.contains(&i)).expect("more than one voter");
                 let mut admin = cluster.membership_client(other);
                 let removed = tokio::time::timeout(
                     Duration::from_secs(10),
@@ -97,7 +107,7 @@ pub async fn run(
                         node_id: target,
                         address: address.clone(),
                         peer_address: peer_address.clone(),
-                        learner: false,
+                        learner: read_replicas.contains(&target),
                     };
                     if matches!(
                         tokio::time::timeout(Duration::from_secs(10), admin.join_cluster(join)).await,

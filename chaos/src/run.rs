@@ -24,6 +24,8 @@ use crate::workload;
 pub struct Config {
     pub seed: u64,
     pub nodes: u64,
+    /// Read replicas next to the voters (ids after theirs); faults hit them too.
+    pub read_replicas: u64,
     pub clients: usize,
     pub users: usize,
     pub duration: Duration,
@@ -109,7 +111,8 @@ fn prune(ops: Vec<Operation<Input, Output>>, final_state: &[(u64, u32)]) -> Vec<
 pub async fn run(binary: &Path, config: &Config) -> Report {
     let mut notes = Vec::new();
     let mut fault_kinds = config.faults.clone();
-    let ids: Vec<u64> = (1..=config.nodes).collect();
+    let ids: Vec<u64> = (1..=config.nodes + config.read_replicas).collect();
+    let replicas: Vec<u64> = (config.nodes + 1..=config.nodes + config.read_replicas).collect();
     // Partitions need each node in its own network namespace.
     let net = if fault_kinds.contains(&Fault::Partition) {
         match Network::create(&ids, config.seed) {
@@ -128,6 +131,10 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
         Some(net) => TestCluster::start_placed(binary, config.nodes, &env, net.placement()).await,
         None => TestCluster::start(binary, config.nodes, &env).await,
     };
+    for &id in &replicas {
+        cluster.add_read_replica(id);
+    }
+    cluster.wait_members(config.nodes as usize, replicas.len()).await;
     let seeds = cluster.addrs();
     let users: Vec<String> = (0..config.users).map(|u| format!("u{u}")).collect();
     let admin = Client::new(seeds.clone(), cluster.client_options()).unwrap();
@@ -157,7 +164,8 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
         )));
     }
     let until = Instant::now() + config.duration;
-    let faults = nemesis::run(&mut cluster, net.as_deref(), &fault_kinds, config.seed, config.max_faults, until).await;
+    let plan = nemesis::Schedule { faults: &fault_kinds, seed: config.seed, max_faults: config.max_faults, until };
+    let faults = nemesis::run(&mut cluster, net.as_deref(), &replicas, plan).await;
     tokio::time::sleep_until(until).await;
     let _ = stop.send(true);
     for t in tasks {
@@ -170,7 +178,7 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
         history.records().len(),
         config.nodes
     );
-    cluster.wait_voters(config.nodes as usize).await;
+    cluster.wait_members(config.nodes as usize, replicas.len()).await;
 
     // Final reads of every conversation, recorded like any other read.
     let finals =

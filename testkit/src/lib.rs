@@ -547,6 +547,23 @@ impl TestCluster {
         .await
     }
 
+    /// Waits until the leader reports exactly `voters` voters and `learners` learners.
+    pub async fn wait_members(&self, voters: usize, learners: usize) {
+        eventually(&format!("{voters} voters and {learners} learners"), Duration::from_secs(60), || async {
+            for id in self.running() {
+                if let Some(s) = self.status(id).await
+                    && Role::try_from(s.role) == Ok(Role::Leader)
+                    && s.members.iter().filter(|m| m.voter).count() == voters
+                    && s.members.iter().filter(|m| !m.voter).count() == learners
+                {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await
+    }
+
     /// Waits until the leader reports exactly `n` voters and no learners.
     pub async fn wait_voters(&self, n: usize) {
         eventually(&format!("{n} voters"), Duration::from_secs(60), || async {
