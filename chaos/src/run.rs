@@ -174,9 +174,10 @@ pub async fn run(binary: &Path, config: &Config) -> Report {
 
     // Heal (the nemesis heals each fault itself) and wait for a full cluster.
     eprintln!(
-        "chaos: clients stopped after {} operations; waiting for {} voters",
+        "chaos: clients stopped after {} operations; waiting for {} voters and {} read replicas",
         history.records().len(),
-        config.nodes
+        config.nodes,
+        replicas.len()
     );
     cluster.wait_members(config.nodes as usize, replicas.len()).await;
 
