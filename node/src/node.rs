@@ -304,6 +304,8 @@ impl ChatNode {
                     )),
                 };
             }
+            // Usually applied already: no waiter, no timer.
+            Consistency::Session { min_index } if self.applied_index() >= min_index => return Ok(()),
             Consistency::Session { min_index } => {
                 let left = self.timeouts.request;
                 return match self.raft.wait(Some(left)).applied_index_at_least(Some(min_index), "session").await {
