@@ -62,17 +62,34 @@ impl Context {
         pod: Option<String>,
     ) {
         tracing::info!(cluster = %cluster.name_any(), reason, %note, "event");
-        let secondary = pod.map(|name| ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(name),
-            namespace: cluster.namespace(),
-            ..ObjectReference::default()
-        });
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary };
-        if let Err(e) = self.recorder.publish(&event, &cluster.object_ref(&())).await {
-            tracing::warn!(error = %e, reason, "could not publish event");
-        }
+        let event = member_event(type_, reason, action, note, pod.map(|name| (cluster.namespace(), name)));
+        publish(&self.recorder, &event, &cluster.object_ref(&())).await;
+    }
+}
+
+/// An Event, related to a member's pod (`namespace`, `name`) if it concerns one.
+pub fn member_event(
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+    pod: Option<(Option<String>, String)>,
+) -> Event {
+    let secondary = pod.map(|(namespace, name)| ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(name),
+        namespace,
+        ..ObjectReference::default()
+    });
+    Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary }
+}
+
+/// Publishes `event` about `regarding`. A failure is logged, not fatal:
+/// Events are for humans, the status is the record.
+pub async fn publish(recorder: &Recorder, event: &Event, regarding: &ObjectReference) {
+    if let Err(e) = recorder.publish(event, regarding).await {
+        tracing::warn!(error = %e, reason = %event.reason, "could not publish event");
     }
 }
 

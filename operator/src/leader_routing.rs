@@ -23,12 +23,13 @@ use chat_proto::cluster::{GetStatusResponse, Role};
 use futures::Stream;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use crate::controller;
 use crate::metrics::Metrics;
 use crate::nodes::{Nodes, WATCH_HEARTBEAT};
 
@@ -206,23 +207,9 @@ pub async fn announce(recorder: &Recorder, metrics: &Metrics, seen: &Seen, leade
     let pod = seen.names.pod(leader);
     let note = format!("{pod} leads in term {term}; the client Service routes to it");
     tracing::info!(cluster = %seen.names.cluster, %note, "leader routed");
-    let secondary = Some(ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: Some(pod),
-        namespace: Some(seen.names.namespace.clone()),
-        ..ObjectReference::default()
-    });
-    let event = Event {
-        type_: EventType::Normal,
-        reason: "LeaderChanged".into(),
-        note: Some(note),
-        action: "Relabel".into(),
-        secondary,
-    };
-    if let Err(e) = recorder.publish(&event, &seen.reference).await {
-        tracing::warn!(error = %e, "could not publish event");
-    }
+    let member = Some((Some(seen.names.namespace.clone()), pod));
+    let event = controller::member_event(EventType::Normal, "LeaderChanged", "Relabel", note, member);
+    controller::publish(recorder, &event, &seen.reference).await;
 }
 
 /// Keeps one pod's latest view flowing into `tx` (`None` while it is silent
