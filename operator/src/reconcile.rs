@@ -109,19 +109,22 @@ async fn converge(
     let names = &seen.names;
     let ordinals = &seen.ordinals;
     let ns = &names.namespace;
+    // How many pods each StatefulSet has now (listed in step 0).
+    let current = pod_count(ordinals.iter().copied().filter(|&o| o < REPLICA_ID_BASE));
+    let current_replicas = pod_count(ordinals.iter().filter_map(|o| o.checked_sub(REPLICA_ID_BASE)));
 
     // 2. What the pods need before they start: certificates (which the
     //    operator also needs to talk to the nodes at all), identity, network,
     //    disruption budget.
     certificates::ensure(ctx, cluster, names).await?;
     ssa(ctx, ns, &service_account::build(cluster)).await?;
-    let count = |wanted: i32, ids: &mut dyn Iterator<Item = u64>| {
-        u64::try_from(wanted.max(0)).unwrap_or(0).max(ids.max().map_or(0, |k| k + 1))
-    };
-    let voters = count(cluster.spec.replicas, &mut ordinals.iter().copied().filter(|&o| o < REPLICA_ID_BASE));
-    let replicas =
-        count(cluster.spec.read_replicas, &mut ordinals.iter().filter_map(|o| o.checked_sub(REPLICA_ID_BASE)));
-    ssa(ctx, ns, &node_role::role(cluster, voters, replicas)).await?;
+    let covered = |wanted: i32, current: i32| u64::try_from(wanted.max(current)).unwrap_or(0);
+    let role = node_role::role(
+        cluster,
+        covered(cluster.spec.replicas, current),
+        covered(cluster.spec.read_replicas, current_replicas),
+    );
+    ssa(ctx, ns, &role).await?;
     ssa(ctx, ns, &node_role::binding(cluster)).await?;
     ssa(ctx, ns, &services::peers(cluster)).await?;
     ssa(ctx, ns, &services::client(cluster)).await?;
@@ -131,10 +134,6 @@ async fn converge(
     ssa(ctx, ns, &pdb::build(cluster)).await?;
 
     // 3. Observe what each pod (listed in step 0) reports about the cluster.
-    let voter_pods = ordinals.iter().filter(|&&o| o < REPLICA_ID_BASE);
-    let current = voter_pods.max().map_or(0, |o| i32::try_from(o + 1).unwrap_or(i32::MAX));
-    let replica_pods = ordinals.iter().filter_map(|o| o.checked_sub(REPLICA_ID_BASE));
-    let current_replicas = replica_pods.max().map_or(0, |k| i32::try_from(k + 1).unwrap_or(i32::MAX));
     let observation = ctx.nodes.observe(names, ordinals).await;
 
     // 4. Decide, then size the StatefulSet: it grows before members join and
@@ -208,6 +207,11 @@ async fn converge(
         Step::Wait(_) => Action::requeue(REQUEUE_WAITING),
         _ => Action::requeue(REQUEUE_BUSY),
     })
+}
+
+/// Pods in a StatefulSet whose pods have these ordinals: the highest, plus one.
+fn pod_count(ordinals: impl Iterator<Item = u64>) -> i32 {
+    ordinals.max().map_or(0, |o| i32::try_from(o + 1).unwrap_or(i32::MAX))
 }
 
 /// Whether a majority of the voters report a term below `term`: then no
