@@ -139,6 +139,13 @@ impl ChatNode {
         self.raft.metrics().borrow().clone()
     }
 
+    /// Whether this node has applied `index`, waiting at most `within`.
+    /// Usually it has already: then no waiter and no timer.
+    async fn applied_within(&self, index: u64, within: Duration) -> bool {
+        self.applied_index() >= index
+            || self.raft.wait(Some(within)).applied_index_at_least(Some(index), "read").await.is_ok()
+    }
+
     /// The index of the last entry this node applied: the state its reads reflect.
     pub fn applied_index(&self) -> u64 {
         self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index)
@@ -304,17 +311,15 @@ impl ChatNode {
                     )),
                 };
             }
-            // Usually applied already: no waiter, no timer.
-            Consistency::Session { min_index } if self.applied_index() >= min_index => return Ok(()),
             Consistency::Session { min_index } => {
-                let left = self.timeouts.request;
-                return match self.raft.wait(Some(left)).applied_index_at_least(Some(min_index), "session").await {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(self.unavailable(format!(
+                return if self.applied_within(min_index, self.timeouts.request).await {
+                    Ok(())
+                } else {
+                    Err(self.unavailable(format!(
                         "this node has applied {} of min_index {min_index} (the session's); \
                          try another member, or a LINEARIZABLE read",
                         self.applied_index()
-                    ))),
+                    )))
                 };
             }
         }
@@ -338,9 +343,10 @@ impl ChatNode {
             };
             if let Some(index) = index {
                 let left = deadline.saturating_duration_since(Instant::now());
-                return match self.raft.wait(Some(left)).applied_index_at_least(Some(index), "read index").await {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(Error::Timeout(format!("this node did not apply up to read index {index} in time"))),
+                return if self.applied_within(index, left).await {
+                    Ok(())
+                } else {
+                    Err(Error::Timeout(format!("this node did not apply up to read index {index} in time")))
                 };
             }
             if !self.await_change(deadline).await {
