@@ -254,10 +254,6 @@ fn print_medians(levels: &[usize], rows: &[Row]) {
 }
 
 /// The given pids followed by this process's (the load generator).
-fn with_own_pid(pids: &[u32]) -> Vec<u32> {
-    pids.iter().copied().chain([std::process::id()]).collect()
-}
-
 /// `used` (servers…, load generator) as CPU milliseconds per 1,000 of `ops`.
 fn per_thousand(used: &[std::time::Duration], ops: usize) -> String {
     let ms = |d: &std::time::Duration| d.as_secs_f64() * 1000.0 * 1000.0 / ops.max(1) as f64;
@@ -336,7 +332,7 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     fn new(workers: Workers<Op>, server_pids: &[u32]) -> Self {
-        let pids = with_own_pid(server_pids);
+        let pids = cpu::with_own_pid(server_pids);
         Self { workers, cpu: vec![Duration::ZERO; pids.len()], pids, runs: Vec::new() }
     }
 

@@ -17,6 +17,11 @@ pub fn used(pid: u32) -> Option<Duration> {
     Some(Duration::from_micros(ticks * 1_000_000 / per_second))
 }
 
+/// `pids` and this process (the load generator), whose CPU counts too.
+pub fn with_own_pid(pids: &[u32]) -> Vec<u32> {
+    pids.iter().copied().chain([std::process::id()]).collect()
+}
+
 /// CPU time used by a set of processes between two points.
 pub struct Meter {
     start: Vec<(u32, Duration)>,

@@ -91,38 +91,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::VsEtcd { clients, count, kills, rounds, slices, chat_node, etcd, tls } => {
-            let chat_node = match chat_node {
-                Some(p) => p,
-                None => std::env::current_exe()?.with_file_name("chat-node"),
-            };
-            anyhow::ensure!(
-                chat_node.exists(),
-                "{} not found: build it (cargo build --release -p chat-node)",
-                chat_node.display()
-            );
-            anyhow::ensure!(etcd.exists(), "{} not found: apt install etcd-server", etcd.display());
+            let (chat_node, etcd) = (chat_node_binary(chat_node)?, etcd_binary(etcd)?);
             let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds, slices, tls };
             chat_bench::compare::run(&options).await?;
             Ok(())
         }
         Command::ReadMix { clients, count, replicas, chat_node, etcd, tls } => {
-            let chat_node = chat_node.unwrap_or(std::env::current_exe()?.with_file_name("chat-node"));
-            anyhow::ensure!(
-                chat_node.exists(),
-                "{} not found: build it (cargo build -p chat-node)",
-                chat_node.display()
-            );
-            anyhow::ensure!(etcd.exists(), "{} not found: apt install etcd-server", etcd.display());
+            let (chat_node, etcd) = (chat_node_binary(chat_node)?, etcd_binary(etcd)?);
             let options = chat_bench::read_mix::Options { chat_node, etcd, clients, count, replicas, tls };
             chat_bench::read_mix::run(&options).await
         }
         Command::OperatorIdle { clusters, pods, seconds, chat_node } => {
-            let chat_node = chat_node.unwrap_or(std::env::current_exe()?.with_file_name("chat-node"));
-            anyhow::ensure!(
-                chat_node.exists(),
-                "{} not found: build it (cargo build -p chat-node)",
-                chat_node.display()
-            );
+            let chat_node = chat_node_binary(chat_node)?;
             let options = chat_bench::operator_idle::Options { chat_node, clusters, pods, seconds };
             let idle = chat_bench::operator_idle::run(&options).await?;
             let share = idle.cpu.as_secs_f64() / idle.window.as_secs_f64() * 100.0;
@@ -134,4 +114,20 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `--chat-node`, or the chat-node next to this binary; it must exist.
+fn chat_node_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("chat-node"),
+    };
+    anyhow::ensure!(path.exists(), "{} not found: build it (cargo build --release -p chat-node)", path.display());
+    Ok(path)
+}
+
+/// `--etcd`; it must exist.
+fn etcd_binary(path: PathBuf) -> anyhow::Result<PathBuf> {
+    anyhow::ensure!(path.exists(), "{} not found: apt install etcd-server", path.display());
+    Ok(path)
 }

@@ -70,14 +70,15 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
         for i in 0..PAGE {
             sender.send("receiver", &format!("seed {i}")).await?;
         }
-        wait_replicas(&chat, replicas).await;
+        // A joined replica has caught up (the join waits for it).
+        chat.wait_members(3, usize::try_from(replicas)?).await;
         let pids: Vec<u32> = chat.running().into_iter().filter_map(|id| chat.pid(id)).collect();
         println!("\nchat: 3 voters + {replicas} read replica(s)");
-        println!("{:>7} | {:<13} {:>9} {:>9} {:>9} | {:>13}", "clients", "level", "ops/s", "p50", "p99", "CPU/1k ops");
+        print_header();
         for &clients in &o.clients {
             for level in levels {
                 let mut workers = chat_mix(&chat, &token, clients, level)?;
-                let meter = cpu::Meter::start(&with_own_pid(&pids));
+                let meter = cpu::Meter::start(&cpu::with_own_pid(&pids));
                 let run = workers.run((o.count / clients.max(1)).max(1)).await?;
                 let used: Duration = meter.stop().iter().sum();
                 let report = LoadReport::from_runs(workers.len(), &[run]);
@@ -87,18 +88,18 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
         // Writes alone: what the replicas cost each commit (they are sent the log too).
         let clients = o.clients.iter().copied().max().unwrap_or(1);
         let mut writers = send_workers(&seeds, &chat.tls.security(), &token, "receiver", &"x".repeat(200), clients)?;
-        let meter = cpu::Meter::start(&with_own_pid(&pids));
+        let meter = cpu::Meter::start(&cpu::with_own_pid(&pids));
         let run = writers.run((o.count / clients.max(1)).max(1)).await?;
         let used: Duration = meter.stop().iter().sum();
         print_row(clients, "writes only", &LoadReport::from_runs(writers.len(), &[run]), used);
     }
 
     println!("\netcd 3.4: 3 members");
-    println!("{:>7} | {:<13} {:>9} {:>9} {:>9} | {:>13}", "clients", "level", "ops/s", "p50", "p99", "CPU/1k ops");
+    print_header();
     for &clients in &o.clients {
         for serializable in [false, true] {
             let mut workers = etcd_mix(&etcd, clients, serializable).await?;
-            let meter = cpu::Meter::start(&with_own_pid(&etcd.pids()));
+            let meter = cpu::Meter::start(&cpu::with_own_pid(&etcd.pids()));
             let run = workers.run((o.count / clients.max(1)).max(1)).await?;
             let used: Duration = meter.stop().iter().sum();
             let level = if serializable { "serializable" } else { "linearizable" };
@@ -106,6 +107,10 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_header() {
+    println!("{:>7} | {:<13} {:>9} {:>9} {:>9} | {:>13}", "clients", "level", "ops/s", "p50", "p99", "CPU/1k ops");
 }
 
 fn print_row(clients: usize, level: &str, r: &LoadReport, cpu: Duration) {
@@ -117,20 +122,6 @@ fn print_row(clients: usize, level: &str, r: &LoadReport, cpu: Duration) {
         r.p99,
         per_thousand * 1000.0
     );
-}
-
-fn with_own_pid(pids: &[u32]) -> Vec<u32> {
-    pids.iter().copied().chain([std::process::id()]).collect()
-}
-
-/// Until the leader counts `replicas` learners (a fresh replica is caught up by then).
-async fn wait_replicas(chat: &TestCluster, replicas: u64) {
-    let leader = chat.leader().await;
-    chat_testkit::eventually("the read replicas joined", Duration::from_secs(60), || async {
-        let s = chat.status(leader).await?;
-        (s.members.iter().filter(|m| !m.voter).count() as u64 == replicas).then_some(())
-    })
-    .await;
 }
 
 /// `clients` workers, each its own client: nine reads at `level` to one send.

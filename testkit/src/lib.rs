@@ -272,23 +272,19 @@ impl TestCluster {
 
     /// Creates and starts node `id`: bootstrap if it is the first, else join via every other node.
     pub fn add_node(&mut self, id: u64) -> &TestNode {
-        self.add(id, false)
+        self.add(id, false, &[])
     }
 
     /// Creates and starts node `id` as a read replica: it joins through the
     /// other nodes as a learner that is never promoted.
     pub fn add_read_replica(&mut self, id: u64) -> &TestNode {
-        let saved = self.env.clone();
-        self.env.push(("CHAT_READ_REPLICA".into(), "true".into()));
-        self.add(id, false);
-        self.env = saved;
-        self.node(id)
+        self.add(id, false, &[("CHAT_READ_REPLICA", "true")])
     }
 
     /// Creates and starts node `id` with neither --bootstrap nor --join: it
     /// serves and waits to be initialized or added, like a pod the operator manages.
     pub fn add_bare_node(&mut self, id: u64) -> &TestNode {
-        self.add(id, true)
+        self.add(id, true, &[])
     }
 
     /// kill -9, delete the node's data (a lost volume), and start it again bare
@@ -301,7 +297,8 @@ impl TestCluster {
         self.spawn(idx);
     }
 
-    fn add(&mut self, id: u64, bare: bool) -> &TestNode {
+    /// Creates and starts node `id` with the cluster's environment plus `env`.
+    fn add(&mut self, id: u64, bare: bool, env: &[(&str, &str)]) -> &TestNode {
         let host = self.host(id);
         let node = TestNode {
             bare,
@@ -311,7 +308,12 @@ impl TestCluster {
             http: format!("{host}:{}", free_port()),
             dir: self.root.join(format!("node-{id}")),
             child: None,
-            extra_env: self.env.clone(),
+            extra_env: self
+                .env
+                .iter()
+                .cloned()
+                .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
         };
         self.nodes.push(node);
         let idx = self.nodes.len() - 1;
