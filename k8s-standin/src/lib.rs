@@ -140,19 +140,12 @@ impl Target {
         Some(Self { group, resource: resource.to_string(), namespace, name, subresource: subresource.to_string() })
     }
 
+    /// The object's key, if the path names one.
     fn key(&self) -> Option<Key> {
-        Some(Key {
-            group: self.group.clone(),
-            resource: self.resource.clone(),
-            namespace: self.namespace.clone().unwrap_or_default(),
-            name: self.name.clone()?,
-        })
+        self.name.is_some().then(|| self.key_or_collection())
     }
 
-    fn collection(&self) -> Key {
-        Key { name: String::new(), ..self.key_or_collection() }
-    }
-
+    /// The object's key, or its collection's (an empty name) when the path names none.
     fn key_or_collection(&self) -> Key {
         Key {
             group: self.group.clone(),
@@ -198,7 +191,7 @@ async fn serve(State(store): State<Arc<Mutex<Store>>>, request: Request) -> Resp
                       "metadata": {"resourceVersion": s.version().to_string()}, "items": items}))
         }
         (&Method::GET, true) => lock().get(&target.key_or_collection()).cloned().ok_or(Refusal::NotFound),
-        (&Method::POST, false) => lock().create(target.collection(), body, "POST"),
+        (&Method::POST, false) => lock().create(target.key_or_collection(), body, "POST"),
         (&Method::PUT, true) => lock().replace(target.key_or_collection(), body),
         (&Method::PATCH, true) => {
             let apply = content_type.starts_with("application/apply-patch");

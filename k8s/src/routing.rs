@@ -153,19 +153,16 @@ impl Router {
             return Ok(false);
         }
         lease.annotations_mut().insert(TERM_ANNOTATION.to_string(), term.to_string());
-        let now = MicroTime(Timestamp::now());
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        spec.holder_identity = Some(self.names.pod(leader));
-        spec.acquire_time = Some(now.clone());
-        spec.renew_time = Some(now);
+        hold(lease.spec.get_or_insert_with(LeaseSpec::default), &self.names.pod(leader));
         Ok(matches!(conditional(self.leases.replace(&name, &PostParams::default(), &lease).await)?, Write::Written))
     }
 
     /// Step 2: the Lease to (`holder`, `term`) unless it holds a newer term.
     async fn take_lease(&self, holder: &str, term: u64) -> Result<LeaseOutcome, RouteError> {
         let name = self.names.leader_lease();
-        let now = MicroTime(Timestamp::now());
         let Some(current) = self.leases.get_opt(&name).await? else {
+            let mut spec = LeaseSpec { lease_transitions: Some(0), ..LeaseSpec::default() };
+            hold(&mut spec, holder);
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(name),
@@ -173,18 +170,9 @@ impl Router {
                     annotations: Some([(TERM_ANNOTATION.to_string(), term.to_string())].into()),
                     ..ObjectMeta::default()
                 },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(holder.to_string()),
-                    acquire_time: Some(now.clone()),
-                    renew_time: Some(now),
-                    lease_transitions: Some(0),
-                    ..LeaseSpec::default()
-                }),
+                spec: Some(spec),
             };
-            return Ok(match conditional(self.leases.create(&PostParams::default(), &lease).await)? {
-                Write::Written => LeaseOutcome::Ours,
-                _ => LeaseOutcome::Conflict,
-            });
+            return Ok(LeaseOutcome::of(conditional(self.leases.create(&PostParams::default(), &lease).await)?));
         };
         let held = lease_term(&current);
         let spec = current.spec.clone().unwrap_or_default();
@@ -205,18 +193,12 @@ impl Router {
         }
         let mut updated = current;
         updated.annotations_mut().insert(TERM_ANNOTATION.to_string(), term.to_string());
-        updated.spec = Some(LeaseSpec {
-            holder_identity: Some(holder.to_string()),
-            acquire_time: Some(now.clone()),
-            renew_time: Some(now),
-            lease_transitions: Some(spec.lease_transitions.unwrap_or(0).saturating_add(i32::from(!same_holder))),
-            ..LeaseSpec::default()
-        });
+        let transitions = spec.lease_transitions.unwrap_or(0).saturating_add(i32::from(!same_holder));
+        let mut next = LeaseSpec { lease_transitions: Some(transitions), ..LeaseSpec::default() };
+        hold(&mut next, holder);
+        updated.spec = Some(next);
         // The resourceVersion read makes the replace a compare-and-swap.
-        Ok(match conditional(self.leases.replace(&name, &PostParams::default(), &updated).await)? {
-            Write::Written => LeaseOutcome::Ours,
-            _ => LeaseOutcome::Conflict,
-        })
+        Ok(LeaseOutcome::of(conditional(self.leases.replace(&name, &PostParams::default(), &updated).await)?))
     }
 
     /// Step 3 for one pod.
@@ -241,6 +223,24 @@ enum LeaseOutcome {
     Ours,
     Conflict,
     Superseded(u64),
+}
+
+impl LeaseOutcome {
+    /// A written Lease is ours; a refused or vanished one is a lost race.
+    fn of(write: Write) -> Self {
+        match write {
+            Write::Written => LeaseOutcome::Ours,
+            Write::Refused | Write::Skipped => LeaseOutcome::Conflict,
+        }
+    }
+}
+
+/// `spec` names `holder`, acquired and renewed now.
+fn hold(spec: &mut LeaseSpec, holder: &str) {
+    let now = MicroTime(Timestamp::now());
+    spec.holder_identity = Some(holder.to_string());
+    spec.acquire_time = Some(now.clone());
+    spec.renew_time = Some(now);
 }
 
 enum Write {
