@@ -3,8 +3,9 @@
 //! processes can run against it where no cluster exists. It serves the
 //! generic REST shape — `/api/v1/…` and `/apis/<group>/<version>/…`, get,
 //! list (label selectors), watch, create, replace, merge and apply patches,
-//! the status subresource — for any resource; it knows nothing of RBAC,
-//! admission, deletion or field ownership (an apply is a merge).
+//! the status subresource, delete (at once, with uid/resourceVersion
+//! preconditions) — for any resource; it knows nothing of RBAC, admission,
+//! finalizers, grace periods or field ownership (an apply is a merge).
 //!
 //! Tests reach it with [`StandIn::client`] (in process) or a kubeconfig
 //! ([`StandIn::kubeconfig`], for child processes), seed it with
@@ -193,6 +194,7 @@ async fn serve(State(store): State<Arc<Mutex<Store>>>, request: Request) -> Resp
         (&Method::GET, true) => lock().get(&target.key_or_collection()).cloned().ok_or(Refusal::NotFound),
         (&Method::POST, false) => lock().create(target.key_or_collection(), body, "POST"),
         (&Method::PUT, true) => lock().replace(target.key_or_collection(), body),
+        (&Method::DELETE, true) => lock().delete(target.key_or_collection(), &body["preconditions"]),
         (&Method::PATCH, true) => {
             let apply = content_type.starts_with("application/apply-patch");
             lock().patch(target.key_or_collection(), &body, &target.subresource, apply)

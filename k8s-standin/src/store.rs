@@ -21,11 +21,11 @@ pub struct Key {
 #[derive(Debug, Clone)]
 pub struct Change {
     pub resource_version: u64,
-    /// ADDED or MODIFIED.
+    /// ADDED, MODIFIED or DELETED.
     pub kind: &'static str,
     pub key: Key,
     pub object: Value,
-    /// The request that made it: POST, PUT, PATCH.
+    /// The request that made it: POST, PUT, PATCH, DELETE.
     pub method: &'static str,
     /// The subresource written ("" or "status").
     pub subresource: String,
@@ -153,6 +153,37 @@ impl Store {
         Ok(self.commit_if_changed(key, &current, next, "PATCH", subresource))
     }
 
+    /// Deletes an object at once (no finalizers, no grace period: what a
+    /// kubelet does with a pod is the test's to play). `preconditions` (a
+    /// DeleteOptions body's) name the uid and/or resourceVersion it must have.
+    ///
+    /// # Errors
+    /// `NotFound`, `Conflict`.
+    pub fn delete(&mut self, key: Key, preconditions: &Value) -> Result<Value, Refusal> {
+        let current = self.objects.get(&key).ok_or(Refusal::NotFound)?;
+        for field in ["uid", "resourceVersion"] {
+            if let Some(wanted) = preconditions[field].as_str()
+                && current["metadata"][field].as_str() != Some(wanted)
+            {
+                return Err(Refusal::Conflict);
+            }
+        }
+        let object = self.objects.remove(&key).unwrap_or_default();
+        self.version += 1;
+        let change = Change {
+            resource_version: self.version,
+            kind: "DELETED",
+            key,
+            object: object.clone(),
+            method: "DELETE",
+            subresource: String::new(),
+            at: std::time::Instant::now(),
+        };
+        self.history.push(change.clone());
+        let _ = self.changes.send(change);
+        Ok(object)
+    }
+
     /// A write that changes nothing is not one: no new resourceVersion, no
     /// watch event (as a real API server skips no-op updates).
     fn commit_if_changed(
@@ -220,4 +251,26 @@ pub fn matches(selector: &str, object: &Value) -> bool {
             labels.get(term).is_some()
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_key() -> Key {
+        Key { group: String::new(), resource: "pods".into(), namespace: "chat".into(), name: "demo-0".into() }
+    }
+
+    #[test]
+    fn a_delete_checks_its_preconditions_and_tells_watchers() {
+        let mut store = Store::default();
+        let created = store.create(pod_key(), json!({"metadata": {"name": "demo-0"}}), "POST").unwrap();
+        let mut changes = store.subscribe();
+        assert_eq!(store.delete(pod_key(), &json!({"uid": "someone-else"})), Err(Refusal::Conflict));
+        assert!(store.get(&pod_key()).is_some(), "a refused delete removed the object");
+        store.delete(pod_key(), &json!({"uid": created["metadata"]["uid"]})).unwrap();
+        assert!(store.get(&pod_key()).is_none());
+        assert_eq!(changes.try_recv().unwrap().kind, "DELETED");
+        assert_eq!(store.delete(pod_key(), &Value::Null), Err(Refusal::NotFound));
+    }
 }

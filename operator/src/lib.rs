@@ -9,6 +9,7 @@
 //! - [`resources`]: pure builders of the owned objects (StatefulSet, Services, PDB, ServiceAccount,
 //!   certificate Secrets and the CA ConfigMap).
 //! - [`plan`]: the pure membership planner (bootstrap once, scale up/down, lost volumes).
+//! - [`rollout`]: the pure upgrade planner (followers one at a time, one hand-over, leader last).
 //! - [`nodes`]: talking to chat nodes (GetStatus, Initialize, Join, Remove, TransferLeader).
 //! - [`leader_routing`]: the fast path — streams each cluster's leader and moves the label
 //!   (term-fenced, [`chat_k8s::routing`]) the moment it changes, whatever the reconcile is doing.
@@ -30,5 +31,6 @@ pub mod plan;
 pub mod reconcile;
 pub mod render;
 pub mod resources;
+pub mod rollout;
 pub mod status;
 pub mod validate;

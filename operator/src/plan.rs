@@ -51,6 +51,13 @@ pub enum Step {
     Remove { id: u64 },
     /// Add read replica `id` as a learner that is never promoted.
     JoinReplica { id: u64 },
+    /// An upgrade is under way; the next pod waits (the reason says for what).
+    Upgrading(String),
+    /// Delete member `id`'s pod so that it comes back with the new template
+    /// (`updated` of `total` members already run it).
+    Restart { id: u64, updated: usize, total: usize },
+    /// Every other member runs the new template: hand leadership from `from` to `to`.
+    HandOver { from: u64, to: u64 },
 }
 
 impl Step {
@@ -61,8 +68,9 @@ impl Step {
             Step::Join { ordinal } => Some(*ordinal),
             Step::JoinReplica { id } => Some(*id),
             Step::Evict { id } | Step::Remove { id } => Some(*id),
-            Step::TransferLeader { from } => Some(*from),
-            Step::Steady | Step::Wait(_) | Step::AdoptExisting => None,
+            Step::TransferLeader { from } | Step::HandOver { from, .. } => Some(*from),
+            Step::Restart { id, .. } => Some(*id),
+            Step::Steady | Step::Wait(_) | Step::AdoptExisting | Step::Upgrading(_) => None,
         }
     }
 
@@ -75,6 +83,7 @@ impl Step {
             Step::Join { .. } | Step::JoinReplica { .. } => Some("ScalingUp"),
             Step::Evict { .. } => Some("ReplacingLostMember"),
             Step::TransferLeader { .. } | Step::Remove { .. } => Some("ScalingDown"),
+            Step::Upgrading(_) | Step::Restart { .. } | Step::HandOver { .. } => Some("Upgrading"),
         }
     }
 }

@@ -11,7 +11,7 @@ use chat_k8s::routing::{self, Routed, Router};
 use chat_k8s::{ClusterNames, ReplicatedChat, ReplicatedChatStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -27,6 +27,7 @@ use crate::metrics::ActionLabel;
 use crate::nodes::Observation;
 use crate::plan::{Step, plan, plan_replicas};
 use crate::resources::{self, network_policy, node_role, pdb, service_account, services, statefulset};
+use crate::rollout;
 use crate::status;
 use crate::validate::{Severity, validate};
 
@@ -142,7 +143,8 @@ async fn converge(
     //    their StatefulSet only grows.
     let mut bootstrapped = cluster.status.as_ref().is_some_and(|s| s.bootstrapped);
     let mut plan = plan(cluster.spec.replicas, bootstrapped, current, &observation);
-    ssa(ctx, ns, &statefulset::build(cluster, plan.statefulset_replicas)).await?;
+    let voters = ssa(ctx, ns, &statefulset::build(cluster, plan.statefulset_replicas)).await?;
+    let mut targets = rollout::Targets { voters: rollout::Targets::of(&voters), replicas: None };
     let wanted_replicas = cluster.spec.read_replicas.max(0);
     if wanted_replicas > 0 || current_replicas > 0 {
         let replicas = if plan.step == Step::Steady {
@@ -152,11 +154,16 @@ async fn converge(
         } else {
             wanted_replicas.max(current_replicas)
         };
-        ssa(ctx, ns, &statefulset::build_replicas(cluster, replicas)).await?;
+        let replicas = ssa(ctx, ns, &statefulset::build_replicas(cluster, replicas)).await?;
+        targets.replicas = rollout::Targets::of(&replicas);
+    }
+    // A changed template rolls out only over a steady membership.
+    if plan.step == Step::Steady {
+        plan.step = rollout::next(names, pods, &targets, &observation);
     }
 
-    // 5. One membership step.
-    if let Err(e) = execute(ctx, cluster, names, &observation, &plan.step, &mut bootstrapped).await {
+    // 5. One membership or upgrade step.
+    if let Err(e) = execute(ctx, cluster, names, &observation, pods, &plan.step, &mut bootstrapped).await {
         let note = format!("{}: {e}", status::describe(&plan.step, names));
         let pod = plan.step.member().map(|m| names.pod(m));
         ctx.publish(cluster, EventType::Warning, "MembershipStepFailed", "ChangeMembership", note, pod).await;
@@ -204,7 +211,7 @@ async fn converge(
 
     Ok(match plan.step {
         Step::Steady => Action::requeue(REQUEUE_STEADY),
-        Step::Wait(_) => Action::requeue(REQUEUE_WAITING),
+        Step::Wait(_) | Step::Upgrading(_) => Action::requeue(REQUEUE_WAITING),
         _ => Action::requeue(REQUEUE_BUSY),
     })
 }
@@ -246,13 +253,14 @@ async fn execute(
     cluster: &ReplicatedChat,
     names: &ClusterNames,
     observation: &Observation,
+    pods: &[Pod],
     step: &Step,
     bootstrapped: &mut bool,
 ) -> Result<()> {
     let leader = observation.leader().map(|l| l.address.clone());
     let count = |action| ctx.metrics.membership_actions.get_or_create(&ActionLabel { action }).inc();
     let (reason, note) = match step {
-        Step::Steady | Step::Wait(_) => return Ok(()),
+        Step::Steady | Step::Wait(_) | Step::Upgrading(_) => return Ok(()),
         Step::Bootstrap => {
             let founded = ctx.nodes.initialize(names, 0).await?;
             *bootstrapped = true;
@@ -309,9 +317,46 @@ async fn execute(
             count("remove");
             ("MemberRemoved", format!("{} left the Raft membership", names.pod(*id)))
         }
+        Step::Restart { id, updated, total } => {
+            restart_pod(ctx, names, pods, *id).await?;
+            count("upgrade_restart");
+            let alone = observation.leader().is_some_and(|l| l.ordinal == *id);
+            let outage =
+                if alone { " (the only voter: no one to hand over to, writes pause until it is back)" } else { "" };
+            (
+                "UpgradingPod",
+                format!("restarting {} with the new template, {updated} of {total} updated{outage}", names.pod(*id)),
+            )
+        }
+        Step::HandOver { from, to } => {
+            let leader = leader.ok_or(Error::Node("no leader".into()))?;
+            let new = ctx.nodes.transfer_leader(names, &leader, Some(*to)).await?;
+            count("upgrade_hand_over");
+            (
+                "LeaderHandedOver",
+                format!(
+                    "{} → {} for the upgrade; {} restarts next",
+                    names.pod(*from),
+                    names.pod(new),
+                    names.pod(*from)
+                ),
+            )
+        }
     };
     let type_ = if reason == "MemberLostData" { EventType::Warning } else { EventType::Normal };
     ctx.publish(cluster, type_, reason, "ChangeMembership", note, step.member().map(|m| names.pod(m))).await;
+    Ok(())
+}
+
+/// Deletes member `id`'s pod, only the very pod the reconcile saw (its uid:
+/// never one the StatefulSet controller already made again).
+async fn restart_pod(ctx: &Context, names: &ClusterNames, pods: &[Pod], id: u64) -> Result<()> {
+    let name = names.pod(id);
+    let uid = pods.iter().find(|p| p.name_any() == name).and_then(|p| p.metadata.uid.clone());
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let params =
+        DeleteParams { preconditions: Some(Preconditions { uid, resource_version: None }), ..DeleteParams::default() };
+    api.delete(&name, &params).await?;
     Ok(())
 }
 

@@ -167,6 +167,15 @@ pub fn describe(step: &Step, names: &ClusterNames) -> String {
             format!("handing leadership away from {} before removing it", names.pod(*from))
         }
         Step::Remove { id } => format!("removing {} from the Raft membership", names.pod(*id)),
+        Step::Upgrading(why) => why.clone(),
+        Step::Restart { id, updated, total } => {
+            format!("{updated} of {total} members updated; restarting {} with the new template", names.pod(*id))
+        }
+        Step::HandOver { from, to } => format!(
+            "every other member updated; handing leadership from {} to {} before restarting it",
+            names.pod(*from),
+            names.pod(*to)
+        ),
     }
 }
 

@@ -80,10 +80,12 @@ pub fn build(cluster: &ReplicatedChat, replicas: i32) -> StatefulSet {
             // they are; OrderedReady would stall behind the first of them.
             pod_management_policy: Some("Parallel".into()),
             selector: LabelSelector { match_labels: Some(names.selector_labels()), ..LabelSelector::default() },
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
-                ..Default::default()
-            }),
+            // OnDelete: a pod runs a new template only when the operator
+            // deletes it, in the order `rollout` picks (followers first, one
+            // at a time, leadership handed over once, the old leader last).
+            // RollingUpdate would go by ordinal and restart the leader
+            // whenever its turn came.
+            update_strategy: Some(StatefulSetUpdateStrategy { type_: Some("OnDelete".into()), ..Default::default() }),
             persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
                 when_scaled: Some(spec.storage.on_scale_down.as_str().into()),
                 when_deleted: Some(spec.storage.on_delete.as_str().into()),
@@ -282,6 +284,8 @@ mod tests {
         let spec = sts.spec.unwrap();
         assert_eq!(spec.service_name.as_deref(), Some("demo-peers"));
         assert_eq!(spec.pod_management_policy.as_deref(), Some("Parallel"));
+        let strategy = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref());
+        assert_eq!(strategy, Some("OnDelete"), "the operator orders upgrades, not the StatefulSet controller");
     }
 
     #[test]
