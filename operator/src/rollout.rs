@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn replicas_then_followers_highest_first_then_one_hand_over_then_the_old_leader() {
         let observed = observed(3, 2, 1);
-        let mut revisions = vec![(0, OLD), (1, OLD), (2, OLD), (1000, OLD), (1001, OLD)];
+        let mut revisions = [(0, OLD), (1, OLD), (2, OLD), (1000, OLD), (1001, OLD)];
         let mut steps = Vec::new();
         loop {
             let pods: Vec<Pod> = revisions.iter().map(|&(id, r)| pod(id, r, true)).collect();
