@@ -144,7 +144,7 @@ async fn converge(
     let mut bootstrapped = cluster.status.as_ref().is_some_and(|s| s.bootstrapped);
     let mut plan = plan(cluster.spec.replicas, bootstrapped, current, &observation);
     let voters = ssa(ctx, ns, &statefulset::build(cluster, plan.statefulset_replicas)).await?;
-    let mut targets = rollout::Targets { voters: rollout::Targets::of(&voters), replicas: None };
+    let mut targets = rollout::Targets { voters: rollout::Target::of(&voters), replicas: rollout::Target::Unreported };
     let wanted_replicas = cluster.spec.read_replicas.max(0);
     if wanted_replicas > 0 || current_replicas > 0 {
         let replicas = if plan.step == Step::Steady {
@@ -155,7 +155,7 @@ async fn converge(
             wanted_replicas.max(current_replicas)
         };
         let replicas = ssa(ctx, ns, &statefulset::build_replicas(cluster, replicas)).await?;
-        targets.replicas = rollout::Targets::of(&replicas);
+        targets.replicas = rollout::Target::of(&replicas);
     }
     // A changed template rolls out only over a steady membership.
     if plan.step == Step::Steady {

@@ -36,37 +36,65 @@ use crate::plan::Step;
 /// the template it was made from.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 
-/// The revision every pod of each StatefulSet should run, once the
-/// StatefulSet controller has seen the current template (`None` until then:
-/// an old `updateRevision` would send the upgrade nowhere).
+/// The revision every pod of each StatefulSet should run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Targets {
-    pub voters: Option<String>,
-    pub replicas: Option<String>,
+    pub voters: Target,
+    pub replicas: Target,
+}
+
+/// What a StatefulSet's status says about its template.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Target {
+    /// No status at all: a StatefulSet no controller has reported on (just
+    /// made). Its pods come from its only template: nothing to roll out.
+    #[default]
+    Unreported,
+    /// The status is older than the spec: the template may have changed and
+    /// its revision is not known yet. An old `updateRevision` would pass
+    /// every pod for current.
+    Behind,
+    /// The revision of the current template.
+    Revision(String),
+}
+
+impl Target {
+    pub fn of(statefulset: &k8s_openapi::api::apps::v1::StatefulSet) -> Self {
+        let Some(status) = statefulset.status.as_ref().filter(|s| s.observed_generation.is_some()) else {
+            return Target::Unreported;
+        };
+        let seen = status.observed_generation >= statefulset.metadata.generation;
+        match &status.update_revision {
+            Some(revision) if seen => Target::Revision(revision.clone()),
+            _ => Target::Behind,
+        }
+    }
 }
 
 impl Targets {
-    /// What a StatefulSet's status says its pods should run, if it is current.
-    pub fn of(statefulset: &k8s_openapi::api::apps::v1::StatefulSet) -> Option<String> {
-        let status = statefulset.status.as_ref()?;
-        let seen = status.observed_generation? >= statefulset.metadata.generation.unwrap_or(0);
-        seen.then(|| status.update_revision.clone()).flatten()
-    }
-
-    fn of_member(&self, id: u64) -> Option<&str> {
-        if id >= REPLICA_ID_BASE { self.replicas.as_deref() } else { self.voters.as_deref() }
+    fn of_member(&self, id: u64) -> &Target {
+        if id >= REPLICA_ID_BASE { &self.replicas } else { &self.voters }
     }
 }
 
 /// The next upgrade step, or [`Step::Steady`] when every member runs its
-/// StatefulSet's current template (or the targets are not known yet).
+/// StatefulSet's current template.
 pub fn next(names: &ClusterNames, pods: &[Pod], targets: &Targets, observed: &Observation) -> Step {
     let (Some(leader), Some(members)) = (observed.leader(), observed.members()) else {
         return Step::Steady;
     };
     let pod_of = |id: u64| pods.iter().find(|p| p.name_any() == names.pod(id));
+    // A set whose target is not known yet (its template changed a moment
+    // ago) must not pass for current: its pods would be skipped and the
+    // order broken (the leader's set before the replicas').
+    if let Some(m) = members.iter().find(|m| pod_of(m.id).is_some() && *targets.of_member(m.id) == Target::Behind) {
+        return Step::Wait(format!(
+            "waiting for the StatefulSet controller to observe the template of {}",
+            names.pod(m.id)
+        ));
+    }
     let outdated = |id: u64| match (targets.of_member(id), pod_of(id)) {
-        (Some(target), Some(pod)) => pod.labels().get(REVISION_LABEL).map(String::as_str) != Some(target),
+        (Target::Revision(target), Some(pod)) => pod.labels().get(REVISION_LABEL) != Some(target),
         _ => false,
     };
     let mut stale: Vec<&chat_proto::cluster::Member> = members.iter().filter(|m| outdated(m.id)).collect();
@@ -173,7 +201,7 @@ mod tests {
     }
 
     fn targets() -> Targets {
-        Targets { voters: Some(NEW.into()), replicas: Some(NEW.into()) }
+        Targets { voters: Target::Revision(NEW.into()), replicas: Target::Revision(NEW.into()) }
     }
 
     #[test]
@@ -233,12 +261,15 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_do_when_current_or_when_the_target_is_not_known_yet() {
+    fn nothing_to_do_when_current_and_a_wait_while_the_target_is_not_known_yet() {
         let observed = observed(3, 0, 0);
         let current: Vec<Pod> = (0..3).map(|id| pod(id, NEW, true)).collect();
         assert_eq!(next(&names(), &current, &targets(), &observed), Step::Steady);
         let old: Vec<Pod> = (0..3).map(|id| pod(id, OLD, true)).collect();
-        assert_eq!(next(&names(), &old, &Targets::default(), &observed), Step::Steady);
+        assert_eq!(next(&names(), &old, &Targets::default(), &observed), Step::Steady, "unreported: a new set");
+        let behind = Targets { voters: Target::Behind, replicas: Target::Unreported };
+        let unknown = next(&names(), &old, &behind, &observed);
+        assert!(matches!(unknown, Step::Wait(ref why) if why.contains("observe the template")), "{unknown:?}");
         assert_eq!(
             next(&names(), &old, &targets(), &Observation::default()),
             Step::Steady,
@@ -261,13 +292,15 @@ mod tests {
         let sts = |generation, observed| StatefulSet {
             metadata: ObjectMeta { generation: Some(generation), ..ObjectMeta::default() },
             status: Some(StatefulSetStatus {
-                observed_generation: Some(observed),
+                observed_generation: observed,
                 update_revision: Some(NEW.into()),
                 ..StatefulSetStatus::default()
             }),
             ..StatefulSet::default()
         };
-        assert_eq!(Targets::of(&sts(4, 4)).as_deref(), Some(NEW));
-        assert_eq!(Targets::of(&sts(5, 4)), None);
+        assert_eq!(Target::of(&sts(4, Some(4))), Target::Revision(NEW.into()));
+        assert_eq!(Target::of(&sts(5, Some(4))), Target::Behind);
+        assert_eq!(Target::of(&sts(1, None)), Target::Unreported);
+        assert_eq!(Target::of(&StatefulSet::default()), Target::Unreported);
     }
 }

@@ -4,20 +4,19 @@
 //! status moves with every write: members' matched indexes), so reconciles
 //! and API writes stay few however busy the cluster is.
 
-use std::collections::BTreeMap;
+#[path = "fixtures/standin.rs"]
+mod standin;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use chat_client::{Security, TcpDial};
 use chat_k8s_standin::StandIn;
 use chat_operator::controller;
 use chat_operator::metrics::Metrics;
-use chat_operator::nodes::{Nodes, PodAddress, fixed};
 use chat_testkit::{TestCluster, chat_node_binary, eventually, register, send};
 use serde_json::json;
-
-const RCHAT: &str = "/apis/chat.replicated.dev/v1alpha1/namespaces/chat/replicatedchats/demo";
+use standin::{RCHAT, nodes, pod, seed};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_busy_cluster_with_a_steady_membership_costs_few_reconciles_and_writes() {
@@ -27,10 +26,8 @@ async fn a_busy_cluster_with_a_steady_membership_costs_few_reconciles_and_writes
     }
     cluster.wait_voters(3).await;
     let api = StandIn::start().await;
-    seed(&api, &cluster);
-    let addresses: BTreeMap<u64, PodAddress> =
-        cluster.nodes.iter().map(|n| (n.id, PodAddress { public: n.addr.clone(), peer: n.peer.clone() })).collect();
-    let nodes = Nodes::new(Arc::new(|s: Security| Arc::new(TcpDial::new(s))), fixed(addresses));
+    seed(&api, &cluster, json!({"image": "chat-node:dev", "replicas": 3}), (0..3).map(pod));
+    let nodes = nodes(&cluster);
     let metrics = Arc::new(Metrics::default());
     let run = tokio::spawn(controller::run(
         api.client("chat"),
@@ -96,28 +93,4 @@ async fn a_busy_cluster_with_a_steady_membership_costs_few_reconciles_and_writes
     let status_writes = api_writes.iter().filter(|w| w.ends_with("status")).count() as u64;
     assert!(status_writes <= 2 + elections, "status written {status_writes} times with {elections} elections");
     run.abort();
-}
-
-/// The cluster's ReplicatedChat (already bootstrapped: the test kit founded
-/// it), its pods, and its CA (the test kit's, so the operator's certificate
-/// is one the nodes accept).
-fn seed(api: &StandIn, cluster: &TestCluster) {
-    let rchat = json!({
-        "apiVersion": "chat.replicated.dev/v1alpha1", "kind": "ReplicatedChat",
-        "metadata": {"name": "demo", "namespace": "chat", "finalizers": ["chat.replicated.dev/cleanup"]},
-        "spec": {"image": "chat-node:dev", "replicas": 3},
-        "status": {"bootstrapped": true},
-    });
-    api.put(RCHAT, rchat);
-    for id in 0..3 {
-        api.put(
-            &format!("/api/v1/namespaces/chat/pods/demo-{id}"),
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("demo-{id}"),
-                "labels": {"app.kubernetes.io/name": "replicated-chat", "app.kubernetes.io/instance": "demo"}}}),
-        );
-    }
-    let object: chat_k8s::ReplicatedChat = serde_json::from_value(api.get(RCHAT).unwrap()).unwrap();
-    let ca = &cluster.tls.ca;
-    let secret = chat_operator::resources::certificates::ca_secret(&object, ca.cert_pem(), &ca.key_pem());
-    api.put("/api/v1/namespaces/chat/secrets/demo-ca", serde_json::to_value(secret).unwrap());
 }
