@@ -24,6 +24,13 @@ pub const ROLE_LEADER: &str = "leader";
 /// On the leader Lease: the Raft term of its holder. On a pod: the newest term
 /// whose leader label writer wrote it (labelled it, or fenced it off).
 pub const TERM_ANNOTATION: &str = "chat.replicated.dev/term";
+/// On a ReplicatedChat: asks for a rolling restart (leader last). The
+/// operator copies it into the pod template, so a new value is a new
+/// template; `kubectl chat restart` sets it to the time of asking.
+pub const RESTARTED_AT_ANNOTATION: &str = "chat.replicated.dev/restartedAt";
+/// On a ReplicatedChat: asks the operator to hand leadership to this pod
+/// (`kubectl chat promote POD`); it removes the annotation once done or refused.
+pub const PROMOTE_ANNOTATION: &str = "chat.replicated.dev/promote";
 /// Public gRPC port of every node: the chat API and GetStatus.
 pub const GRPC_PORT: u16 = 50051;
 /// Peer gRPC port of every node: Raft traffic and membership (mutual TLS).

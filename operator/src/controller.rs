@@ -159,7 +159,8 @@ pub async fn run(
     let pod_watch = watcher::Config::default().labels("app.kubernetes.io/name=replicated-chat");
     ready.store(true, Ordering::Relaxed);
     // Quiet when nothing changes: a ReplicatedChat wakes the controller only
-    // when its spec (generation; deletion bumps it too) or its finalizers
+    // when its spec (generation; deletion bumps it too), its finalizers or its
+    // annotations (`kubectl chat restart` and `promote` ask through them)
     // change, never for the operator's own status writes — the status moves
     // with every write to the cluster (members' matched indexes), and reacting
     // to it made each status patch trigger the next reconcile under load.
@@ -168,7 +169,10 @@ pub async fn run(
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation.combine(predicates::finalizers), PredicateConfig::default());
+        .predicate_filter(
+            predicates::generation.combine(predicates::finalizers).combine(predicates::annotations),
+            PredicateConfig::default(),
+        );
     Controller::for_stream(clusters, reader)
         .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Service>::all(client.clone()), watcher::Config::default())

@@ -9,6 +9,7 @@
 //! - [`resources`]: pure builders of the owned objects (StatefulSet, Services, PDB, ServiceAccount,
 //!   certificate Secrets and the CA ConfigMap).
 //! - [`plan`]: the pure membership planner (bootstrap once, scale up/down, lost volumes).
+//! - [`promotion`]: judging a `kubectl chat promote` request.
 //! - [`rollout`]: the pure upgrade planner (followers one at a time, one hand-over, leader last).
 //! - [`nodes`]: talking to chat nodes (GetStatus, Initialize, Join, Remove, TransferLeader).
 //! - [`leader_routing`]: the fast path — streams each cluster's leader and moves the label
@@ -28,6 +29,7 @@ pub mod leader_routing;
 pub mod metrics;
 pub mod nodes;
 pub mod plan;
+pub mod promotion;
 pub mod reconcile;
 pub mod render;
 pub mod resources;

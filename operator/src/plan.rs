@@ -58,6 +58,8 @@ pub enum Step {
     Restart { id: u64, updated: usize, total: usize },
     /// Every other member runs the new template: hand leadership from `from` to `to`.
     HandOver { from: u64, to: u64 },
+    /// Asked for (`kubectl chat promote`): hand leadership from `from` to `to`.
+    Promote { from: u64, to: u64 },
 }
 
 impl Step {
@@ -69,6 +71,7 @@ impl Step {
             Step::JoinReplica { id } => Some(*id),
             Step::Evict { id } | Step::Remove { id } => Some(*id),
             Step::TransferLeader { from } | Step::HandOver { from, .. } => Some(*from),
+            Step::Promote { to, .. } => Some(*to),
             Step::Restart { id, .. } => Some(*id),
             Step::Steady | Step::Wait(_) | Step::AdoptExisting | Step::Upgrading(_) => None,
         }
@@ -84,6 +87,7 @@ impl Step {
             Step::Evict { .. } => Some("ReplacingLostMember"),
             Step::TransferLeader { .. } | Step::Remove { .. } => Some("ScalingDown"),
             Step::Upgrading(_) | Step::Restart { .. } | Step::HandOver { .. } => Some("Upgrading"),
+            Step::Promote { .. } => Some("Promoting"),
         }
     }
 }

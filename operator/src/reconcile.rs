@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chat_k8s::names::{FIELD_MANAGER, REPLICA_ID_BASE};
+use chat_k8s::names::{FIELD_MANAGER, PROMOTE_ANNOTATION, REPLICA_ID_BASE};
 use chat_k8s::routing::{self, Routed, Router};
 use chat_k8s::{ClusterNames, ReplicatedChat, ReplicatedChatStatus};
 use k8s_openapi::api::core::v1::Pod;
@@ -26,6 +26,7 @@ use crate::leader_routing::{Seen, announce};
 use crate::metrics::ActionLabel;
 use crate::nodes::Observation;
 use crate::plan::{Step, plan, plan_replicas};
+use crate::promotion::{self, Promotion};
 use crate::resources::{self, network_policy, node_role, pdb, service_account, services, statefulset};
 use crate::rollout;
 use crate::status;
@@ -157,7 +158,19 @@ async fn converge(
         let replicas = ssa(ctx, ns, &statefulset::build_replicas(cluster, replicas)).await?;
         targets.replicas = rollout::Target::of(&replicas);
     }
-    // A changed template rolls out only over a steady membership.
+    // A promotion asked for, then a changed template, only over a steady membership.
+    if plan.step == Step::Steady {
+        match promotion::judge(cluster, names, &observation) {
+            Some(Promotion::Step(step)) => plan.step = step,
+            Some(Promotion::Done(note)) => {
+                answer_promotion(ctx, cluster, rchats, EventType::Normal, "Promoted", note).await?
+            }
+            Some(Promotion::Refused(why)) => {
+                answer_promotion(ctx, cluster, rchats, EventType::Warning, "PromoteRefused", why).await?;
+            }
+            None => {}
+        }
+    }
     if plan.step == Step::Steady {
         plan.step = rollout::next(names, pods, &targets, &observation);
     }
@@ -328,6 +341,14 @@ async fn execute(
                 format!("restarting {} with the new template, {updated} of {total} updated{outage}", names.pod(*id)),
             )
         }
+        Step::Promote { from, to } => {
+            let leader = leader.ok_or(Error::Node("no leader".into()))?;
+            let new = ctx.nodes.transfer_leader(names, &leader, Some(*to)).await?;
+            count("promote");
+            let rchats: Api<ReplicatedChat> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            forget_promotion(&rchats, cluster).await?;
+            ("Promoted", format!("{} → {}, as asked", names.pod(*from), names.pod(new)))
+        }
         Step::HandOver { from, to } => {
             let leader = leader.ok_or(Error::Node("no leader".into()))?;
             let new = ctx.nodes.transfer_leader(names, &leader, Some(*to)).await?;
@@ -345,6 +366,26 @@ async fn execute(
     };
     let type_ = if reason == "MemberLostData" { EventType::Warning } else { EventType::Normal };
     ctx.publish(cluster, type_, reason, "ChangeMembership", note, step.member().map(|m| names.pod(m))).await;
+    Ok(())
+}
+
+/// Tells what became of a promote request and removes it.
+async fn answer_promotion(
+    ctx: &Context,
+    cluster: &ReplicatedChat,
+    rchats: &Api<ReplicatedChat>,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) -> Result<()> {
+    ctx.publish(cluster, type_, reason, "Promote", note, None).await;
+    forget_promotion(rchats, cluster).await
+}
+
+/// Removes the promote request (a merge patch's `null` deletes the key).
+async fn forget_promotion(rchats: &Api<ReplicatedChat>, cluster: &ReplicatedChat) -> Result<()> {
+    let patch = json!({"metadata": {"annotations": {PROMOTE_ANNOTATION: null}}});
+    rchats.patch(&cluster.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }
 

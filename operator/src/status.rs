@@ -171,6 +171,9 @@ pub fn describe(step: &Step, names: &ClusterNames) -> String {
         Step::Restart { id, updated, total } => {
             format!("{updated} of {total} members updated; restarting {} with the new template", names.pod(*id))
         }
+        Step::Promote { from, to } => {
+            format!("handing leadership from {} to {}, as asked", names.pod(*from), names.pod(*to))
+        }
         Step::HandOver { from, to } => format!(
             "every other member updated; handing leadership from {} to {} before restarting it",
             names.pod(*from),

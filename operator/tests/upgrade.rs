@@ -12,6 +12,9 @@
 //! - every member ends on the new revision, the status says so;
 //! - no write failed, and every acknowledged write is in the conversation once;
 //! - leadership changed exactly once (one term, one `LeaderHandedOver`).
+//!
+//! And the two requests `kubectl chat` makes through annotations: promote a
+//! pod, restart every pod.
 
 #[path = "fixtures/standin.rs"]
 mod standin;
@@ -23,11 +26,12 @@ use std::time::Duration;
 
 use chat_client::{Client, ReadConsistency};
 use chat_k8s::ClusterNames;
-use chat_k8s::names::REPLICA_ID_BASE;
+use chat_k8s::names::{PROMOTE_ANNOTATION, REPLICA_ID_BASE, RESTARTED_AT_ANNOTATION};
 use chat_k8s_standin::{Change, StandIn};
 use chat_operator::controller;
 use chat_operator::metrics::Metrics;
 use chat_operator::rollout::REVISION_LABEL;
+use chat_proto::cluster::Role;
 use chat_testkit::{TestCluster, chat_node_binary, eventually, http_get};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -48,6 +52,63 @@ async fn three_voters_and_a_read_replica_upgrade_leader_last_losing_no_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_voters_upgrade_leader_last_losing_no_write() {
     upgrade(5, 0).await;
+}
+
+/// `kubectl chat promote` and `kubectl chat restart` ask through annotations
+/// on the ReplicatedChat: the operator hands leadership to the pod named,
+/// then restarts every pod, leader last, without losing a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_promotion_then_a_restart_asked_through_annotations() {
+    let names = ClusterNames::new("demo", "chat");
+    let mut cluster = TestCluster::empty(chat_node_binary(), &[]);
+    for id in 0..3 {
+        cluster.add_node(id);
+    }
+    cluster.wait_voters(3).await;
+    let api = StandIn::start().await;
+    seed(
+        &api,
+        &cluster,
+        json!({"image": "chat-node:v1", "replicas": 3}),
+        (0..3).map(|id| pod(&names, id, FIRST, true)),
+    );
+    let mut kube = Kubernetes { api: &api, names: names.clone(), revisions: HashMap::new() };
+    let mut changes = api.subscribe();
+    let run = tokio::spawn(controller::run(
+        api.client("chat"),
+        nodes(&cluster),
+        "chat-system".into(),
+        Arc::new(Metrics::default()),
+        Arc::new(AtomicBool::new(false)),
+    ));
+    settle(&mut kube, &mut cluster, &mut changes, &[0, 1, 2], FIRST).await;
+
+    let before = cluster.leader().await;
+    let chosen = (before + 1) % 3;
+    let mut rchat = api.get(RCHAT).unwrap();
+    rchat["metadata"]["annotations"] = json!({PROMOTE_ANNOTATION: names.pod(chosen)});
+    api.put(RCHAT, rchat);
+    eventually("the promotion", Duration::from_secs(30), || async {
+        let leads = cluster.status(chosen).await.is_some_and(|s| s.role == Role::Leader as i32);
+        let asked = !api.get(RCHAT).unwrap()["metadata"]["annotations"][PROMOTE_ANNOTATION].is_null();
+        (leads && !asked).then_some(())
+    })
+    .await;
+    assert_eq!(events(&api, "Promoted"), [format!("demo-{before} → demo-{chosen}, as asked")]);
+
+    let writer = Writer::start(&cluster).await;
+    writer.wait_for(10).await;
+    let mut rchat = api.get(RCHAT).unwrap();
+    rchat["metadata"]["annotations"] = json!({RESTARTED_AT_ANNOTATION: "2026-12-02T22:00:00Z"});
+    api.put(RCHAT, rchat);
+    settle(&mut kube, &mut cluster, &mut changes, &[0, 1, 2], "rev-2").await;
+    let (acked, failed) = writer.stop().await;
+    assert!(failed.is_empty(), "writes failed during the restart: {failed:?}");
+    let restarts = events(&api, "UpgradingPod");
+    assert_eq!(restarts.len(), 3, "{restarts:?}");
+    assert!(restarts[2].contains(&format!("demo-{chosen} ")), "the leader last: {restarts:?}");
+    eprintln!("promoted demo-{chosen}, then restarted {restarts:?} with {} writes acknowledged", acked.len());
+    run.abort();
 }
 
 async fn upgrade(voters: u64, replicas: u64) {

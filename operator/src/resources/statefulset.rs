@@ -18,11 +18,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use std::collections::BTreeMap;
+
 use chat_k8s::ReplicatedChat;
 use chat_k8s::names::{
     DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT, READ_ONLY_LABEL, READ_REPLICA_LABEL, REPLICA_ID_BASE,
-    TLS_DIR,
+    RESTARTED_AT_ANNOTATION, TLS_DIR,
 };
+use kube::ResourceExt;
 
 use super::{names, owned_meta};
 
@@ -93,7 +96,7 @@ pub fn build(cluster: &ReplicatedChat, replicas: i32) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
-                    annotations: (!spec.pod_annotations.is_empty()).then(|| spec.pod_annotations.clone()),
+                    annotations: template_annotations(cluster),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod_spec(cluster)),
@@ -119,6 +122,16 @@ pub fn build(cluster: &ReplicatedChat, replicas: i32) -> StatefulSet {
         }),
         ..StatefulSet::default()
     }
+}
+
+/// `spec.podAnnotations`, plus a restart request (`kubectl chat restart`):
+/// a new value changes the template, which the operator rolls out leader last.
+fn template_annotations(cluster: &ReplicatedChat) -> Option<BTreeMap<String, String>> {
+    let mut annotations = cluster.spec.pod_annotations.clone();
+    if let Some(at) = cluster.annotations().get(RESTARTED_AT_ANNOTATION) {
+        annotations.insert(RESTARTED_AT_ANNOTATION.into(), at.clone());
+    }
+    (!annotations.is_empty()).then_some(annotations)
 }
 
 fn pod_spec(cluster: &ReplicatedChat) -> PodSpec {
@@ -306,6 +319,22 @@ mod tests {
         brought.spec.tls.node_secret = Some("mine".into());
         let pod = build(&brought, 3).spec.unwrap().template.spec.unwrap();
         assert_eq!(pod.volumes.unwrap()[0].secret.clone().unwrap().secret_name.as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn a_restart_request_changes_both_templates_and_nothing_else() {
+        let plain = cluster(3);
+        let mut asked = plain.clone();
+        asked.annotations_mut().insert(RESTARTED_AT_ANNOTATION.into(), "2026-12-02T22:00:00Z".into());
+        for (before, after) in
+            [(build(&plain, 3), build(&asked, 3)), (build_replicas(&plain, 1), build_replicas(&asked, 1))]
+        {
+            let (mut before, after) = (before.spec.unwrap().template, after.spec.unwrap().template);
+            let annotations = after.metadata.as_ref().unwrap().annotations.clone().unwrap();
+            assert_eq!(annotations[RESTARTED_AT_ANNOTATION], "2026-12-02T22:00:00Z");
+            before.metadata.as_mut().unwrap().annotations = Some(annotations);
+            assert_eq!(before, after);
+        }
     }
 
     #[test]
