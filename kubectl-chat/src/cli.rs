@@ -60,6 +60,15 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Chat(ChatCommand),
+    #[command(flatten)]
+    Admin(cmd::admin::AdminCommand),
+}
+
+/// What talks to the chat cluster (directly or through a port-forward).
+#[derive(Debug, Subcommand)]
+pub enum ChatCommand {
     /// Create an account (password from a prompt, --password-stdin or CHAT_PASSWORD).
     Register(cmd::account::Register),
     /// Log in and remember the session for this cluster.
@@ -132,24 +141,28 @@ impl Cli {
             cluster: self.cluster.as_deref(),
         };
         let deadline = std::time::Duration::from_secs(self.timeout);
+        let command = match self.command {
+            Command::Admin(admin) => return admin.run(&target, self.output, deadline).await,
+            Command::Chat(command) => command,
+        };
         let Connection { client, cluster_key } = Connection::open(&target, deadline).await?;
         let ctx = Ctx { client, store: SessionStore::default_location()?, cluster_key, output: self.output };
-        let outcome = match self.command {
-            Command::Register(c) => c.run(&ctx).await,
-            Command::Login(c) => c.run(&ctx).await,
-            Command::Logout(c) => c.run(&ctx).await,
-            Command::Whoami(c) => c.run(&ctx).await,
-            Command::DeleteAccount(c) => c.run(&ctx).await,
-            Command::Users(c) => c.run(&ctx).await,
-            Command::Send(c) => c.run(&ctx).await,
-            Command::Read(c) => c.run(&ctx).await,
-            Command::Inbox(c) => c.run(&ctx).await,
-            Command::MarkRead(c) => c.run(&ctx).await,
-            Command::DeleteMessages(c) => c.run(&ctx).await,
-            Command::Watch(c) => c.run(&ctx).await,
-            Command::Chat(c) => c.run(&ctx).await,
-            Command::Status(c) => c.run(&ctx).await,
-            Command::Bench(c) => c.run(&ctx).await,
+        let outcome = match command {
+            ChatCommand::Register(c) => c.run(&ctx).await,
+            ChatCommand::Login(c) => c.run(&ctx).await,
+            ChatCommand::Logout(c) => c.run(&ctx).await,
+            ChatCommand::Whoami(c) => c.run(&ctx).await,
+            ChatCommand::DeleteAccount(c) => c.run(&ctx).await,
+            ChatCommand::Users(c) => c.run(&ctx).await,
+            ChatCommand::Send(c) => c.run(&ctx).await,
+            ChatCommand::Read(c) => c.run(&ctx).await,
+            ChatCommand::Inbox(c) => c.run(&ctx).await,
+            ChatCommand::MarkRead(c) => c.run(&ctx).await,
+            ChatCommand::DeleteMessages(c) => c.run(&ctx).await,
+            ChatCommand::Watch(c) => c.run(&ctx).await,
+            ChatCommand::Chat(c) => c.run(&ctx).await,
+            ChatCommand::Status(c) => c.run(&ctx).await,
+            ChatCommand::Bench(c) => c.run(&ctx).await,
         };
         // The session's position moves with what this command saw (clones of
         // the client share it), for the next command's SESSION reads.

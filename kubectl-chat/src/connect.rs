@@ -75,21 +75,8 @@ impl Connection {
     }
 
     async fn through_kubernetes(target: &Target<'_>, deadline: Duration) -> anyhow::Result<Self> {
-        let config_options = KubeConfigOptions { context: target.context.map(str::to_string), ..Default::default() };
-        let config = match target.kubeconfig {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {path}"))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &config_options).await
-            }
-            None => kube::Config::from_kubeconfig(&config_options).await,
-        }
-        .context("no cluster address (--addr or CHAT_ADDR) and no usable kubeconfig for kube mode")?;
-        let namespace = target.namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
-        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
-        let kube = kube::Client::try_from(config).context("building the Kubernetes client")?;
-
-        let cluster = resolve::find_cluster(&kube, &namespace, target.cluster).await.map_err(unavailable_if)?;
-        let names = ClusterNames::new(cluster.name_any(), namespace.clone());
+        let KubeCluster { kube, server, names } = KubeCluster::open(target).await?;
+        let namespace = names.namespace.clone();
         let pods = Api::namespaced(kube.clone(), &namespace);
         let services = Api::namespaced(kube.clone(), &namespace);
         let seeds = resolve::seeds(&services, &pods, &names).await.map_err(unavailable_if)?;
@@ -110,6 +97,38 @@ impl Connection {
         let dial = PortForwardDial::new(kube, namespace.clone(), security);
         let client = Client::with_dial(seeds, options, Arc::new(dial))?;
         Ok(Self { client, cluster_key: format!("kube:{server}/{namespace}/{}", names.cluster) })
+    }
+}
+
+/// The Kubernetes side of kube mode: a client of the API server and the
+/// names of the ReplicatedChat the flags chose.
+pub struct KubeCluster {
+    pub kube: kube::Client,
+    /// The API server's URL (part of the session key).
+    pub server: String,
+    pub names: ClusterNames,
+}
+
+impl KubeCluster {
+    /// # Errors
+    /// An unusable kubeconfig, or a ReplicatedChat that cannot be found.
+    pub async fn open(target: &Target<'_>) -> anyhow::Result<Self> {
+        let config_options = KubeConfigOptions { context: target.context.map(str::to_string), ..Default::default() };
+        let config = match target.kubeconfig {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {path}"))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &config_options).await
+            }
+            None => kube::Config::from_kubeconfig(&config_options).await,
+        }
+        .context("no cluster address (--addr or CHAT_ADDR) and no usable kubeconfig for kube mode")?;
+        let namespace = target.namespace.map_or_else(|| config.default_namespace.clone(), str::to_string);
+        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let kube = kube::Client::try_from(config).context("building the Kubernetes client")?;
+
+        let cluster = resolve::find_cluster(&kube, &namespace, target.cluster).await.map_err(unavailable_if)?;
+        let names = ClusterNames::new(cluster.name_any(), namespace);
+        Ok(Self { kube, server, names })
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per group of subcommands; each subcommand is a clap `Args` struct with `run`.
 
 pub mod account;
+pub mod admin;
 pub mod bench;
 pub mod live;
 pub mod messages;

@@ -1,0 +1,130 @@
+//! The admin commands through the real binary, against the stand-in API
+//! server: what each asks of Kubernetes (an annotation on the ReplicatedChat,
+//! or one pod deleted), what it refuses before asking, and how `promote`
+//! waits for the operator's answer (played here by the test).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use chat_k8s::names::{PROMOTE_ANNOTATION, RESTARTED_AT_ANNOTATION};
+use chat_k8s_standin::StandIn;
+use serde_json::json;
+
+const RCHAT: &str = "/apis/chat.replicated.dev/v1alpha1/namespaces/chat/replicatedchats/demo";
+
+async fn seeded() -> (StandIn, tempfile::TempDir, std::path::PathBuf) {
+    let api = StandIn::start().await;
+    api.put(
+        RCHAT,
+        json!({"apiVersion": "chat.replicated.dev/v1alpha1", "kind": "ReplicatedChat",
+               "metadata": {"name": "demo", "namespace": "chat"},
+               "spec": {"image": "chat-node:v1", "replicas": 3},
+               "status": {"leader": "demo-0"}}),
+    );
+    for id in 0..3 {
+        api.put(
+            &format!("/api/v1/namespaces/chat/pods/demo-{id}"),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("demo-{id}"), "namespace": "chat"}}),
+        );
+    }
+    let home = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(home.path(), "chat");
+    (api, home, kubeconfig)
+}
+
+async fn kubectl_chat(home: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::from(Command::new(env!("CARGO_BIN_EXE_kubectl-chat")));
+    command
+        .args(args)
+        .env_remove("CHAT_ADDR")
+        .env_remove("CHAT_CA")
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home);
+    command.output().await.unwrap()
+}
+
+fn annotation(api: &StandIn, key: &str) -> Option<String> {
+    api.get(RCHAT).unwrap()["metadata"]["annotations"][key].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_asks_the_operator_or_deletes_one_pod() {
+    let (api, home, config) = seeded().await;
+    let out = kubectl_chat(home.path(), &config, &["restart"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let at = annotation(&api, RESTARTED_AT_ANNOTATION).expect("the restart request");
+    assert!(humantime::parse_rfc3339(&at).is_ok(), "{at} is a time");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("leader last"));
+
+    let out = kubectl_chat(home.path(), &config, &["restart", "demo-1", "-o", "json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(api.get("/api/v1/namespaces/chat/pods/demo-1").is_none(), "demo-1 deleted");
+    assert!(api.get("/api/v1/namespaces/chat/pods/demo-0").is_some(), "only demo-1");
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["pod"], "demo-1");
+
+    let before = api.store().version();
+    for (args, says) in [
+        (&["restart", "other-1"][..], "not a pod of demo"),
+        (&["--addr", "127.0.0.1:1", "restart"][..], "kube mode"),
+        (&["promote", "demo-replica-0"][..], "read replica"),
+        (&["promote", "nginx"][..], "not a pod of demo"),
+    ] {
+        let out = kubectl_chat(home.path(), &config, args).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(api.store().version(), before, "a refused command wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_waits_for_the_operator_and_reports_its_answer() {
+    let (api, home, config) = seeded().await;
+    let out = kubectl_chat(home.path(), &config, &["promote", "demo-2", "--no-wait"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(annotation(&api, PROMOTE_ANNOTATION).as_deref(), Some("demo-2"));
+    let mut rchat = api.get(RCHAT).unwrap();
+    rchat["metadata"]["annotations"] = json!({});
+    api.put(RCHAT, rchat);
+
+    // The operator's part: act on the request, remove it, name the new leader.
+    let operator = |leader: &'static str| {
+        let mut changes = api.subscribe();
+        let api = api.client("chat");
+        tokio::spawn(async move {
+            while let Ok(change) = changes.recv().await {
+                if change.key.resource == "replicatedchats"
+                    && !change.object["metadata"]["annotations"][PROMOTE_ANNOTATION].is_null()
+                {
+                    let rchats: kube::Api<chat_k8s::ReplicatedChat> = kube::Api::namespaced(api.clone(), "chat");
+                    let params = kube::api::PatchParams::default();
+                    let forget = json!({"metadata": {"annotations": {PROMOTE_ANNOTATION: null}}});
+                    rchats.patch("demo", &params, &kube::api::Patch::Merge(&forget)).await.unwrap();
+                    let status = json!({"status": {"leader": leader}});
+                    rchats.patch_status("demo", &params, &kube::api::Patch::Merge(&status)).await.unwrap();
+                    return;
+                }
+            }
+        })
+    };
+    let answering = operator("demo-2");
+    let out = kubectl_chat(home.path(), &config, &["promote", "demo-2"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "demo-2 leads");
+    answering.await.unwrap();
+
+    // Refused (the request removed, the leader unchanged): said so, exit 1.
+    let refusing = operator("demo-2");
+    let out = kubectl_chat(home.path(), &config, &["promote", "demo-1"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not promote demo-1 (demo-2 leads)"));
+    refusing.await.unwrap();
+
+    // No operator: the request stays, the command gives up at its deadline.
+    let out = kubectl_chat(home.path(), &config, &["--timeout", "1", "promote", "demo-1"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is it running?"));
+    assert_eq!(annotation(&api, PROMOTE_ANNOTATION).as_deref(), Some("demo-1"));
+}
