@@ -49,6 +49,25 @@ impl Security {
         Self::trusting(&certs)
     }
 
+    /// Mutual TLS with the CA, certificate and key of a TLS directory
+    /// (`ca.crt`, `tls.crt`, `tls.key`): how an admin reaches a member's peer port.
+    ///
+    /// # Errors
+    /// `Invalid` if the files cannot be read or do not fit together.
+    pub fn mutual(dir: &Path) -> Result<Self> {
+        let material = chat_tls::TlsDir::new(dir).load().map_err(|e| Error::Invalid(e.to_string()))?;
+        Self::with_identity(&material)
+    }
+
+    /// Mutual TLS with `material` (e.g. read from a Secret).
+    ///
+    /// # Errors
+    /// `Invalid` if the certificate and key do not fit together.
+    pub fn with_identity(material: &chat_tls::files::Material) -> Result<Self> {
+        let config = chat_tls::config::mutual_client(material).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(Self::Tls(Live::fixed(config)))
+    }
+
     fn trusting(certs: &[rustls_pki_types::CertificateDer<'static>]) -> Result<Self> {
         let config = chat_tls::config::client(certs, None).map_err(|e| Error::Invalid(e.to_string()))?;
         Ok(Self::Tls(Live::fixed(config)))

@@ -12,8 +12,10 @@
 //! member address is reached: TLS or plaintext, over TCP or a caller's transport), [`discovery`]
 //! (who leads, which members exist), [`retry`] (what may be retried, backoff),
 //! [`client`] (the calls), [`subscribe`] (the resuming stream), [`load`] (a
-//! SendMessage load generator for benchmarks).
+//! SendMessage load generator for benchmarks), [`backup`] (an admin's verified
+//! backup to a file).
 
+pub mod backup;
 pub mod client;
 pub mod dial;
 pub mod discovery;

@@ -32,6 +32,24 @@ pub struct Cli {
 pub enum Command {
     /// Start a local N-node cluster on loopback with an interactive prompt.
     Dev(crate::dev::DevArgs),
+    /// Make a data dir from a backup (`kubectl chat backup`): it starts as a
+    /// new one-member cluster with every account and message, ready to grow
+    /// through JoinCluster. Takes the node's own flags (--id, --advertise,
+    /// --peer-advertise, --data-dir; or their CHAT_* variables and POD_NAME).
+    Restore(Box<RestoreArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Do nothing (exit 0) when the data dir already holds a database,
+    /// instead of failing: for an init container that runs at every start.
+    #[arg(long)]
+    pub skip_if_present: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,11 +193,12 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// Resolves defaults that depend on the environment (id from POD_NAME, advertise from listen).
+    /// This node's id and the addresses it advertises (public and peer).
     ///
     /// # Errors
-    /// `InvalidArgument` naming the flag that is missing or inconsistent.
-    pub fn into_config(self, pod_name: Option<&str>) -> Result<Config> {
+    /// No id (and no POD_NAME ending in an ordinal), or an address that is
+    /// missing or not host:port.
+    pub fn identity(&self, pod_name: Option<&str>) -> Result<(NodeId, Node)> {
         let id = match (self.id, pod_name) {
             (Some(id), _) => id,
             (None, Some(pod)) => ordinal(pod)
@@ -190,14 +209,14 @@ impl NodeArgs {
                 .ok_or_else(|| Error::invalid("--id-offset: the id it gives overflows"))?,
             (None, None) => return Err(Error::invalid("--id is required (or POD_NAME ending in -<ordinal>)")),
         };
-        let advertise = match self.advertise {
-            Some(a) => a,
+        let advertise = match &self.advertise {
+            Some(a) => a.clone(),
             None if !self.listen.ip().is_unspecified() => self.listen.to_string(),
             None => return Err(Error::invalid("--advertise is required when --listen is a wildcard address")),
         };
         validate::host_port("--advertise", &advertise)?;
-        let peer_advertise = match self.peer_advertise {
-            Some(a) => a,
+        let peer_advertise = match &self.peer_advertise {
+            Some(a) => a.clone(),
             None if !self.peer_listen.ip().is_unspecified() => self.peer_listen.to_string(),
             None => match advertise.rsplit_once(':') {
                 Some((host, _)) => format!("{host}:{}", self.peer_listen.port()),
@@ -205,6 +224,15 @@ impl NodeArgs {
             },
         };
         validate::host_port("--peer-advertise", &peer_advertise)?;
+        Ok((id, Node { addr: peer_advertise, api: advertise }))
+    }
+
+    /// Resolves defaults that depend on the environment (id from POD_NAME, advertise from listen).
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the flag that is missing or inconsistent.
+    pub fn into_config(self, pod_name: Option<&str>) -> Result<Config> {
+        let (id, advertise) = self.identity(pod_name)?;
         if self.bootstrap && !self.join.is_empty() {
             return Err(Error::invalid("--bootstrap and --join exclude each other: found a cluster, or join one"));
         }
@@ -240,7 +268,7 @@ impl NodeArgs {
         };
         Ok(Config {
             id,
-            advertise: Node { addr: peer_advertise, api: advertise },
+            advertise,
             data_dir: self.data_dir,
             bootstrap: self.bootstrap,
             read_replica: self.read_replica,

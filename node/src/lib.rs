@@ -10,7 +10,8 @@
 //! - [`read_index`]: one leadership-confirming round for many linearizable reads.
 //! - [`sweeper`]: the leader's housekeeping (expired sessions, old request ids).
 //! - [`election`]: when to start an election — openraft's timer, behind a pre-vote.
-//! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `MembershipService`, `RaftService`).
+//! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `MembershipService`, `AdminService`,
+//!   `RaftService`).
 //! - [`limits`]: abuse limits of the public API (hashing, login delays, streams, metadata).
 //! - [`server`]: assembling and running a node; the shutdown path.
 //! - [`self_label`]: in Kubernetes, the elected node labels its own pod (term-fenced).
@@ -19,6 +20,7 @@
 //! - [`metrics`], [`telemetry`]: observability.
 //! - [`validate`]: input rules; [`error`]: the error type and its gRPC mapping.
 //! - [`cli`]: flags and environment; [`dev`]: the local multi-node playground.
+//! - [`restore`]: a new one-member cluster's data dir from a backup.
 
 pub mod cli;
 pub mod command;
@@ -34,6 +36,7 @@ pub mod node;
 pub mod proposer;
 pub mod read_index;
 pub mod readiness;
+pub mod restore;
 pub mod self_label;
 pub mod server;
 pub mod service;

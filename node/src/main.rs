@@ -13,10 +13,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The dev playground keeps the terminal for its prompt: no log lines.
     if let Some(Command::Dev(args)) = cli.command {
         return chat_node::dev::run(args).await;
     }
     chat_node::telemetry::init(cli.log.log_format);
+    if let Some(Command::Restore(args)) = cli.command {
+        return restore(args).await;
+    }
     let (public, peer, http) = (cli.node.listen, cli.node.peer_listen, cli.node.http);
     let config = cli.node.into_config(std::env::var("POD_NAME").ok().as_deref())?;
     let listeners = chat_node::server::Listeners {
@@ -28,6 +32,21 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     chat_node::server::run(config, listeners, shutdown_signal()).await.context("node failed")?;
+    Ok(())
+}
+
+async fn restore(args: Box<chat_node::cli::RestoreArgs>) -> anyhow::Result<()> {
+    let (id, address) = args.node.identity(std::env::var("POD_NAME").ok().as_deref())?;
+    let data_dir = &args.node.data_dir;
+    if args.skip_if_present && data_dir.join("db").exists() {
+        tracing::info!(data_dir = %data_dir.display(), "the data dir holds a database already; not restoring");
+        return Ok(());
+    }
+    let restored = chat_node::restore::restore(&args.from, data_dir, id, address.clone()).await?;
+    tracing::info!(
+        from = %args.from.display(), data_dir = %data_dir.display(), id, %address, index = restored.index,
+        "restored: starts as a one-member cluster"
+    );
     Ok(())
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chat_proto::chat::chat_service_server::ChatServiceServer;
 use chat_proto::cluster::JoinClusterRequest;
+use chat_proto::cluster::admin_service_server::AdminServiceServer;
 use chat_proto::cluster::cluster_service_server::ClusterServiceServer;
 use chat_proto::cluster::membership_service_server::MembershipServiceServer;
 use chat_proto::raft::raft_service_server::RaftServiceServer;
@@ -32,7 +33,7 @@ use crate::network::Network;
 use crate::network::peer::{self, PeerDialer};
 use crate::node::{ChatNode, Timeouts};
 use crate::service::status_watch::StatusWatches;
-use crate::service::{ChatServiceImpl, ClusterServiceImpl, MembershipServiceImpl, RaftServiceImpl};
+use crate::service::{AdminServiceImpl, ChatServiceImpl, ClusterServiceImpl, MembershipServiceImpl, RaftServiceImpl};
 use crate::store::{Db, Durability, Flusher, LogStore, StateMachine};
 use crate::typ::{Node, NodeId, Raft};
 
@@ -284,9 +285,11 @@ async fn serve(
     let raft = RaftServiceServer::new(RaftServiceImpl::new(node.clone(), metrics.raft_rpc.clone(), grpc_stop.clone()))
         .max_decoding_message_size(peer::MAX_RAFT_MESSAGE);
     let membership = MembershipServiceServer::new(MembershipServiceImpl::new(node.clone(), metrics.clone()));
+    let admin = AdminServiceServer::new(AdminServiceImpl::new(node.clone()));
     let peer_router = grpc_server()
         .add_service(InterceptedService::new(raft, chat_tls::require(&[Role::Node], enforce)))
         .add_service(InterceptedService::new(membership, chat_tls::require(&[Role::Node, Role::Operator], enforce)))
+        .add_service(InterceptedService::new(admin, chat_tls::require(&[Role::Operator, Role::Admin], enforce)))
         .add_service(cluster_service(StatusWatches::new(cfg.limits.status_watches)));
 
     let refused = |port: &'static str| -> OnRefused {

@@ -17,6 +17,9 @@ pub enum Role {
     Node,
     /// The operator: membership calls and status, never Raft traffic.
     Operator,
+    /// A person or tool doing day-two operations (backups): never Raft
+    /// traffic, never membership.
+    Admin,
 }
 
 impl Role {
@@ -26,11 +29,12 @@ impl Role {
         match self {
             Role::Node => "chat-node",
             Role::Operator => "chat-operator",
+            Role::Admin => "chat-admin",
         }
     }
 
     fn from_common_name(cn: &str) -> Option<Self> {
-        [Role::Node, Role::Operator].into_iter().find(|r| r.common_name() == cn)
+        [Role::Node, Role::Operator, Role::Admin].into_iter().find(|r| r.common_name() == cn)
     }
 }
 

@@ -1,7 +1,8 @@
 //! The gRPC services one node serves. The public port: `ChatService` and
 //! `ClusterService`; the peer port (mutual TLS): `RaftService`,
-//! `MembershipService` and `ClusterService`.
+//! `MembershipService`, `AdminService` and `ClusterService`.
 //!
+//! - [`admin`]: `AdminServiceImpl`, backups, for the operator and admins.
 //! - [`chat`]: `ChatServiceImpl`, the public chat API.
 //! - [`cluster`]: `ClusterServiceImpl`, this node's view (GetStatus, WatchStatus).
 //! - [`status_watch`]: WatchStatus streams, pushed on change and bounded in number.
@@ -10,6 +11,7 @@
 //! - [`auth`]: session tokens in request metadata.
 //! - [`observe`]: per-RPC metrics and logs.
 
+pub mod admin;
 pub mod auth;
 pub mod chat;
 pub mod cluster;
@@ -18,6 +20,7 @@ pub mod observe;
 pub mod raft;
 pub mod status_watch;
 
+pub use admin::AdminServiceImpl;
 pub use chat::ChatServiceImpl;
 pub use cluster::ClusterServiceImpl;
 pub use membership::MembershipServiceImpl;

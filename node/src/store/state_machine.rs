@@ -59,6 +59,11 @@ impl StateMachine {
         &self.db
     }
 
+    /// Where snapshot files live (and backups are written before they stream).
+    pub fn snapshot_dir(&self) -> &Path {
+        &self.snapshot_dir
+    }
+
     fn snapshot_path(&self, snapshot_id: &str) -> PathBuf {
         self.snapshot_dir.join(format!("{snapshot_id}.snap"))
     }
