@@ -121,6 +121,12 @@ impl ClusterNames {
 
     /// The ConfigMap holding only the CA certificate, for clients that may
     /// not read Secrets (`kubectl chat` in kube mode).
+    /// `<name>-admin-tls`: an admin's client certificate (`chat-admin`) for
+    /// the peer port (backups). Whoever may read this Secret is an admin.
+    pub fn admin_secret(&self) -> String {
+        format!("{}-admin-tls", self.cluster)
+    }
+
     pub fn ca_config_map(&self) -> String {
         format!("{}-ca", self.cluster)
     }

@@ -3,9 +3,12 @@
 //! the nodes' certificate into the `<name>-tls` Secret the pods mount, renews
 //! it well before it expires (the nodes pick the new files up without a
 //! restart), publishes the CA certificate alone in the `<name>-ca` ConfigMap
-//! for clients, and issues itself a client certificate in memory — never
-//! stored — to reach the nodes' peer ports. With `spec.tls` it uses the
-//! Secrets you bring instead and renews nothing.
+//! for clients, issues an admin certificate (`chat-admin`, for backups) into
+//! the `<name>-admin-tls` Secret — whoever may read it is an admin — and
+//! issues itself a client certificate in memory — never stored — to reach
+//! the nodes' peer ports. With `spec.tls` it uses the Secrets you bring
+//! instead, renews nothing and makes no admin certificate (issue one with
+//! common name `chat-admin` from your CA).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -118,7 +121,7 @@ async fn issued(
         }
     };
     let current = secrets.get_opt(&names.tls_secret()).await?;
-    if let Some(why) = node_certificate_stale(current.as_ref(), ca.cert_pem(), &hosts_annotation(cluster)) {
+    if let Some(why) = certificate_stale(current.as_ref(), ca.cert_pem(), Some(&hosts_annotation(cluster))) {
         let issued = ca.issue(&Leaf::node(names.node_hosts())).map_err(tls_error)?;
         let secret = certificates::tls_secret(cluster, ca.cert_pem(), &issued.cert_pem, &issued.key_pem);
         ssa(ctx, ns, &secret).await?;
@@ -127,18 +130,26 @@ async fn issued(
         let note = format!("issued the nodes' certificate ({why}); nodes load it without restarting");
         ctx.publish(cluster, EventType::Normal, reason, "Certificates", note, None).await;
     }
+    let admin = secrets.get_opt(&names.admin_secret()).await?;
+    if let Some(why) = certificate_stale(admin.as_ref(), ca.cert_pem(), None) {
+        let issued = ca.issue(&Leaf::client(Role::Admin)).map_err(tls_error)?;
+        ssa(ctx, ns, &certificates::admin_secret(cluster, ca.cert_pem(), &issued.cert_pem, &issued.key_pem)).await?;
+        let note = format!("issued the admin certificate in Secret {} ({why})", names.admin_secret());
+        ctx.publish(cluster, EventType::Normal, "AdminCertificateIssued", "Certificates", note, None).await;
+    }
     let (cert_pem, security) = ctx.certs.for_cluster(names, &ca)?;
     Ok((ca.cert_pem().to_string(), cert_pem, security))
 }
 
-/// Why the nodes' certificate must be (re)issued, if it must.
-fn node_certificate_stale(secret: Option<&Secret>, ca_pem: &str, hosts: &str) -> Option<&'static str> {
+/// Why a certificate Secret (the nodes', with their `hosts`; the admin's,
+/// with none) must be (re)issued, if it must.
+fn certificate_stale(secret: Option<&Secret>, ca_pem: &str, hosts: Option<&str>) -> Option<&'static str> {
     let Some(secret) = secret else { return Some("there was none") };
     if entry(secret, "ca.crt").as_deref() != Some(ca_pem) {
         return Some("the CA changed");
     }
     let annotated = secret.metadata.annotations.as_ref().and_then(|a| a.get(HOSTS_ANNOTATION));
-    if annotated.map(String::as_str) != Some(hosts) {
+    if hosts.is_some() && annotated.map(String::as_str) != hosts {
         return Some("its host names changed");
     }
     let leaf = entry(secret, "tls.crt")
@@ -192,16 +203,21 @@ mod tests {
             certificates::tls_secret(&c, ca.cert_pem(), &issued.cert_pem, &issued.key_pem)
         };
         let fresh = secret_with(&ca, Leaf::node(names.node_hosts()));
-        assert_eq!(node_certificate_stale(Some(&fresh), ca.cert_pem(), &hosts), None);
-        assert_eq!(node_certificate_stale(None, ca.cert_pem(), &hosts), Some("there was none"));
+        assert_eq!(certificate_stale(Some(&fresh), ca.cert_pem(), Some(&hosts)), None);
+        assert_eq!(certificate_stale(None, ca.cert_pem(), Some(&hosts)), Some("there was none"));
         let other = Ca::generate("other").unwrap();
-        assert_eq!(node_certificate_stale(Some(&fresh), other.cert_pem(), &hosts), Some("the CA changed"));
-        assert_eq!(node_certificate_stale(Some(&fresh), ca.cert_pem(), "a,b"), Some("its host names changed"));
+        assert_eq!(certificate_stale(Some(&fresh), other.cert_pem(), Some(&hosts)), Some("the CA changed"));
+        assert_eq!(certificate_stale(Some(&fresh), ca.cert_pem(), Some("a,b")), Some("its host names changed"));
         let expiring = secret_with(&ca, Leaf::node(names.node_hosts()).valid_for(Duration::from_secs(29 * 86_400)));
         assert_eq!(
-            node_certificate_stale(Some(&expiring), ca.cert_pem(), &hosts),
+            certificate_stale(Some(&expiring), ca.cert_pem(), Some(&hosts)),
             Some("the old one expires within 30 days")
         );
+        // The admin's certificate names no hosts: only its CA and age count.
+        let admin = ca.issue(&Leaf::client(Role::Admin)).unwrap();
+        let admin = certificates::admin_secret(&c, ca.cert_pem(), &admin.cert_pem, &admin.key_pem);
+        assert_eq!(certificate_stale(Some(&admin), ca.cert_pem(), None), None);
+        assert_eq!(certificate_stale(Some(&admin), other.cert_pem(), None), Some("the CA changed"));
     }
 
     #[test]

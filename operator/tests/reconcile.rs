@@ -216,7 +216,10 @@ async fn certificates_are_made_once_renewed_when_stale_and_mounted_by_the_pods()
 
     // First reconcile: a CA of the cluster's own, the nodes' certificate, the public CA.
     let (_, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
-    assert_eq!(all_events(&requests)[..2], ["CACreated", "CertificateIssued"]);
+    assert_eq!(all_events(&requests)[..3], ["CACreated", "CertificateIssued", "AdminCertificateIssued"]);
+    let admin = api.objects[ADMIN_SECRET].clone();
+    let admin_cert = admin["data"]["tls.crt"].as_str().map(|b64| b64.to_string()).unwrap();
+    assert!(!admin_cert.is_empty() && admin["type"] == "kubernetes.io/tls", "{admin}");
     let ca = api.objects[CA_SECRET].clone();
     let tls = api.objects[TLS_SECRET].clone();
     assert_eq!(tls["type"], "kubernetes.io/tls");
@@ -230,14 +233,24 @@ async fn certificates_are_made_once_renewed_when_stale_and_mounted_by_the_pods()
 
     // Steady: read, not rewritten (the CA is never replaced by a new one).
     let (_, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
-    assert_eq!(paths(&requests)[1..4], certificate_requests(false)[..]);
+    assert_eq!(paths(&requests)[1..5], certificate_requests(false)[..]);
     assert_eq!(api.objects[CA_SECRET], ca);
+    assert_eq!(api.objects[ADMIN_SECRET], admin, "the admin certificate is kept while current");
     assert_eq!(api.objects[TLS_SECRET], tls);
 
     // A certificate issued for other names (or expiring, or of another CA) is replaced.
     api.objects.get_mut(TLS_SECRET).unwrap()["metadata"]["annotations"]["chat.replicated.dev/hosts"] = json!("old");
     let (_, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
-    assert_eq!(paths(&requests)[1..6], certificate_requests(true)[..]);
+    let renewed = [
+        format!("GET {CA_SECRET}"),
+        format!("GET {TLS_SECRET}"),
+        format!("PATCH {TLS_SECRET}"),
+        format!("POST {EVENTS}"),
+        // The admin's certificate is current: read, kept.
+        format!("GET {ADMIN_SECRET}"),
+        format!("PATCH {CA_CONFIG_MAP}"),
+    ];
+    assert_eq!(paths(&requests)[1..7], renewed[..]);
     let note = requests.iter().find(|r| r.event_reason() == Some("CertificateRenewed")).unwrap().body["note"].clone();
     assert!(note.as_str().unwrap().contains("host names changed"), "{note}");
     assert_ne!(api.objects[TLS_SECRET]["data"]["tls.crt"], tls["data"]["tls.crt"]);
@@ -317,6 +330,9 @@ async fn a_statefulset_the_api_server_refuses_is_reported_not_retried_in_a_loop(
     api.next(Method::POST, EVENTS).await.echo();
     api.next(Method::GET, TLS_SECRET).await.not_found();
     api.next(Method::PATCH, TLS_SECRET).await.echo();
+    api.next(Method::POST, EVENTS).await.echo();
+    api.next(Method::GET, ADMIN_SECRET).await.not_found();
+    api.next(Method::PATCH, ADMIN_SECRET).await.echo();
     api.next(Method::POST, EVENTS).await.echo();
     api.next(Method::PATCH, CA_CONFIG_MAP).await.echo();
     for path in owned_before_pods() {

@@ -42,6 +42,18 @@ pub fn tls_secret(cluster: &ReplicatedChat, ca_pem: &str, cert_pem: &str, key_pe
     }
 }
 
+/// `<name>-admin-tls`: an admin's client certificate (`chat-admin`): what
+/// `kubectl chat backup` presents to a node's peer port. Kubernetes RBAC on
+/// this Secret decides who is an admin.
+pub fn admin_secret(cluster: &ReplicatedChat, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Secret {
+    Secret {
+        metadata: owned_meta(cluster, names(cluster).admin_secret()),
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(data(&[("ca.crt", ca_pem), ("tls.crt", cert_pem), ("tls.key", key_pem)])),
+        ..Secret::default()
+    }
+}
+
 /// The value of [`HOSTS_ANNOTATION`] for this cluster's node certificate.
 pub fn hosts_annotation(cluster: &ReplicatedChat) -> String {
     names(cluster).node_hosts().join(",")
