@@ -128,3 +128,41 @@ async fn promote_waits_for_the_operator_and_reports_its_answer() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is it running?"));
     assert_eq!(annotation(&api, PROMOTE_ANNOTATION).as_deref(), Some("demo-1"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_in_direct_mode_takes_a_member_and_an_admin_certificate() {
+    let cluster = chat_testkit::TestCluster::start(chat_testkit::chat_node_binary(), 1, &[]).await;
+    let home = tempfile::tempdir().unwrap();
+    let (admin, node) = (home.path().join("admin"), home.path().join("node"));
+    cluster.tls.ca.write_leaf(&chat_tls::Leaf::client(chat_tls::Role::Admin), &admin).unwrap();
+    cluster.tls.ca.write_leaf(&chat_tls::Leaf::node(["localhost"]), &node).unwrap();
+    let peer = cluster.nodes[0].peer.clone();
+    let file = home.path().join("one.backup");
+    let no_kube = home.path().join("no-kubeconfig");
+    let run = |args: Vec<String>| {
+        let no_kube = no_kube.clone();
+        let home = home.path().to_path_buf();
+        async move { kubectl_chat(&home, &no_kube, &args.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let backup = |extra: &[String]| {
+        let mut args = vec!["--addr".to_string(), "127.0.0.1:1".into(), "backup".into(), path(&file)];
+        args.extend_from_slice(extra);
+        args
+    };
+    for (extra, says) in [
+        (vec![], "--member HOST:PORT"),
+        (vec!["--member".into(), peer.clone()], "--admin-tls-dir"),
+        (vec!["--member".into(), peer.clone(), "--admin-tls-dir".into(), path(&node)], "chat-admin"),
+    ] {
+        let out = run(backup(&extra)).await;
+        assert!(!out.status.success(), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+        assert!(!file.exists());
+    }
+    let out = run(backup(&["--member".into(), peer, "--admin-tls-dir".into(), path(&admin)])).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sha256"));
+    assert!(std::fs::read(&file).unwrap().starts_with(b"RCHATSN1"));
+}

@@ -42,9 +42,12 @@ async fn kube_mode_port_forwards_to_the_leader_and_survives_its_death() {
     }
     cluster.wait_voters(3).await;
     let nodes: BTreeMap<u64, String> = cluster.nodes.iter().map(|n| (n.id, n.addr.clone())).collect();
+    let peers: BTreeMap<u64, String> = cluster.nodes.iter().map(|n| (n.id, n.peer.clone())).collect();
     let forwards = Arc::new(Mutex::new(Vec::new()));
     let server = FakeApi {
         nodes: Arc::new(nodes),
+        peers: Arc::new(peers),
+        admin_secret: Some(admin_secret(&cluster.tls.ca)),
         ca_pem: cluster.tls.ca.cert_pem().to_string(),
         client_tls: cluster.tls.client.clone(),
         forwards: forwards.clone(),
@@ -75,6 +78,16 @@ async fn kube_mode_port_forwards_to_the_leader_and_survives_its_death() {
         "every member reached through a tunnel: {roles:?}"
     );
 
+    // An admin backs up through a tunnel to a member's peer port, with the
+    // operator's admin certificate; the file holds the state (a snapshot file).
+    let file = home.path().join("demo.backup");
+    let taken: serde_json::Value =
+        serde_json::from_str(&chat(&["backup", file.to_str().unwrap(), "-o", "json"])).unwrap();
+    assert!(taken["index"].as_u64().unwrap() > 0 && taken["sha256"].as_str().unwrap().len() == 64, "{taken}");
+    assert!(std::fs::read(&file).unwrap().starts_with(b"RCHATSN1"));
+    let again = kubectl_chat(home.path(), &config, &["backup", file.to_str().unwrap()]);
+    assert!(!again.status.success(), "a backup overwrote a file");
+
     // The leader dies; the next command resolves the new one and goes on.
     cluster.kill(leader);
     chat(&["send", "bob", "after", "the", "failover"]);
@@ -83,6 +96,19 @@ async fn kube_mode_port_forwards_to_the_leader_and_survives_its_death() {
     assert_eq!(bodies, ["through the api server", "after the failover"]);
     let sessions = std::fs::read_to_string(home.path().join("kubectl-chat/sessions.json")).unwrap();
     assert!(sessions.contains(&format!("kube:{server}/chat/demo")), "{sessions}");
+}
+
+/// The operator's `demo-admin-tls` Secret: a `chat-admin` certificate of the cluster's CA.
+fn admin_secret(ca: &chat_tls::Ca) -> serde_json::Value {
+    let issued = ca.issue(&chat_tls::Leaf::client(chat_tls::Role::Admin)).unwrap();
+    let data = [("ca.crt", ca.cert_pem().to_string()), ("tls.crt", issued.cert_pem), ("tls.key", issued.key_pem)]
+        .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.into_bytes())));
+    let secret = k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta { name: Some("demo-admin-tls".into()), ..Default::default() },
+        data: Some(data.into_iter().collect()),
+        ..Default::default()
+    };
+    serde_json::to_value(secret).unwrap()
 }
 
 fn kubectl_chat(home: &std::path::Path, kubeconfig: &std::path::Path, args: &[&str]) -> Output {

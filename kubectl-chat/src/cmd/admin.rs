@@ -5,6 +5,10 @@
 //! - `restart`: every pod, one at a time, leader last (the operator's
 //!   rolling restart); `restart POD`: that pod (a leader hands over first).
 //! - `promote POD`: hand leadership to that voter.
+//! - `backup FILE`: a consistent copy of the whole state from one member's
+//!   peer port, as an admin (in kube mode the operator's `<name>-admin-tls`
+//!   Secret: whoever may read it may back up); also in direct mode, with
+//!   `--member HOST:PORT` and `--admin-tls-dir`.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,19 +30,26 @@ pub enum AdminCommand {
     Restart(Restart),
     /// Hand leadership to a voter (done by the operator).
     Promote(Promote),
+    /// Write a consistent backup of the whole state to FILE (writes go on meanwhile).
+    Backup(crate::cmd::backup::Backup),
 }
 
 impl AdminCommand {
     pub async fn run(self, target: &Target<'_>, output: Output, deadline: Duration) -> anyhow::Result<()> {
-        if !target.addrs.is_empty() {
-            bail!("restart and promote ask the operator: use them in kube mode (without --addr)");
-        }
-        let kube = KubeCluster::open(target).await?;
         match self {
-            AdminCommand::Restart(c) => c.run(&kube, output).await,
-            AdminCommand::Promote(c) => c.run(&kube, output, deadline).await,
+            AdminCommand::Backup(c) => c.run(target, output).await,
+            AdminCommand::Restart(c) => c.run(&kube_only(target).await?, output).await,
+            AdminCommand::Promote(c) => c.run(&kube_only(target).await?, output, deadline).await,
         }
     }
+}
+
+/// The cluster in kube mode; commands that ask the operator have no direct mode.
+async fn kube_only(target: &Target<'_>) -> anyhow::Result<KubeCluster> {
+    if !target.addrs.is_empty() {
+        bail!("restart and promote ask the operator: use them in kube mode (without --addr)");
+    }
+    KubeCluster::open(target).await
 }
 
 #[derive(Debug, Args)]
@@ -147,7 +158,7 @@ async fn annotate(kube: &KubeCluster, key: &str, value: &str) -> anyhow::Result<
     Ok(())
 }
 
-fn report(output: Output, value: serde_json::Value, text: &str) -> anyhow::Result<()> {
+pub fn report(output: Output, value: serde_json::Value, text: &str) -> anyhow::Result<()> {
     match output {
         Output::Json => println!("{value}"),
         Output::Table => println!("{text}"),

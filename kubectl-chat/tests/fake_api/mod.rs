@@ -27,6 +27,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct FakeApi {
     /// Node id → gRPC address.
     pub nodes: Arc<BTreeMap<u64, String>>,
+    /// Node id → peer address (where forwards to port 50052 go).
+    pub peers: Arc<BTreeMap<u64, String>>,
+    /// The operator's `demo-admin-tls` Secret, if it made one.
+    pub admin_secret: Option<Value>,
     /// The cluster's CA certificate, served as the operator's `demo-ca` ConfigMap.
     pub ca_pem: String,
     /// How the fake reaches the nodes itself (to know who leads).
@@ -45,6 +49,7 @@ impl FakeApi {
             .route("/apis/chat.replicated.dev/v1alpha1/namespaces/chat/replicatedchats/demo", get(rchat))
             .route("/api/v1/namespaces/chat/services/demo", get(service))
             .route("/api/v1/namespaces/chat/configmaps/demo-ca", get(ca_config_map))
+            .route("/api/v1/namespaces/chat/secrets/demo-admin-tls", get(admin_secret))
             .route("/api/v1/namespaces/chat/pods", get(pods))
             .route("/api/v1/namespaces/chat/pods/{name}/portforward", get(portforward))
             .with_state(self);
@@ -90,6 +95,18 @@ async fn ca_config_map(State(api): State<FakeApi>) -> Json<Value> {
                 "data": {"ca.crt": api.ca_pem}}))
 }
 
+async fn admin_secret(State(api): State<FakeApi>) -> Response {
+    match api.admin_secret {
+        Some(secret) => Json(secret).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            Json(json!({"kind": "Status", "apiVersion": "v1",
+            "status": "Failure", "reason": "NotFound", "code": 404})),
+        )
+            .into_response(),
+    }
+}
+
 async fn service() -> Json<Value> {
     let selector = chat_k8s::ClusterNames::new("demo", "chat").leader_selector();
     Json(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "demo", "namespace": "chat"},
@@ -123,7 +140,8 @@ async fn portforward(
     ws: WebSocketUpgrade,
 ) -> Response {
     let port: u16 = q.get("ports").and_then(|p| p.parse().ok()).expect("one port");
-    let target = match chat_k8s::names::ordinal(&name).and_then(|id| api.nodes.get(&id)) {
+    let members = if port == chat_k8s::names::PEER_PORT { &api.peers } else { &api.nodes };
+    let target = match chat_k8s::names::ordinal(&name).and_then(|id| members.get(&id)) {
         Some(addr) => addr.clone(),
         None => format!("127.0.0.1:{port}"),
     };
