@@ -83,6 +83,32 @@ pub struct ReplicatedChatSpec {
     /// admits only this cluster's pods and the operator's.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+    /// How the cluster starts, once in its life: empty (default), or restored
+    /// from a backup (`kubectl chat backup`). Read only until the cluster is
+    /// founded; changing it later does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
+}
+
+/// Where a new cluster's first state comes from.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapSpec {
+    /// Restore pod 0 from a backup file on a PersistentVolumeClaim (mounted
+    /// read-only into pod 0 alone: the cluster runs one pod until it is
+    /// founded, then the others join and receive the state from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<FromBackup>,
+}
+
+/// A backup file on a PersistentVolumeClaim in the cluster's namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FromBackup {
+    /// The PersistentVolumeClaim holding the file.
+    pub claim_name: String,
+    /// The file's path inside the claim, relative (e.g. `backups/chat-2026-12-02.backup`).
+    pub path: String,
 }
 
 /// The NetworkPolicy the operator renders for the cluster's pods.

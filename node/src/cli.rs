@@ -48,6 +48,11 @@ pub struct RestoreArgs {
     /// instead of failing: for an init container that runs at every start.
     #[arg(long)]
     pub skip_if_present: bool,
+    /// Restore only on the node with this id (and do nothing, exit 0, on the
+    /// others): a StatefulSet's pods share one template, and only pod 0
+    /// founds the restored cluster.
+    #[arg(long)]
+    pub only_id: Option<NodeId>,
     #[command(flatten)]
     pub node: NodeArgs,
 }

@@ -38,6 +38,10 @@ async fn main() -> anyhow::Result<()> {
 async fn restore(args: Box<chat_node::cli::RestoreArgs>) -> anyhow::Result<()> {
     let (id, address) = args.node.identity(std::env::var("POD_NAME").ok().as_deref())?;
     let data_dir = &args.node.data_dir;
+    if args.only_id.is_some_and(|only| only != id) {
+        tracing::info!(id, "not the node that restores (--only-id); nothing to do");
+        return Ok(());
+    }
     if args.skip_if_present && data_dir.join("db").exists() {
         tracing::info!(data_dir = %data_dir.display(), "the data dir holds a database already; not restoring");
         return Ok(());

@@ -144,6 +144,15 @@ async fn converge(
     //    their StatefulSet only grows.
     let mut bootstrapped = cluster.status.as_ref().is_some_and(|s| s.bootstrapped);
     let mut plan = plan(cluster.spec.replicas, bootstrapped, current, &observation);
+    // A restore runs on pod 0 alone (the backup's claim is mounted there):
+    // the others start once it has founded the cluster, and join it.
+    if statefulset::restoring(cluster).is_some() && !bootstrapped {
+        plan.statefulset_replicas = 1;
+        // Never found an empty cluster in place of the backup.
+        if plan.step == Step::Bootstrap {
+            plan.step = Step::Wait(format!("waiting for {} to restore the backup", names.pod(0)));
+        }
+    }
     let voters = ssa(ctx, ns, &statefulset::build(cluster, plan.statefulset_replicas)).await?;
     let mut targets = rollout::Targets { voters: rollout::Target::of(&voters), replicas: rollout::Target::Unreported };
     let wanted_replicas = cluster.spec.read_replicas.max(0);
@@ -286,7 +295,18 @@ async fn execute(
         }
         Step::AdoptExisting => {
             *bootstrapped = true;
-            ("Adopted", "a pod already belongs to a cluster; not founding another".to_string())
+            match statefulset::restoring(cluster) {
+                Some(backup) => (
+                    "Restored",
+                    format!(
+                        "{} started from the backup {} on claim {}; the other members join it",
+                        names.pod(0),
+                        backup.path,
+                        backup.claim_name
+                    ),
+                ),
+                None => ("Adopted", "a pod already belongs to a cluster; not founding another".to_string()),
+            }
         }
         Step::Join { ordinal } => {
             let leader = leader.ok_or(Error::Node("no leader".into()))?;

@@ -90,6 +90,14 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
         }
         (None, None) => {}
     }
+    if let Some(backup) = spec.bootstrap.as_ref().and_then(|b| b.from_backup.as_ref()) {
+        if !is_dns_subdomain(&backup.claim_name) {
+            error("spec.bootstrap.fromBackup.claimName", format!("{:?} is not a valid claim name", backup.claim_name));
+        }
+        if let Err(why) = relative_path(&backup.path) {
+            error("spec.bootstrap.fromBackup.path", format!("{:?} {why}", backup.path));
+        }
+    }
     let exposed = !matches!(spec.service.type_, chat_k8s::crd::ServiceType::ClusterIP);
     if exposed && spec.network_policy.enabled && spec.network_policy.clients_from.is_empty() {
         out.push(Finding {
@@ -114,6 +122,23 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// A path inside a mounted volume: relative, no `..`, no empty or odd parts.
+fn relative_path(path: &str) -> Result<(), &'static str> {
+    if path.is_empty() || path.len() > 1024 {
+        return Err("must be a path of 1 to 1024 characters inside the claim");
+    }
+    if path.starts_with('/') {
+        return Err("must be relative to the claim's root");
+    }
+    if path.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return Err("must not hold empty, `.` or `..` parts");
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err("must not hold control characters");
+    }
+    Ok(())
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -183,6 +208,26 @@ mod tests {
                 ("spec.replicas", Severity::Warning),
             ]
         );
+    }
+
+    #[test]
+    fn a_backup_to_restore_names_a_claim_and_a_path_inside_it() {
+        let fields = |backup| {
+            let s = spec(serde_json::json!({"image": "chat-node:1", "bootstrap": {"fromBackup": backup}}));
+            validate(&s).iter().map(|f| f.field).collect::<Vec<_>>()
+        };
+        assert!(fields(serde_json::json!({"claimName": "backups", "path": "chat/2026-12-02.backup"})).is_empty());
+        assert_eq!(
+            fields(serde_json::json!({"claimName": "Backups!", "path": "../etc/passwd"})),
+            ["spec.bootstrap.fromBackup.claimName", "spec.bootstrap.fromBackup.path"]
+        );
+        for path in ["/abs", "a//b", "./a", ""] {
+            assert_eq!(
+                fields(serde_json::json!({"claimName": "b", "path": path})),
+                ["spec.bootstrap.fromBackup.path"],
+                "{path:?}"
+            );
+        }
     }
 
     #[test]

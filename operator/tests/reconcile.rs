@@ -412,3 +412,64 @@ async fn a_read_replica_joins_as_a_learner_in_its_own_statefulset() {
     assert_eq!(status["replicas"], 3);
     assert_eq!(condition(&status, "Progressing")["status"], "False");
 }
+
+/// `spec.bootstrap.fromBackup`: pod 0 alone, restoring (its template carries
+/// the restore), never founded empty in its place; once it serves the
+/// restored cluster, it is adopted and the StatefulSet grows without the restore.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_restored_from_a_backup_runs_pod_zero_alone_until_founded() {
+    // A backup of a real cluster, taken with the operator's certificate.
+    let old = running_cluster(1).await;
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("old.backup");
+    let security = chat_client::Security::Tls(old.tls.operator.clone());
+    let channel =
+        chat_client::Dial::dial(&chat_client::TcpDial::new(security), &old.nodes[0].peer, Duration::from_secs(2))
+            .unwrap();
+    chat_client::backup::backup(channel, &file).await.unwrap();
+    drop(old);
+
+    let spec = json!({"bootstrap": {"fromBackup": {"claimName": "backups", "path": "old.backup"}}});
+    let mut nodes = TestCluster::empty(chat_node_binary(), &[]);
+    nodes.add_bare_node(0);
+    let (ctx, mut api) = context(addresses(&nodes), Some(&nodes));
+
+    // Pod 0 answers with no data (its restore has not run): nothing is founded.
+    let (outcome, requests) = reconcile(&ctx, &mut api, &rchat(spec.clone(), None), pods(1, None)).await;
+    outcome.unwrap();
+    assert_eq!(statefulset_replicas(&requests), Some(1), "pod 0 alone while restoring");
+    let sts = &requests.iter().find(|r| r.is(&Method::PATCH, STS)).unwrap().body;
+    assert_eq!(sts["spec"]["template"]["spec"]["initContainers"][0]["name"], "restore");
+    assert!(events(&requests).is_empty(), "{:?}", events(&requests));
+    let status = status_sent(&requests).unwrap();
+    assert_eq!(condition(&status, "Progressing")["message"], "waiting for demo-0 to restore the backup");
+    assert_eq!(nodes.status(0).await.unwrap().members.len(), 0, "founded empty in place of the backup");
+
+    // The restore runs (as the init container would): pod 0 serves the restored cluster.
+    nodes.kill(0);
+    let (dir, addr, peer) = (nodes.node(0).dir.clone(), nodes.node(0).addr.clone(), nodes.node(0).peer.clone());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = std::process::Command::new(chat_node_binary())
+        .args(["restore", "--only-id", "0", "--id", "0", "--advertise", &addr, "--peer-advertise", &peer])
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--from")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    nodes.restart(0);
+    wait_leader(&nodes, 0).await;
+    let (outcome, requests) = reconcile(&ctx, &mut api, &rchat(spec.clone(), None), pods(1, Some(0))).await;
+    outcome.unwrap();
+    assert_eq!(events(&requests), ["Restored"]);
+    assert_eq!(status_sent(&requests).unwrap()["bootstrapped"], true);
+
+    // Founded: the template drops the restore and the StatefulSet grows.
+    let founded = rchat(spec, Some(json!({"bootstrapped": true})));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &founded, pods(1, Some(0))).await;
+    outcome.unwrap();
+    assert_eq!(statefulset_replicas(&requests), Some(3));
+    let sts = &requests.iter().find(|r| r.is(&Method::PATCH, STS)).unwrap().body;
+    assert!(sts["spec"]["template"]["spec"]["initContainers"].is_null(), "{}", sts["spec"]["template"]["spec"]);
+}

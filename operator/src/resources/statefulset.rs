@@ -11,9 +11,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
 use chat_k8s::ReplicatedChat;
+use chat_k8s::crd::FromBackup;
 use chat_k8s::names::{
     DATA_DIR, DATA_VOLUME, GRPC_PORT, HTTP_PORT, PEER_PORT, READ_ONLY_LABEL, READ_REPLICA_LABEL, REPLICA_ID_BASE,
     RESTARTED_AT_ANNOTATION, TLS_DIR,
@@ -47,6 +48,11 @@ pub fn build_replicas(cluster: &ReplicatedChat, replicas: i32) -> StatefulSet {
             // Never the leader: always behind the `-ro` Service.
             labels.insert(READ_ONLY_LABEL.into(), "true".into());
         }
+        // Read replicas join a founded cluster; they never restore.
+        if let Some(pod) = spec.template.spec.as_mut() {
+            pod.init_containers = None;
+            pod.volumes.get_or_insert_default().retain(|v| v.name != BACKUP_VOLUME);
+        }
         if let Some(container) = spec.template.spec.as_mut().and_then(|p| p.containers.first_mut()) {
             let offset = EnvVar {
                 name: "CHAT_ID_OFFSET".into(),
@@ -61,6 +67,9 @@ pub fn build_replicas(cluster: &ReplicatedChat, replicas: i32) -> StatefulSet {
 
 /// The pod volume holding the certificates.
 const TLS_VOLUME: &str = "tls";
+/// The volume of a backup to restore, and where the restore reads it.
+const BACKUP_VOLUME: &str = "backup";
+const BACKUP_DIR: &str = "/backup";
 
 /// UID/GID the node runs as (the `nonroot` user of distroless-style images).
 pub const NODE_UID: i64 = 65532;
@@ -154,9 +163,60 @@ fn pod_spec(cluster: &ReplicatedChat) -> PodSpec {
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
         affinity: Some(spec.affinity.clone().unwrap_or_else(|| spread_across_nodes(cluster))),
+        init_containers: restoring(cluster).map(|backup| vec![restore_container(cluster, backup)]),
         containers: vec![container(cluster)],
-        volumes: Some(vec![tls_volume(cluster)]),
+        volumes: Some(
+            std::iter::once(tls_volume(cluster))
+                .chain(restoring(cluster).map(|backup| Volume {
+                    name: BACKUP_VOLUME.into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: backup.claim_name.clone(),
+                        read_only: Some(true),
+                    }),
+                    ..Default::default()
+                }))
+                .collect(),
+        ),
         ..PodSpec::default()
+    }
+}
+
+/// The backup to restore, while the cluster is not founded yet
+/// (`spec.bootstrap.fromBackup`); afterwards the template drops it.
+pub fn restoring(cluster: &ReplicatedChat) -> Option<&FromBackup> {
+    let founded = cluster.status.as_ref().is_some_and(|s| s.bootstrapped);
+    cluster.spec.bootstrap.as_ref().and_then(|b| b.from_backup.as_ref()).filter(|_| !founded)
+}
+
+/// Before the node starts: `chat-node restore` makes pod 0's empty data dir
+/// a one-member cluster from the backup (the node's own environment names
+/// its id and addresses). A data dir that already holds a database — a
+/// restarted pod — is left alone, and no other ordinal restores anything.
+fn restore_container(cluster: &ReplicatedChat, backup: &FromBackup) -> Container {
+    let node = container(cluster);
+    Container {
+        name: "restore".into(),
+        args: Some(vec![
+            "restore".into(),
+            "--from".into(),
+            format!("{BACKUP_DIR}/{}", backup.path),
+            "--skip-if-present".into(),
+            "--only-id".into(),
+            "0".into(),
+        ]),
+        ports: None,
+        readiness_probe: None,
+        liveness_probe: None,
+        volume_mounts: Some(vec![
+            VolumeMount { name: DATA_VOLUME.into(), mount_path: DATA_DIR.into(), ..Default::default() },
+            VolumeMount {
+                name: BACKUP_VOLUME.into(),
+                mount_path: BACKUP_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+        ]),
+        ..node
     }
 }
 
@@ -335,6 +395,33 @@ mod tests {
             before.metadata.as_mut().unwrap().annotations = Some(annotations);
             assert_eq!(before, after);
         }
+    }
+
+    #[test]
+    fn a_backup_is_restored_by_pod_zero_until_the_cluster_is_founded() {
+        let mut restored = cluster(3);
+        restored.spec.bootstrap = Some(chat_k8s::crd::BootstrapSpec {
+            from_backup: Some(FromBackup { claim_name: "backups".into(), path: "chat/one.backup".into() }),
+        });
+        let pod = build(&restored, 1).spec.unwrap().template.spec.unwrap();
+        let init = &pod.init_containers.as_ref().unwrap()[0];
+        assert_eq!(
+            init.args.as_deref().unwrap(),
+            ["restore", "--from", "/backup/chat/one.backup", "--skip-if-present", "--only-id", "0"]
+        );
+        assert_eq!(init.image, pod.containers[0].image);
+        assert_eq!(init.env, pod.containers[0].env, "the node's id and addresses come from its environment");
+        assert_eq!(init.security_context, pod.containers[0].security_context);
+        let backup = pod.volumes.as_ref().unwrap().iter().find(|v| v.name == "backup").unwrap();
+        let claim = backup.persistent_volume_claim.as_ref().unwrap();
+        assert_eq!((claim.claim_name.as_str(), claim.read_only), ("backups", Some(true)));
+        let replicas = build_replicas(&restored, 1).spec.unwrap().template.spec.unwrap();
+        assert!(replicas.init_containers.is_none() && replicas.volumes.unwrap().iter().all(|v| v.name != "backup"));
+
+        restored.status = Some(chat_k8s::ReplicatedChatStatus { bootstrapped: true, ..Default::default() });
+        let founded = build(&restored, 3).spec.unwrap().template.spec.unwrap();
+        assert!(founded.init_containers.is_none(), "founded: nothing left to restore");
+        assert!(founded.volumes.unwrap().iter().all(|v| v.name != "backup"));
     }
 
     #[test]
