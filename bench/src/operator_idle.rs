@@ -98,7 +98,7 @@ fn rchat_path(name: &str) -> String {
 fn seed(api: &StandIn, nodes: &TestCluster, name: &str, pods: u64) {
     let rchat = json!({
         "apiVersion": "chat.replicated.dev/v1alpha1", "kind": "ReplicatedChat",
-        "metadata": {"name": name, "namespace": "chat", "finalizers": ["chat.replicated.dev/cleanup"]},
+        "metadata": {"name": name, "namespace": "chat"},
         "spec": {"image": "chat-node:dev", "replicas": pods},
         "status": {"bootstrapped": true},
     });

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -139,8 +139,11 @@ impl Default for NetworkPolicySpec {
 /// Certificates you bring instead of the operator's. Each Secret holds
 /// `ca.crt`, `tls.crt` and `tls.key` (cert-manager's layout), both signed by
 /// the same CA; the operator renews nothing here.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.nodeSecret) == has(self.operatorSecret)").message(
+    "bring both nodeSecret and operatorSecret (certificates of one CA), or neither and the operator issues them"
+))]
 pub struct TlsSpec {
     /// Mounted into every node. Common name `chat-node`; DNS names
     /// `*.<name>-peers.<namespace>.svc` and the client Service's; usable for
@@ -180,10 +183,15 @@ impl PullPolicy {
 }
 
 /// Each node's persistent volume.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
+    /// Fixed at creation: a StatefulSet's volume claim template cannot change.
     #[serde(default = "default_storage_size")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "cannot change after creation: a StatefulSet's volume claims are immutable (grow each PVC instead, \
+         if its storage class allows expansion)"
+    ))]
     pub size: Quantity,
     /// Storage class of the volumes (default: the cluster's default class).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,8 +250,15 @@ impl VolumePolicy {
 /// etcd's followers with etcd's defaults (1–2 s), so a slow node is not
 /// mistaken for a dead one any more readily. Failover after a crash is that
 /// plus one vote round (measured: BENCHMARKS.md).
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.electionTimeoutMinMs >= 3 * self.heartbeatMs").message(
+        "electionTimeoutMinMs must be at least 3 heartbeats: followers would call elections between heartbeats"
+    ),
+    validation = Rule::new("self.electionTimeoutMaxMs > self.electionTimeoutMinMs")
+        .message("electionTimeoutMaxMs must be above electionTimeoutMinMs")
+)]
 pub struct RaftSpec {
     #[serde(default = "default_heartbeat_ms")]
     #[schemars(range(min = 1))]

@@ -1,6 +1,11 @@
 //! The controller: its shared [`Context`], the instrumented [`reconcile`]
-//! entry point (finalizer handling around `reconcile::apply`/`cleanup`), the
-//! error policy, and [`run`], which wires the watches.
+//! entry point, the error policy, and [`run`], which wires the watches.
+//!
+//! No finalizer: what the operator keeps per cluster is in memory (the
+//! leader watch, channels to the nodes), forgotten when the watch reports
+//! the deletion; owned objects go by garbage collection. So `kubectl delete
+//! rchat` never waits for a running operator. Objects from versions that set
+//! one ([`LEGACY_FINALIZER`]) have it removed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +20,6 @@ use kube::api::ListParams;
 use kube::runtime::Predicate;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, watcher};
@@ -30,7 +34,9 @@ use crate::nodes::Nodes;
 use crate::reconcile;
 
 /// Marks a ReplicatedChat whose deletion we still need to see (to stop its leader routing).
-pub const FINALIZER: &str = "chat.replicated.dev/cleanup";
+/// The finalizer earlier versions put on every ReplicatedChat; it guarded
+/// nothing that needs one, and made deletion wait for the operator.
+pub const LEGACY_FINALIZER: &str = "chat.replicated.dev/cleanup";
 /// Backoff after a failed reconcile.
 pub const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
@@ -103,16 +109,27 @@ pub async fn reconcile(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Resul
     let started = std::time::Instant::now();
     let ns = cluster.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<ReplicatedChat> = Api::namespaced(ctx.client.clone(), &ns);
-    let outcome = finalizer(&api, FINALIZER, cluster, |event| async {
-        match event {
-            Finalizer::Apply(c) => reconcile::apply(c, ctx.clone()).await,
-            Finalizer::Cleanup(c) => reconcile::cleanup(c, ctx.clone()).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let outcome = if cluster.finalizers().iter().any(|f| f == LEGACY_FINALIZER) {
+        release_legacy_finalizer(&api, &cluster).await
+    } else if cluster.metadata.deletion_timestamp.is_some() {
+        // Another finalizer holds it; nothing of ours to do but forget it.
+        reconcile::forget(&ctx, &cluster);
+        Ok(Action::await_change())
+    } else {
+        reconcile::apply(cluster, ctx.clone()).await
+    };
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     outcome
+}
+
+/// Removes [`LEGACY_FINALIZER`], keeping any other (conditional on the
+/// resourceVersion read, so a finalizer added meanwhile is never lost). The
+/// change wakes the next reconcile.
+async fn release_legacy_finalizer(api: &Api<ReplicatedChat>, cluster: &ReplicatedChat) -> Result<Action> {
+    let kept: Vec<&String> = cluster.finalizers().iter().filter(|f| *f != LEGACY_FINALIZER).collect();
+    let patch = serde_json::json!({"metadata": {"finalizers": kept, "resourceVersion": cluster.resource_version()}});
+    api.patch(&cluster.name_any(), &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await?;
+    Ok(Action::await_change())
 }
 
 pub fn error_policy(cluster: Arc<ReplicatedChat>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -165,9 +182,16 @@ pub async fn run(
     // with every write to the cluster (members' matched indexes), and reacting
     // to it made each status patch trigger the next reconcile under load.
     let (reader, writer) = reflector::store();
+    let forgetting = ctx.clone();
     let clusters = watcher(rchats, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
+        // A deleted cluster: stop watching its leader, drop its channels.
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(cluster)) = event {
+                reconcile::forget(&forgetting, cluster);
+            }
+        })
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::finalizers).combine(predicates::annotations),

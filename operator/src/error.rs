@@ -6,8 +6,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("chat node: {0}")]
     Node(String),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("object has no {0}")]
     MissingField(&'static str),
     #[error("certificates: {0}")]
@@ -24,7 +22,6 @@ impl Error {
         match self {
             Error::Kube(_) => "kube",
             Error::Node(_) => "node",
-            Error::Finalizer(_) => "finalizer",
             Error::MissingField(_) => "object",
             Error::Certificates(_) => "certificates",
             Error::Route(_) => "route",

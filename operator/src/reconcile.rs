@@ -255,18 +255,13 @@ fn no_election_reached(observation: &Observation, term: u64) -> bool {
     !voters.is_empty() && below > voters.len() / 2
 }
 
-/// The ReplicatedChat is being deleted. Owned objects go by garbage collection
-/// (owner references); volumes per `spec.storage.onDelete` (the StatefulSet's
-/// retention policy). What is left is ours: stop watching.
-///
-/// # Errors
-/// None today; the signature leaves room for cleanup that can fail.
-pub async fn cleanup(cluster: Arc<ReplicatedChat>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.leader_routing.forget(&kube::runtime::reflector::ObjectRef::from_obj(cluster.as_ref()));
-    ctx.nodes.forget(&resources::names(&cluster));
-    let note = format!("owned objects are garbage-collected; volumes: {}", cluster.spec.storage.on_delete.as_str());
-    ctx.publish(&cluster, EventType::Normal, "Deleted", "Cleanup", note, None).await;
-    Ok(Action::await_change())
+/// The ReplicatedChat is gone (or going): stop its leader watch and drop its
+/// channels. Owned objects go by garbage collection (owner references);
+/// volumes per `spec.storage.onDelete` (the StatefulSet's retention policy).
+pub fn forget(ctx: &Context, cluster: &ReplicatedChat) {
+    ctx.leader_routing.forget(&kube::runtime::reflector::ObjectRef::from_obj(cluster));
+    ctx.nodes.forget(&resources::names(cluster));
+    tracing::info!(cluster = %cluster.name_any(), "deleted; forgotten");
 }
 
 /// Carries out one planned step, with an Event for each change.

@@ -3,7 +3,7 @@
 //! real `chat-node` processes on loopback. Every request made is also checked
 //! against the Helm chart's RBAC rules.
 //!
-//! Scenarios: create (finalizer, bootstrap once, joins, steady), scale down
+//! Scenarios: create (bootstrap once, joins, steady), scale down
 //! (leader handed over first, members removed highest first, the StatefulSet
 //! shrinking only after), the leader label moving old-off-then-new-on, a voter
 //! that lost its volume, an invalid spec, deletion.
@@ -13,7 +13,7 @@ mod fixtures;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chat_operator::controller::FINALIZER;
+use chat_operator::controller::LEGACY_FINALIZER;
 use chat_proto::cluster::{Role, TransferLeaderRequest};
 use chat_testkit::{TestCluster, chat_node_binary, eventually};
 use fixtures::*;
@@ -47,20 +47,12 @@ async fn wait_leader(nodes: &TestCluster, id: u64) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn create_adds_the_finalizer_founds_once_and_grows_to_three_voters() {
+async fn create_founds_once_and_grows_to_three_voters() {
     let mut nodes = TestCluster::empty(chat_node_binary(), &[]);
     for id in 0..3 {
         nodes.add_bare_node(id);
     }
     let (ctx, mut api) = context(addresses(&nodes), Some(&nodes));
-
-    // 1. A new object first gets our finalizer, and nothing else happens.
-    let mut new = rchat(json!({}), None);
-    new.metadata.finalizers = None;
-    let (outcome, requests) = reconcile(&ctx, &mut api, &new, pods(3, None)).await;
-    outcome.unwrap();
-    assert_eq!(paths(&requests), [format!("PATCH {RCHAT}")]);
-    assert!(requests[0].body.to_string().contains(FINALIZER), "{}", requests[0].body);
 
     // 2. Owned objects in order, the StatefulSet at full size, the cluster founded on demo-0.
     let (outcome, requests) = reconcile(&ctx, &mut api, &rchat(json!({}), None), pods(3, None)).await;
@@ -302,20 +294,37 @@ async fn an_invalid_spec_is_reported_not_rolled_out() {
     assert_eq!(paths(&requests), [format!("GET {PODS}"), format!("PATCH {RCHAT}/status")]);
 }
 
+/// Earlier versions put a finalizer on every ReplicatedChat; with it,
+/// `kubectl delete` waited for a running operator. It is removed (and only
+/// it, conditionally on the version read), before anything else — also from
+/// an object being deleted, which then goes at once.
 #[tokio::test]
-async fn deletion_stops_the_watch_reports_and_releases_the_finalizer() {
+async fn the_legacy_finalizer_is_removed_so_deletion_never_waits_for_the_operator() {
     let (ctx, mut api) = context(BTreeMap::new(), None);
+    for deleting in [false, true] {
+        let mut object = rchat(json!({}), Some(json!({"bootstrapped": true})));
+        object.metadata.finalizers = Some(vec!["example.com/theirs".into(), LEGACY_FINALIZER.into()]);
+        if deleting {
+            object.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        }
+        let (outcome, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
+        outcome.unwrap();
+        assert_eq!(paths(&requests), [format!("PATCH {RCHAT}")]);
+        assert_eq!(
+            requests[0].body["metadata"],
+            json!({"finalizers": ["example.com/theirs"], "resourceVersion": "7"}),
+            "deleting: {deleting}"
+        );
+    }
+    // Held by someone else's finalizer, being deleted: nothing of ours to write.
     let mut object = rchat(json!({}), Some(json!({"bootstrapped": true})));
+    object.metadata.finalizers = Some(vec!["example.com/theirs".into()]);
     object.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     let (outcome, requests) = reconcile(&ctx, &mut api, &object, vec![]).await;
     outcome.unwrap();
-    assert_eq!(paths(&requests), [format!("POST {EVENTS}"), format!("PATCH {RCHAT}")]);
-    assert_eq!(requests[0].body["reason"], "Deleted");
-    assert!(
-        !requests[1].body.to_string().contains(&format!("\"{FINALIZER}\"]"))
-            || requests[1].body.to_string().contains("remove")
-    );
+    assert!(requests.is_empty(), "{:?}", paths(&requests));
 }
 
 #[tokio::test]
