@@ -1,8 +1,9 @@
 //! The whole product on the Kubernetes cluster KUBECONFIG points to (kind for
 //! users; see the README's quickstart): install the chart, create a
 //! 3-replica ReplicatedChat, chat through `kubectl chat` (kube mode), scale to
-//! 5, delete the leader pod, scale to 3, delete the resource — each step
-//! asserted on the cluster's real state. Prints how long failover took.
+//! 5, delete the leader pod, scale to 3, a direct StatefulSet scale refused,
+//! promote, a rolling restart under writes, a backup, delete the resource —
+//! each step asserted on the cluster's real state. Prints how long failover took.
 //!
 //! Images come from CHAT_NODE_IMAGE and CHAT_OPERATOR_IMAGE (default
 //! `chat-node:dev`, `chat-operator:dev`, as `kind load` puts them); helm from
@@ -170,7 +171,8 @@ async fn the_whole_product_on_kubernetes() {
     .await;
 
     // 3. Chat through kube mode (port-forward through the API server).
-    let chat = KubectlChat::new(&["-n", &namespace, "--cluster", CLUSTER, "--timeout", "20"]);
+    // Shared with the writer thread of the rolling restart (step 9).
+    let chat = std::sync::Arc::new(KubectlChat::new(&["-n", &namespace, "--cluster", CLUSTER, "--timeout", "20"]));
     chat.ok(&["register", "alice"]).unwrap();
     chat.ok(&["register", "bob"]).unwrap();
     chat.ok(&["login", "alice"]).unwrap();
@@ -285,7 +287,84 @@ async fn the_whole_product_on_kubernetes() {
     })
     .await;
 
-    // 7. Delete the resource: everything it owned goes.
+    // 7. Day two. A direct `kubectl scale statefulset` is refused at admission,
+    //    naming the command to use (the chart's ValidatingAdmissionPolicy).
+    let refused = sts
+        .patch_scale(CLUSTER, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 4}})))
+        .await
+        .expect_err("scaling the operator's StatefulSet directly was admitted");
+    assert!(refused.to_string().contains(&format!("kubectl scale rchat {CLUSTER}")), "{refused}");
+
+    // 8. Promote a follower: it leads, and the label follows.
+    let leading = wait_for("one labelled leader", Duration::from_secs(30), || async {
+        let l = labelled(&pods).await;
+        (l.len() == 1).then(|| l[0].name_any())
+    })
+    .await;
+    let chosen = (0..3).map(|o| names.pod(o)).find(|p| *p != leading).unwrap();
+    chat.ok(&["promote", &chosen]).unwrap();
+    wait_for("the promoted pod labelled", Duration::from_secs(60), || async {
+        let l = labelled(&pods).await;
+        (l.len() == 1 && l[0].name_any() == chosen).then_some(())
+    })
+    .await;
+
+    // 9. A rolling restart (a template change, as an upgrade) under a steady
+    //    write load: followers first, one hand-over, the old leader last; no
+    //    write fails, every one is there, the term moves by exactly one.
+    let term_before = rchats.get(CLUSTER).await.unwrap().status.unwrap().term;
+    let writer = {
+        let chat = chat.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let handle = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let (mut sent, mut failed) = (Vec::new(), Vec::new());
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = format!("during the restart {i}");
+                    match chat.ok(&["send", "bob", &body]) {
+                        Ok(_) => sent.push(body),
+                        Err(e) => failed.push(format!("{body}: {e}")),
+                    }
+                    i += 1;
+                }
+                (sent, failed)
+            }
+        });
+        (stop, handle)
+    };
+    chat.ok(&["restart"]).unwrap();
+    wait_for("every pod restarted with the new template, Progressing=False", Duration::from_secs(600), || async {
+        let set = sts.get(CLUSTER).await.ok()?;
+        let target = set.status?.update_revision?;
+        let all = pods.list(&ListParams::default().labels(&names.selector_string())).await.ok()?.items;
+        let current = all.len() == 3 && all.iter().all(|p| p.labels().get("controller-revision-hash") == Some(&target));
+        let rchat = rchats.get(CLUSTER).await.ok()?;
+        let steady = rchat.status?.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "False");
+        (current && steady).then_some(())
+    })
+    .await;
+    writer.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = writer.1.join().unwrap();
+    assert!(failed.is_empty(), "writes failed during the rolling restart: {failed:?}");
+    let term_after = rchats.get(CLUSTER).await.unwrap().status.unwrap().term;
+    assert_eq!(term_after, term_before + 1, "one leadership change for the whole restart");
+    let read = chat.json(&["read", "bob", "--limit", "1000"]).unwrap();
+    let bodies: Vec<String> =
+        read.as_array().unwrap().iter().filter_map(|m| m["body"].as_str().map(String::from)).collect();
+    for body in &sent {
+        assert!(bodies.contains(body), "{body} acknowledged during the restart, then lost");
+    }
+    eprintln!("rolling restart: {} writes during it, none failed; term {term_before} → {term_after}", sent.len());
+
+    // 10. A backup through a tunnel to a follower's peer port, as an admin.
+    let backup = std::env::temp_dir().join(format!("{namespace}.backup"));
+    let taken = chat.json(&["backup", backup.to_str().unwrap()]).unwrap();
+    assert!(taken["bytes"].as_u64().unwrap() > 0, "{taken}");
+    std::fs::remove_file(&backup).unwrap();
+
+    // 11. Delete the resource: everything it owned goes.
     rchats.delete(CLUSTER, &DeleteParams::default()).await.unwrap();
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
