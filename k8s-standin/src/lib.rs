@@ -4,7 +4,7 @@
 //! generic REST shape — `/api/v1/…` and `/apis/<group>/<version>/…`, get,
 //! list (label selectors), watch, create, replace, merge and apply patches,
 //! the status subresource, delete (at once, with uid/resourceVersion
-//! preconditions) — for any resource; it knows nothing of RBAC, admission,
+//! preconditions), pod logs (set by the test) — for any resource; it knows nothing of RBAC, admission,
 //! finalizers, grace periods or field ownership (an apply is a merge).
 //!
 //! Tests reach it with [`StandIn::client`] (in process) or a kubeconfig
@@ -24,7 +24,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -94,6 +94,15 @@ impl StandIn {
             Ok(v) => v,
             Err(_) => store.create(key, object, "POST").expect("created"),
         }
+    }
+
+    /// Sets the log a pod (by its REST path) serves, as (RFC 3339 timestamp, line).
+    ///
+    /// # Panics
+    /// On a path that is not an object's.
+    pub fn set_log(&self, pod_path: &str, lines: &[(&str, &str)]) {
+        let key = Target::parse(pod_path).and_then(|t| t.key()).expect("a pod path");
+        self.store().set_log(key, lines.iter().map(|(t, l)| ((*t).to_string(), (*l).to_string())).collect());
     }
 
     pub fn get(&self, path: &str) -> Option<Value> {
@@ -190,6 +199,14 @@ async fn serve(State(store): State<Arc<Mutex<Store>>>, request: Request) -> Resp
                 .collect();
             Ok(json!({"kind": "List", "apiVersion": "v1",
                       "metadata": {"resourceVersion": s.version().to_string()}, "items": items}))
+        }
+        (&Method::GET, true) if target.subresource == "log" => {
+            let timestamps = query.get("timestamps").is_some_and(|t| t == "true");
+            let tail = query.get("tailLines").and_then(|t| t.parse().ok());
+            return match lock().log(&target.key_or_collection(), timestamps, tail) {
+                Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response(),
+                Err(_) => status(StatusCode::NOT_FOUND, "NotFound", &format!("{} not found", parts.uri.path())),
+            };
         }
         (&Method::GET, true) => lock().get(&target.key_or_collection()).cloned().ok_or(Refusal::NotFound),
         (&Method::POST, false) => lock().create(target.key_or_collection(), body, "POST"),

@@ -44,6 +44,8 @@ pub enum Refusal {
 
 pub struct Store {
     objects: BTreeMap<Key, Value>,
+    /// Pod logs (`pods/<name>/log`), as (RFC 3339 timestamp, line), oldest first.
+    logs: BTreeMap<Key, Vec<(String, String)>>,
     version: u64,
     history: Vec<Change>,
     changes: broadcast::Sender<Change>,
@@ -51,7 +53,13 @@ pub struct Store {
 
 impl Default for Store {
     fn default() -> Self {
-        Self { objects: BTreeMap::new(), version: 0, history: Vec::new(), changes: broadcast::channel(4096).0 }
+        Self {
+            objects: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            version: 0,
+            history: Vec::new(),
+            changes: broadcast::channel(4096).0,
+        }
     }
 }
 
@@ -71,6 +79,26 @@ impl Store {
             .filter(|(k, _)| k.group == group && k.resource == resource && namespace.is_none_or(|n| n == k.namespace))
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// Sets what `pods/<name>/log` returns for the pod at `key`.
+    pub fn set_log(&mut self, key: Key, lines: Vec<(String, String)>) {
+        self.logs.insert(key, lines);
+    }
+
+    /// A pod's log as the kubelet serves it: the last `tail` lines (all if
+    /// `None`), each prefixed by its timestamp and a space if `timestamps`.
+    ///
+    /// # Errors
+    /// `NotFound` for a pod that does not exist.
+    pub fn log(&self, key: &Key, timestamps: bool, tail: Option<usize>) -> Result<String, Refusal> {
+        self.objects.get(key).ok_or(Refusal::NotFound)?;
+        let lines = self.logs.get(key).map(Vec::as_slice).unwrap_or_default();
+        let from = tail.map_or(0, |n| lines.len().saturating_sub(n));
+        Ok(lines[from..]
+            .iter()
+            .map(|(at, line)| if timestamps { format!("{at} {line}\n") } else { format!("{line}\n") })
+            .collect())
     }
 
     /// Every write so far, oldest first.

@@ -1,7 +1,8 @@
 //! The admin commands through the real binary, against the stand-in API
 //! server: what each asks of Kubernetes (an annotation on the ReplicatedChat,
-//! or one pod deleted), what it refuses before asking, and how `promote`
-//! waits for the operator's answer (played here by the test).
+//! or one pod deleted), what it refuses before asking, how `promote` waits
+//! for the operator's answer (played here by the test), `logs` merging the
+//! pods' logs, `report`'s archive; and `backup` in direct mode.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -24,7 +25,8 @@ async fn seeded() -> (StandIn, tempfile::TempDir, std::path::PathBuf) {
     for id in 0..3 {
         api.put(
             &format!("/api/v1/namespaces/chat/pods/demo-{id}"),
-            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("demo-{id}"), "namespace": "chat"}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("demo-{id}"), "namespace": "chat",
+                "labels": {"app.kubernetes.io/name": "replicated-chat", "app.kubernetes.io/instance": "demo"}}}),
         );
     }
     let home = tempfile::tempdir().unwrap();
@@ -165,4 +167,54 @@ async fn backup_in_direct_mode_takes_a_member_and_an_admin_certificate() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sha256"));
     assert!(std::fs::read(&file).unwrap().starts_with(b"RCHATSN1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_merge_every_pod_in_time_order_each_line_prefixed() {
+    let (api, home, config) = seeded().await;
+    api.set_log(
+        "/api/v1/namespaces/chat/pods/demo-0",
+        &[("2026-12-02T22:00:01.000000000Z", "zero first"), ("2026-12-02T22:00:03.000000000Z", "zero second")],
+    );
+    api.set_log("/api/v1/namespaces/chat/pods/demo-1", &[("2026-12-02T22:00:02.000000000Z", "one")]);
+    let out = kubectl_chat(home.path(), &config, &["logs"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[demo-0] zero first\n[demo-1] one\n[demo-0] zero second\n");
+    let out = kubectl_chat(home.path(), &config, &["logs", "--tail", "1"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[demo-1] one\n[demo-0] zero second\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn report_archives_what_a_bug_report_needs_and_lists_what_it_could_not_get() {
+    let (api, home, config) = seeded().await;
+    api.set_log("/api/v1/namespaces/chat/pods/demo-2", &[("2026-12-02T22:00:00.000000000Z", "node two")]);
+    api.put(
+        "/api/v1/namespaces/chat/secrets/demo-admin-tls",
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-admin-tls", "namespace": "chat"},
+               "data": {"tls.key": "U0VDUkVULUtFWS1NQVRFUklBTA=="}}),
+    );
+    let file = home.path().join("report.tar.gz");
+    let out = kubectl_chat(home.path(), &config, &["report", file.to_str().unwrap(), "-o", "json"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(&file).unwrap()));
+    let mut entries = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().to_string();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
+        entries.insert(path, text);
+    }
+    for path in ["replicatedchat.json", "pods.json", "volumes.json", "events.json", "logs/demo-2.log", "errors.txt"] {
+        assert!(entries.contains_key(&format!("report-demo/{path}")), "no {path} in {:?}", entries.keys());
+    }
+    assert!(entries["report-demo/logs/demo-2.log"].contains("node two"));
+    assert!(entries["report-demo/replicatedchat.json"].contains("chat-node:v1"));
+    // The nodes cannot be reached here (no CA ConfigMap, no port-forward): said so, not fatal.
+    assert!(entries["report-demo/errors.txt"].contains("GetStatus"), "{}", entries["report-demo/errors.txt"]);
+    assert!(printed["errors"].as_array().unwrap().iter().any(|e| e.as_str().unwrap().contains("GetStatus")));
+    assert!(entries.values().all(|t| !t.contains("U0VDUkVULUtFWS1NQVRFUklBTA")), "a Secret went into the report");
+    let again = kubectl_chat(home.path(), &config, &["report", file.to_str().unwrap()]).await;
+    assert!(!again.status.success(), "a report overwrote a file");
 }

@@ -32,6 +32,10 @@ pub enum AdminCommand {
     Promote(Promote),
     /// Write a consistent backup of the whole state to FILE (writes go on meanwhile).
     Backup(crate::cmd::backup::Backup),
+    /// Every pod's log, interleaved, each line prefixed by its pod.
+    Logs(crate::cmd::logs::Logs),
+    /// One archive with what a bug report needs (never a Secret).
+    Report(crate::cmd::report::Report),
 }
 
 impl AdminCommand {
@@ -40,14 +44,16 @@ impl AdminCommand {
             AdminCommand::Backup(c) => c.run(target, output).await,
             AdminCommand::Restart(c) => c.run(&kube_only(target).await?, output).await,
             AdminCommand::Promote(c) => c.run(&kube_only(target).await?, output, deadline).await,
+            AdminCommand::Logs(c) => c.run(&kube_only(target).await?).await,
+            AdminCommand::Report(c) => c.run(target, &kube_only(target).await?, output, deadline).await,
         }
     }
 }
 
-/// The cluster in kube mode; commands that ask the operator have no direct mode.
+/// The cluster in kube mode; commands that need Kubernetes have no direct mode.
 async fn kube_only(target: &Target<'_>) -> anyhow::Result<KubeCluster> {
     if !target.addrs.is_empty() {
-        bail!("restart and promote ask the operator: use them in kube mode (without --addr)");
+        bail!("restart, promote, logs and report work through Kubernetes: use them in kube mode (without --addr)");
     }
     KubeCluster::open(target).await
 }

@@ -5,5 +5,7 @@ pub mod admin;
 pub mod backup;
 pub mod bench;
 pub mod live;
+pub mod logs;
 pub mod messages;
+pub mod report;
 pub mod status;
