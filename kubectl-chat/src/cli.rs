@@ -104,6 +104,8 @@ pub enum ChatCommand {
 /// What every subcommand gets: a connected client, where sessions live, output format.
 pub struct Ctx {
     pub client: Client,
+    /// The Kubernetes side, in kube mode.
+    pub kube: Option<crate::connect::KubeCluster>,
     pub store: SessionStore,
     pub cluster_key: String,
     pub output: Output,
@@ -145,8 +147,8 @@ impl Cli {
             Command::Admin(admin) => return admin.run(&target, self.output, deadline).await,
             Command::Chat(command) => command,
         };
-        let Connection { client, cluster_key } = Connection::open(&target, deadline).await?;
-        let ctx = Ctx { client, store: SessionStore::default_location()?, cluster_key, output: self.output };
+        let Connection { client, cluster_key, kube } = Connection::open(&target, deadline).await?;
+        let ctx = Ctx { client, kube, store: SessionStore::default_location()?, cluster_key, output: self.output };
         let outcome = match command {
             ChatCommand::Register(c) => c.run(&ctx).await,
             ChatCommand::Login(c) => c.run(&ctx).await,

@@ -22,6 +22,8 @@ use kube::{Api, ResourceExt};
 pub struct Connection {
     pub client: Client,
     pub cluster_key: String,
+    /// The Kubernetes side, in kube mode.
+    pub kube: Option<KubeCluster>,
 }
 
 /// Where the user pointed us.
@@ -69,13 +71,15 @@ impl Connection {
             return Ok(Self {
                 client: Client::new(addrs, options)?,
                 cluster_key: format!("addr:{}", sorted.join(",")),
+                kube: None,
             });
         }
         Self::through_kubernetes(target, deadline).await
     }
 
     async fn through_kubernetes(target: &Target<'_>, deadline: Duration) -> anyhow::Result<Self> {
-        let KubeCluster { kube, server, names } = KubeCluster::open(target).await?;
+        let cluster = KubeCluster::open(target).await?;
+        let KubeCluster { kube, server, names } = cluster.clone();
         let namespace = names.namespace.clone();
         let pods = Api::namespaced(kube.clone(), &namespace);
         let services = Api::namespaced(kube.clone(), &namespace);
@@ -96,12 +100,13 @@ impl Connection {
             ClientOptions { deadline, connect_timeout: Duration::from_secs(5), ..ClientOptions::new(security.clone()) };
         let dial = PortForwardDial::new(kube, namespace.clone(), security);
         let client = Client::with_dial(seeds, options, Arc::new(dial))?;
-        Ok(Self { client, cluster_key: format!("kube:{server}/{namespace}/{}", names.cluster) })
+        Ok(Self { client, cluster_key: format!("kube:{server}/{namespace}/{}", names.cluster), kube: Some(cluster) })
     }
 }
 
 /// The Kubernetes side of kube mode: a client of the API server and the
 /// names of the ReplicatedChat the flags chose.
+#[derive(Clone)]
 pub struct KubeCluster {
     pub kube: kube::Client,
     /// The API server's URL (part of the session key).

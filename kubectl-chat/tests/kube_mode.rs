@@ -77,6 +77,16 @@ async fn kube_mode_port_forwards_to_the_leader_and_survives_its_death() {
         0,
         "every member reached through a tunnel: {roles:?}"
     );
+    // Kube mode adds the ReplicatedChat's conditions, its recent Events (its
+    // own and its pods', oldest first) and each pod's volume.
+    let kube = &status["kubernetes"];
+    assert_eq!(kube["conditions"][0]["reason"], "LeaderElected");
+    let reasons: Vec<&str> = kube["events"].as_array().unwrap().iter().map(|e| e["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["MemberJoined", "LeaderChanged"]);
+    assert_eq!(kube["volumes"].as_array().unwrap().len(), 3);
+    assert_eq!(kube["volumes"][0]["capacity"], "1Gi");
+    let table = chat(&["status"]);
+    assert!(table.contains("CONDITIONS") && table.contains("data-demo-1") && table.contains("MemberJoined"), "{table}");
 
     // An admin backs up through a tunnel to a member's peer port, with the
     // operator's admin certificate; the file holds the state (a snapshot file).

@@ -51,6 +51,8 @@ impl FakeApi {
             .route("/api/v1/namespaces/chat/configmaps/demo-ca", get(ca_config_map))
             .route("/api/v1/namespaces/chat/secrets/demo-admin-tls", get(admin_secret))
             .route("/api/v1/namespaces/chat/pods", get(pods))
+            .route("/apis/events.k8s.io/v1/namespaces/chat/events", get(events))
+            .route("/api/v1/namespaces/chat/persistentvolumeclaims", get(volumes))
             .route("/api/v1/namespaces/chat/pods/{name}/portforward", get(portforward))
             .with_state(self);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -78,7 +80,40 @@ impl FakeApi {
 fn rchat_object() -> Value {
     json!({"apiVersion": "chat.replicated.dev/v1alpha1", "kind": "ReplicatedChat",
            "metadata": {"name": "demo", "namespace": "chat", "uid": "u1"},
-           "spec": {"image": "chat-node:dev", "replicas": 3}})
+           "spec": {"image": "chat-node:dev", "replicas": 3},
+           "status": {"conditions": [{"type": "Available", "status": "True", "reason": "LeaderElected",
+                                      "message": "demo-1 leads", "lastTransitionTime": "2026-12-02T22:00:00Z"}]}})
+}
+
+/// Two Events about the cluster, one about something else.
+async fn events() -> Json<Value> {
+    let event = |name: &str, reason: &str, at: &str| {
+        json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+               "metadata": {"name": format!("{name}.{reason}"), "namespace": "chat"},
+               "eventTime": at, "type": "Normal", "reason": reason, "note": format!("{reason} on {name}"),
+               "reportingController": "chat-operator", "reportingInstance": "op", "action": "Test",
+               "regarding": {"kind": "ReplicatedChat", "name": name, "namespace": "chat"}})
+    };
+    Json(json!({"apiVersion": "events.k8s.io/v1", "kind": "EventList", "metadata": {"resourceVersion": "1"},
+        "items": [event("demo", "LeaderChanged", "2026-12-02T22:00:02.000000Z"),
+                  event("other", "Unrelated", "2026-12-02T22:00:03.000000Z"),
+                  event("demo-1", "MemberJoined", "2026-12-02T22:00:01.000000Z")]}))
+}
+
+/// A bound volume per node.
+async fn volumes(State(api): State<FakeApi>) -> Json<Value> {
+    let items: Vec<Value> = api
+        .nodes
+        .keys()
+        .map(|id| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": format!("data-demo-{id}"), "namespace": "chat"},
+                   "spec": {"storageClassName": "standard", "accessModes": ["ReadWriteOnce"]},
+                   "status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}})
+        })
+        .collect();
+    Json(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {"resourceVersion": "1"},
+                "items": items}))
 }
 
 async fn rchats() -> Json<Value> {
