@@ -482,3 +482,40 @@ async fn a_cluster_restored_from_a_backup_runs_pod_zero_alone_until_founded() {
     let sts = &requests.iter().find(|r| r.is(&Method::PATCH, STS)).unwrap().body;
     assert!(sts["spec"]["template"]["spec"]["initContainers"].is_null(), "{}", sts["spec"]["template"]["spec"]);
 }
+
+/// A changed template (the StatefulSet controller reports a new revision):
+/// the reconcile deletes one follower's pod — by uid, so never a pod made
+/// again meanwhile — with an Event, and says so in Progressing; the chart's
+/// rules allow that delete (checked on every request, as everywhere here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_template_restarts_one_follower_by_uid() {
+    let nodes = running_cluster(3).await;
+    let leader = nodes.leader().await;
+    let (ctx, mut api) = context(addresses(&nodes), Some(&nodes));
+    api.objects.insert(
+        STS.to_string(),
+        json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "updateRevision": "demo-new"}}),
+    );
+    let pods: Vec<Value> = (0..3)
+        .map(|id| {
+            let mut p = pod(id, id == leader);
+            p["metadata"]["uid"] = json!(format!("uid-pod-{id}"));
+            p["metadata"]["labels"]["controller-revision-hash"] = json!("demo-old");
+            p["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+            p
+        })
+        .collect();
+    let object = rchat(json!({"image": "chat-node:v2"}), Some(json!({"bootstrapped": true})));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &object, pods).await;
+    outcome.unwrap();
+    let deleted: Vec<&Request> = requests.iter().filter(|r| r.method == Method::DELETE).collect();
+    assert_eq!(deleted.len(), 1, "one pod at a time: {:?}", paths(&requests));
+    let victim = (0..3).rev().find(|&id| id != leader).unwrap();
+    assert_eq!(deleted[0].path, format!("{PODS}/demo-{victim}"), "the highest follower first");
+    assert_eq!(deleted[0].body["preconditions"]["uid"], format!("uid-pod-{victim}"));
+    assert_eq!(events(&requests), ["UpgradingPod"]);
+    let status = status_sent(&requests).unwrap();
+    assert_eq!(condition(&status, "Progressing")["reason"], "Upgrading");
+    let message = condition(&status, "Progressing")["message"].as_str().unwrap().to_string();
+    assert!(message.contains(&format!("0 of 3 members updated; restarting demo-{victim}")), "{message}");
+}
