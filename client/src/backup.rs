@@ -9,8 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub use chat_proto::cluster::BackupEnd;
 use chat_proto::cluster::admin_service_client::AdminServiceClient;
-use chat_proto::cluster::{BackupEnd, BackupRequest, backup_chunk};
+use chat_proto::cluster::{BackupRequest, backup_chunk};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tonic::transport::Channel;

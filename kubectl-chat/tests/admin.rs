@@ -163,10 +163,42 @@ async fn backup_in_direct_mode_takes_a_member_and_an_admin_certificate() {
         assert!(stderr.contains(says), "{extra:?}: {stderr}");
         assert!(!file.exists());
     }
-    let out = run(backup(&["--member".into(), peer, "--admin-tls-dir".into(), path(&admin)])).await;
+    let out = run(backup(&["--member".into(), peer.clone(), "--admin-tls-dir".into(), path(&admin)])).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("sha256"));
     assert!(std::fs::read(&file).unwrap().starts_with(b"RCHATSN1"));
+
+    // Scheduled: into a directory, a member that does not answer skipped,
+    // only the newest kept.
+    let dir = home.path().join("backups");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("demo-20200101T000000Z.backup"), b"old").unwrap();
+    let members = format!("127.0.0.1:1,{peer}");
+    let scheduled = vec![
+        "--addr".to_string(),
+        "127.0.0.1:1".into(),
+        "backup".into(),
+        "--to-dir".into(),
+        path(&dir),
+        "--prefix".into(),
+        "demo".into(),
+        "--keep".into(),
+        "1".into(),
+        "--member".into(),
+        members,
+        "--admin-tls-dir".into(),
+        path(&admin),
+        "-o".into(),
+        "json".into(),
+    ];
+    let out = run(scheduled).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["pruned"], json!(["demo-20200101T000000Z.backup"]));
+    let left: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with("demo-2") && left[0].ends_with("Z.backup"), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
