@@ -88,6 +88,34 @@ pub struct ReplicatedChatSpec {
     /// founded; changing it later does nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapSpec>,
+    /// Scheduled backups to a PersistentVolumeClaim (a CronJob running
+    /// `kubectl-chat backup` with the cluster's admin certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+}
+
+/// Scheduled backups: `<claimName>/<name>-<UTC time>.backup`, the newest
+/// `keep` kept. Removing this section suspends the CronJob.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// When, in cron syntax (e.g. `0 3 * * *`: daily at 03:00 in the cluster's time zone).
+    pub schedule: String,
+    /// The PersistentVolumeClaim the backups are written to (ReadWriteOnce is enough).
+    pub claim_name: String,
+    /// How many backups of this cluster to keep there.
+    #[serde(default = "default_backups_kept")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub keep: u32,
+    /// The Secret with the admin certificate (ca.crt, tls.crt, tls.key;
+    /// common name chat-admin). Default: the operator's `<name>-admin-tls`;
+    /// required with `spec.tls` (the operator then issues none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_secret: Option<String>,
+}
+
+fn default_backups_kept() -> u32 {
+    7
 }
 
 /// Where a new cluster's first state comes from.
@@ -371,6 +399,10 @@ pub struct ReplicatedChatStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The CronJob of scheduled backups while `spec.backup` asks for them
+    /// (once the section is removed, the operator suspends it and clears this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_backups: Option<String>,
 }
 
 /// One Raft member as the leader sees it.

@@ -37,6 +37,10 @@ pub const GRPC_PORT: u16 = 50051;
 pub const PEER_PORT: u16 = 50052;
 /// HTTP port of every node: /healthz, /readyz, /metrics.
 pub const HTTP_PORT: u16 = 8080;
+/// Label of the scheduled backups' pods (value: the cluster's name): the
+/// NetworkPolicy admits them to the peer port. Not the members' labels, so no
+/// Service, StatefulSet or budget ever selects them.
+pub const BACKUP_OF_LABEL: &str = "chat.replicated.dev/backup-of";
 /// Label the operator's own pods carry (the chart sets it): the NetworkPolicy
 /// admits them to the peer port.
 pub const OPERATOR_POD_LABEL: &str = "chat.replicated.dev/operator";
@@ -125,6 +129,11 @@ impl ClusterNames {
     /// the peer port (backups). Whoever may read this Secret is an admin.
     pub fn admin_secret(&self) -> String {
         format!("{}-admin-tls", self.cluster)
+    }
+
+    /// The CronJob of scheduled backups.
+    pub fn backup_cron_job(&self) -> String {
+        format!("{}-backup", self.cluster)
     }
 
     pub fn ca_config_map(&self) -> String {

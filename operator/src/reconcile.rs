@@ -134,6 +134,7 @@ async fn converge(
     ssa(ctx, ns, &services::any_member(cluster)).await?;
     ssa(ctx, ns, &network_policy::build(cluster, &ctx.operator_namespace)).await?;
     ssa(ctx, ns, &pdb::build(cluster)).await?;
+    let scheduled_backups = schedule_backups(ctx, cluster, names).await?;
 
     // 3. Observe what each pod (listed in step 0) reports about the cluster.
     let observation = ctx.nodes.observe(names, ordinals).await;
@@ -226,7 +227,9 @@ async fn converge(
     }
 
     // 7. Status, only when it changed (no write per reconcile).
-    let status = status::observed(cluster, names, &observation, &plan.step, bootstrapped, warnings, Timestamp::now());
+    let mut status =
+        status::observed(cluster, names, &observation, &plan.step, bootstrapped, warnings, Timestamp::now());
+    status.scheduled_backups = scheduled_backups;
     if cluster.status.as_ref() != Some(&status) {
         patch_status(rchats, cluster, status).await?;
     }
@@ -404,6 +407,34 @@ async fn forget_promotion(rchats: &Api<ReplicatedChat>, cluster: &ReplicatedChat
     Ok(())
 }
 
+/// Scheduled backups: the CronJob `spec.backup` describes; once the section
+/// is removed, the one made earlier (the status remembers it) is suspended —
+/// kept, with its history, not deleted. Returns the CronJob's name while it
+/// is scheduled.
+async fn schedule_backups(ctx: &Context, cluster: &ReplicatedChat, names: &ClusterNames) -> Result<Option<String>> {
+    let made = cluster.status.as_ref().and_then(|s| s.scheduled_backups.clone());
+    match (&cluster.spec.backup, made) {
+        (Some(backup), _) => {
+            ssa(ctx, &names.namespace, &resources::backup::cron_job(cluster, backup, false)).await?;
+            Ok(Some(names.backup_cron_job()))
+        }
+        (None, Some(name)) => {
+            let jobs: Api<k8s_openapi::api::batch::v1::CronJob> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            let suspend = json!({"spec": {"suspend": true}});
+            match jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&suspend)).await {
+                Ok(_) => {
+                    let note = format!("spec.backup removed: CronJob {name} suspended (kept, with its history)");
+                    ctx.publish(cluster, EventType::Normal, "BackupsSuspended", "Backup", note, None).await;
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(None)
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// Deletes member `id`'s pod, only the very pod the reconcile saw (its uid:
 /// never one the StatefulSet controller already made again).
 async fn restart_pod(ctx: &Context, names: &ClusterNames, pods: &[Pod], id: u64) -> Result<()> {
@@ -431,13 +462,17 @@ where
 }
 
 /// A merge patch leaves out what serializes to nothing, so a leader that is
-/// gone (`None`, skipped when serialized) would stay in the status for good:
-/// it is sent as an explicit `null`, which a merge patch deletes.
+/// gone (`None`, skipped when serialized) would stay in the status for good
+/// (and a suspended CronJob be suspended again at every reconcile): both are
+/// sent as an explicit `null`, which a merge patch deletes.
 async fn patch_status(api: &Api<ReplicatedChat>, cluster: &ReplicatedChat, status: ReplicatedChatStatus) -> Result<()> {
-    let no_leader = status.leader.is_none();
+    let (no_leader, no_backups) = (status.leader.is_none(), status.scheduled_backups.is_none());
     let mut patch = json!({"status": status});
     if no_leader {
         patch["status"]["leader"] = serde_json::Value::Null;
+    }
+    if no_backups {
+        patch["status"]["scheduledBackups"] = serde_json::Value::Null;
     }
     api.patch_status(&cluster.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())

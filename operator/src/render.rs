@@ -38,6 +38,9 @@ pub fn render(manifest: &str) -> anyhow::Result<String> {
     if replicas > 0 {
         push(&mut out, &statefulset::build_replicas(&cluster, cluster.spec.read_replicas))?;
     }
+    if let Some(backup) = &cluster.spec.backup {
+        push(&mut out, &crate::resources::backup::cron_job(&cluster, backup, false))?;
+    }
     Ok(out)
 }
 

@@ -124,6 +124,7 @@ pub fn observed(
             now,
         ),
         observed_generation: cluster.metadata.generation,
+        scheduled_backups: previous.scheduled_backups,
     }
 }
 

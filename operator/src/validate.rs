@@ -98,6 +98,26 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
             error("spec.bootstrap.fromBackup.path", format!("{:?} {why}", backup.path));
         }
     }
+    if let Some(backup) = &spec.backup {
+        if let Err(why) = cron_schedule(&backup.schedule) {
+            error("spec.backup.schedule", format!("{:?} {why}", backup.schedule));
+        }
+        if !is_dns_subdomain(&backup.claim_name) {
+            error("spec.backup.claimName", format!("{:?} is not a valid claim name", backup.claim_name));
+        }
+        match &backup.admin_secret {
+            Some(name) if !is_dns_subdomain(name) => {
+                error("spec.backup.adminSecret", format!("{name:?} is not a valid Secret name"));
+            }
+            None if spec.tls.node_secret.is_some() => error(
+                "spec.backup.adminSecret",
+                "is required with spec.tls: the operator issues no admin certificate for certificates you bring \
+                 (make one with common name chat-admin from your CA)"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
     let exposed = !matches!(spec.service.type_, chat_k8s::crd::ServiceType::ClusterIP);
     if exposed && spec.network_policy.enabled && spec.network_policy.clients_from.is_empty() {
         out.push(Finding {
@@ -122,6 +142,24 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// A CronJob schedule: five fields, or one of cron's `@` macros. The API
+/// server judges the fields themselves; this catches the shape early, with
+/// the field's name.
+fn cron_schedule(schedule: &str) -> Result<(), &'static str> {
+    const MACROS: [&str; 7] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+    if MACROS.contains(&schedule.trim()) {
+        return Ok(());
+    }
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err("must be 5 cron fields (minute hour day-of-month month day-of-week) or @daily, @hourly, …");
+    }
+    if !fields.iter().all(|f| f.chars().all(|c| c.is_ascii_alphanumeric() || "*/,-?".contains(c))) {
+        return Err("holds characters no cron field has");
+    }
+    Ok(())
 }
 
 /// A path inside a mounted volume: relative, no `..`, no empty or odd parts.
@@ -228,6 +266,37 @@ mod tests {
                 "{path:?}"
             );
         }
+    }
+
+    #[test]
+    fn scheduled_backups_need_a_schedule_a_claim_and_with_brought_tls_an_admin_secret() {
+        let fields = |extra: serde_json::Value| {
+            let mut s = serde_json::json!({"image": "chat-node:1"});
+            for (k, v) in extra.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+            validate(&spec(s)).iter().map(|f| f.field).collect::<Vec<_>>()
+        };
+        assert!(fields(serde_json::json!({"backup": {"schedule": "0 3 * * *", "claimName": "b"}})).is_empty());
+        assert!(fields(serde_json::json!({"backup": {"schedule": "@daily", "claimName": "b"}})).is_empty());
+        assert_eq!(
+            fields(serde_json::json!({"backup": {"schedule": "every day", "claimName": "B!"}})),
+            ["spec.backup.schedule", "spec.backup.claimName"]
+        );
+        assert_eq!(
+            fields(serde_json::json!({"backup": {"schedule": "0 3 * * *; rm", "claimName": "b"}})),
+            ["spec.backup.schedule"]
+        );
+        let brought = serde_json::json!({"nodeSecret": "n", "operatorSecret": "o"});
+        assert_eq!(
+            fields(serde_json::json!({"tls": brought, "backup": {"schedule": "@daily", "claimName": "b"}})),
+            ["spec.backup.adminSecret"]
+        );
+        assert!(
+            fields(serde_json::json!({"tls": brought,
+                "backup": {"schedule": "@daily", "claimName": "b", "adminSecret": "mine-admin"}}))
+            .is_empty()
+        );
     }
 
     #[test]

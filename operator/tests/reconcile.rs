@@ -519,3 +519,35 @@ async fn a_changed_template_restarts_one_follower_by_uid() {
     let message = condition(&status, "Progressing")["message"].as_str().unwrap().to_string();
     assert!(message.contains(&format!("0 of 3 members updated; restarting demo-{victim}")), "{message}");
 }
+
+/// `spec.backup`: a CronJob (allowed by the chart's rules), remembered in the
+/// status; once the section is removed, that CronJob is suspended, not
+/// deleted, with an Event.
+#[tokio::test]
+async fn scheduled_backups_are_a_cron_job_suspended_when_the_section_goes() {
+    let (ctx, mut api) = context(BTreeMap::new(), None);
+    let cron = "/apis/batch/v1/namespaces/chat/cronjobs/demo-backup";
+    let asked = rchat(
+        json!({"backup": {"schedule": "0 3 * * *", "claimName": "backups", "keep": 3}}),
+        Some(json!({"bootstrapped": true})),
+    );
+    let (outcome, requests) = reconcile(&ctx, &mut api, &asked, vec![]).await;
+    outcome.unwrap();
+    let applied = requests.iter().find(|r| r.is(&Method::PATCH, cron)).expect("the CronJob applied");
+    assert_eq!(applied.body["spec"]["schedule"], "0 3 * * *");
+    assert_eq!(applied.body["spec"]["suspend"], false);
+    assert_eq!(status_sent(&requests).unwrap()["scheduledBackups"], "demo-backup");
+
+    let gone = rchat(json!({}), Some(json!({"bootstrapped": true, "scheduledBackups": "demo-backup"})));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &gone, vec![]).await;
+    outcome.unwrap();
+    let suspended = requests.iter().find(|r| r.is(&Method::PATCH, cron)).expect("the CronJob suspended");
+    assert_eq!(suspended.body, json!({"spec": {"suspend": true}}));
+    assert_eq!(events(&requests), ["BackupsSuspended"]);
+    assert_eq!(status_sent(&requests).unwrap()["scheduledBackups"], Value::Null, "sent as null: forgotten");
+    assert!(requests.iter().all(|r| r.method != Method::DELETE));
+
+    // Never asked for: nothing about backups at all.
+    let (_, requests) = reconcile(&ctx, &mut api, &rchat(json!({}), Some(json!({"bootstrapped": true}))), vec![]).await;
+    assert!(requests.iter().all(|r| !r.path.contains("cronjobs")), "{:?}", paths(&requests));
+}

@@ -5,6 +5,7 @@
 //! controller owner reference, so deleting the ReplicatedChat garbage-collects
 //! all of it.
 
+pub mod backup;
 pub mod certificates;
 pub mod network_policy;
 pub mod node_role;

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use chat_k8s::ReplicatedChat;
-use chat_k8s::names::{GRPC_PORT, HTTP_PORT, OPERATOR_POD_LABEL, PEER_PORT};
+use chat_k8s::names::{BACKUP_OF_LABEL, GRPC_PORT, HTTP_PORT, OPERATOR_POD_LABEL, PEER_PORT};
 
 use super::{names, owned_meta};
 
@@ -54,6 +54,9 @@ pub fn build(cluster: &ReplicatedChat, operator_namespace: &str) -> NetworkPolic
         pod_selector: Some(labels(&[(OPERATOR_POD_LABEL, "true")])),
         ..Default::default()
     };
+    // Scheduled backups (their own label, never the members').
+    let backups =
+        NetworkPolicyPeer { pod_selector: Some(labels(&[(BACKUP_OF_LABEL, &names.cluster)])), ..Default::default() };
     let clients = if spec.clients_from.is_empty() {
         // Every pod of this namespace (a peer with only an empty pod selector).
         vec![NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() }]
@@ -66,7 +69,10 @@ pub fn build(cluster: &ReplicatedChat, operator_namespace: &str) -> NetworkPolic
             pod_selector: Some(selected),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![
-                NetworkPolicyIngressRule { from: Some(vec![members, operator]), ports: Some(vec![port(PEER_PORT)]) },
+                NetworkPolicyIngressRule {
+                    from: Some(vec![members, operator, backups]),
+                    ports: Some(vec![port(PEER_PORT)]),
+                },
                 NetworkPolicyIngressRule { from: Some(clients), ports: Some(vec![port(GRPC_PORT), port(HTTP_PORT)]) },
             ]),
             ..Default::default()
@@ -95,6 +101,8 @@ mod tests {
             from[1].namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
             "chat-system"
         );
+        let backups = from[2].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        assert_eq!(backups["chat.replicated.dev/backup-of"], "demo", "the scheduled backups of this cluster");
         // Clients: the namespace by default, on the public and HTTP ports only.
         let clients = &rules[1];
         let ports: Vec<_> = clients.ports.as_ref().unwrap().iter().map(|p| p.port.clone()).collect();
