@@ -56,12 +56,14 @@ struct Cluster {
 }
 
 /// The playground's CA, made on first use and kept in `<dir>/tls/` so a
-/// restarted playground's nodes and clients still trust each other; and a
-/// fresh node certificate for loopback from it.
+/// restarted playground's nodes and clients still trust each other; a fresh
+/// node certificate for loopback from it; and an admin certificate in
+/// `<dir>/tls/admin` (what `kubectl chat backup` presents).
 fn dev_tls(dir: &std::path::Path) -> anyhow::Result<(TlsDir, std::path::PathBuf)> {
     let tls = dir.join("tls");
     let ca = Ca::load_or_generate(&tls, "replicated-chat dev playground")?;
     let node = ca.write_leaf(&Leaf::node(["127.0.0.1", "localhost", "::1"]), &tls.join("node"))?;
+    ca.write_leaf(&Leaf::client(chat_tls::Role::Admin), &tls.join("admin"))?;
     Ok((node, tls.join("ca.crt")))
 }
 
@@ -377,6 +379,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addrs: Vec<String> = cluster.ids().map(|id| cluster.addr(id)).collect();
     println!("  TLS on both ports, CA {}; a client needs:", ca.display());
     println!("    export CHAT_ADDR={} CHAT_CA={}", addrs.join(","), std::fs::canonicalize(&ca)?.display());
+    let admin = std::fs::canonicalize(cluster.args.dir.join("tls").join("admin"))?;
+    println!(
+        "  a backup (as admin): kubectl chat backup chat.backup --member {} --admin-tls-dir {}",
+        cluster.peer_addr(1),
+        admin.display()
+    );
     print!("  waiting for a leader, {n} voters and {replicas} read replica(s) ...");
     std::io::stdout().flush()?;
     if cluster.wait_ready(n as usize, replicas as usize, Duration::from_secs(60)).await {
