@@ -74,13 +74,7 @@ async fn a_promotion_then_a_restart_asked_through_annotations() {
     );
     let mut kube = Kubernetes { api: &api, names: names.clone(), revisions: HashMap::new() };
     let mut changes = api.subscribe();
-    let run = tokio::spawn(controller::run(
-        api.client("chat"),
-        nodes(&cluster),
-        "chat-system".into(),
-        Arc::new(Metrics::default()),
-        Arc::new(AtomicBool::new(false)),
-    ));
+    let run = operator(&api, &cluster);
     settle(&mut kube, &mut cluster, &mut changes, &[0, 1, 2], FIRST).await;
 
     let before = cluster.leader().await;
@@ -129,13 +123,7 @@ async fn upgrade(voters: u64, replicas: u64) {
     seed(&api, &cluster, spec, ids.iter().map(|&id| pod(&names, id, FIRST, true)));
     let mut kube = Kubernetes { api: &api, names: names.clone(), revisions: HashMap::new() };
     let mut changes = api.subscribe();
-    let run = tokio::spawn(controller::run(
-        api.client("chat"),
-        nodes(&cluster),
-        "chat-system".into(),
-        Arc::new(Metrics::default()),
-        Arc::new(AtomicBool::new(false)),
-    ));
+    let run = operator(&api, &cluster);
 
     // Settled on the first template.
     let before = cluster.leader().await;
@@ -184,6 +172,17 @@ async fn upgrade(voters: u64, replicas: u64) {
         assert_eq!(bodies.iter().filter(|b| *b == body).count(), 1, "{body} stored {bodies:?}");
     }
     run.abort();
+}
+
+/// The real controller against `api`, reaching `cluster`'s nodes.
+fn operator(api: &StandIn, cluster: &TestCluster) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(controller::run(
+        api.client("chat"),
+        nodes(cluster),
+        "chat-system".into(),
+        Arc::new(Metrics::default()),
+        Arc::new(AtomicBool::new(false)),
+    ))
 }
 
 /// Plays the StatefulSet controller and the kubelet until every member's pod

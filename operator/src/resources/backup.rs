@@ -10,12 +10,11 @@ use chat_k8s::crd::BackupSpec;
 use chat_k8s::names::{BACKUP_OF_LABEL, REPLICA_ID_BASE};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Container, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::statefulset::NODE_UID;
+use super::statefulset::{locked_down, pod_security};
 use super::{names, owned_meta};
 
 const ADMIN_DIR: &str = "/etc/chat/admin";
@@ -52,13 +51,7 @@ pub fn cron_job(cluster: &ReplicatedChat, backup: &BackupSpec, suspend: bool) ->
             "--admin-tls-dir".into(),
             ADMIN_DIR.into(),
         ]),
-        security_context: Some(SecurityContext {
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-            ..Default::default()
-        }),
+        security_context: Some(locked_down()),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: "admin".into(),
@@ -73,14 +66,7 @@ pub fn cron_job(cluster: &ReplicatedChat, backup: &BackupSpec, suspend: bool) ->
     let pod = PodSpec {
         restart_policy: Some("OnFailure".into()),
         automount_service_account_token: Some(false),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(NODE_UID),
-            run_as_group: Some(NODE_UID),
-            fs_group: Some(NODE_UID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
-            ..Default::default()
-        }),
+        security_context: Some(pod_security()),
         containers: vec![container],
         volumes: Some(vec![
             Volume {

@@ -152,14 +152,7 @@ fn pod_spec(cluster: &ReplicatedChat) -> PodSpec {
         automount_service_account_token: Some(true),
         // chat-node hands leadership over on SIGTERM; give it time to.
         termination_grace_period_seconds: Some(30),
-        security_context: Some(PodSecurityContext {
-            run_as_non_root: Some(true),
-            run_as_user: Some(NODE_UID),
-            run_as_group: Some(NODE_UID),
-            fs_group: Some(NODE_UID),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
-            ..Default::default()
-        }),
+        security_context: Some(pod_security()),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
         affinity: Some(spec.affinity.clone().unwrap_or_else(|| spread_across_nodes(cluster))),
@@ -283,13 +276,7 @@ fn container(cluster: &ReplicatedChat) -> Container {
         readiness_probe: Some(probe("/readyz", 1, 3)),
         liveness_probe: Some(probe("/healthz", 5, 6)),
         resources: cluster.spec.resources.clone(),
-        security_context: Some(SecurityContext {
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
-            ..Default::default()
-        }),
+        security_context: Some(locked_down()),
         volume_mounts: Some(vec![
             VolumeMount { name: DATA_VOLUME.into(), mount_path: DATA_DIR.into(), ..Default::default() },
             VolumeMount {
@@ -300,6 +287,31 @@ fn container(cluster: &ReplicatedChat) -> Container {
             },
         ]),
         ..Container::default()
+    }
+}
+
+/// Every pod the operator makes runs as the node user, with the runtime's
+/// default seccomp profile; volumes are group-writable for it.
+pub fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(NODE_UID),
+        run_as_group: Some(NODE_UID),
+        fs_group: Some(NODE_UID),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// Every container the operator makes: read-only root filesystem, no
+/// privilege escalation, no capabilities.
+pub fn locked_down() -> SecurityContext {
+    SecurityContext {
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+        ..Default::default()
     }
 }
 
