@@ -142,3 +142,46 @@ async fn login(
     let request = chat_proto::chat::LoginRequest { username: user.into(), password: chat_testkit::PASSWORD.into() };
     chat.login(request).await.unwrap().into_inner().token
 }
+
+/// One backup at a time per node: a second caller, while the first still
+/// reads, gets RESOURCE_EXHAUSTED, not a second copy of the state on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_backup_at_a_time_per_node() {
+    let cluster = TestCluster::start(chat_node_binary(), 1, &[]).await;
+    let mut chat = cluster.client(cluster.nodes[0].id);
+    let alice = register(&mut chat, "alice").await;
+    register(&mut chat, "bob").await;
+    // ≈ 12 MB of state: more than the stream's buffers and HTTP/2 windows
+    // hold (a few MB), so the first backup is still streaming below.
+    let body = "x".repeat(4000);
+    let writers = (0..16).map(|w| {
+        let (mut chat, alice, body) = (chat.clone(), alice.clone(), body.clone());
+        tokio::spawn(async move {
+            for i in 0..190 {
+                send(&mut chat, &alice, "bob", &body, &format!("big{w}-{i}")).await.unwrap();
+            }
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.unwrap();
+    }
+    let work = tempfile::tempdir().unwrap();
+    let admin = work.path().join("admin");
+    cluster.tls.ca.write_leaf(&Leaf::client(Role::Admin), &admin).unwrap();
+    let dial = TcpDial::new(Security::mutual(&admin).unwrap());
+    let peer = cluster.nodes[0].peer.clone();
+    let admin_client = || {
+        chat_proto::cluster::admin_service_client::AdminServiceClient::new(
+            dial.dial(&peer, Duration::from_secs(2)).unwrap(),
+        )
+    };
+    let mut first = admin_client().backup(chat_proto::cluster::BackupRequest {}).await.unwrap().into_inner();
+    assert!(first.message().await.unwrap().is_some(), "the first backup streams");
+    let second = admin_client().backup(chat_proto::cluster::BackupRequest {}).await.unwrap_err();
+    assert_eq!(second.code(), tonic::Code::ResourceExhausted, "{second:?}");
+    assert!(second.message().contains("one at a time"), "{}", second.message());
+    // Once the first is read to its end, the next may run.
+    while first.message().await.unwrap().is_some() {}
+    let file = work.path().join("after.backup");
+    chat_client::backup::backup(dial.dial(&peer, Duration::from_secs(2)).unwrap(), &file).await.unwrap();
+}

@@ -11,6 +11,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chat_proto::cluster::admin_service_server::AdminService;
 use chat_proto::cluster::{BackupChunk, BackupEnd, BackupRequest, backup_chunk};
@@ -27,6 +28,10 @@ use crate::store::snapshot;
 
 /// Bytes of the file per message.
 pub const CHUNK: usize = 64 * 1024;
+/// How long a caller may leave a chunk unread before the backup is
+/// abandoned: a stalled caller must not hold the one backup slot (and a
+/// file as large as the state) for good.
+pub const STALL: Duration = Duration::from_secs(60);
 
 type BackupStream = Pin<Box<dyn Stream<Item = Result<BackupChunk, Status>> + Send>>;
 
@@ -99,8 +104,13 @@ impl AdminService for AdminServiceImpl {
                 hash.update(&buf[..n]);
                 size += n as u64;
                 let chunk = BackupChunk { part: Some(backup_chunk::Part::Data(buf[..n].to_vec())) };
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return; // The caller went away.
+                match tokio::time::timeout(STALL, tx.send(Ok(chunk))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return, // The caller went away.
+                    Err(_) => {
+                        tracing::warn!(read = size, "backup abandoned: the caller read nothing for {STALL:?}");
+                        return;
+                    }
                 }
             }
             let end = BackupEnd { sha256: hash.finalize().to_vec(), size, applied_index };
