@@ -2,8 +2,9 @@
 //! users; see the README's quickstart): install the chart, create a
 //! 3-replica ReplicatedChat, chat through `kubectl chat` (kube mode), scale to
 //! 5, delete the leader pod, scale to 3, a direct StatefulSet scale refused,
-//! promote, a rolling restart under writes, a backup, delete the resource —
-//! each step asserted on the cluster's real state. Prints how long failover took.
+//! promote, a rolling restart under writes, a backup, a scheduled backup,
+//! delete the resource, a new cluster restored from that backup — each step
+//! asserted on the cluster's real state. Prints how long failover took.
 //!
 //! Images come from CHAT_NODE_IMAGE and CHAT_OPERATOR_IMAGE (default
 //! `chat-node:dev`, `chat-operator:dev`, as `kind load` puts them); helm from
@@ -18,16 +19,20 @@ use chat_e2e::{KubectlChat, eventually_every};
 use chat_k8s::names::{ROLE_LABEL, ROLE_LEADER};
 use chat_k8s::{ClusterNames, ReplicatedChat};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 const RELEASE: &str = "rchat-e2e";
 const OPERATOR_NAMESPACE: &str = "rchat-e2e-system";
 const CLUSTER: &str = "demo";
+/// The cluster made from demo's backup, and the claim that holds it.
+const RESTORED: &str = "restored";
+const BACKUP_CLAIM: &str = "chat-backups";
 
 /// Polls `check` every second until it yields, or fails the test after `within`.
 async fn wait_for<T, F, Fut>(what: &str, within: Duration, check: F) -> T
@@ -364,7 +369,35 @@ async fn the_whole_product_on_kubernetes() {
     assert!(taken["bytes"].as_u64().unwrap() > 0, "{taken}");
     std::fs::remove_file(&backup).unwrap();
 
-    // 11. Delete the resource: everything it owned goes.
+    // 11. Scheduled backups to a claim: a CronJob (every minute here) whose
+    //    run writes a backup; its log names the file. Then the section goes
+    //    (the CronJob is suspended).
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": BACKUP_CLAIM},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    pvcs.create(&PostParams::default(), &claim).await.unwrap();
+    let schedule = json!({"spec": {"backup": {"schedule": "* * * * *", "claimName": BACKUP_CLAIM, "keep": 2}}});
+    rchats.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&schedule)).await.unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let job = wait_for("a scheduled backup that succeeded", Duration::from_secs(240), || async {
+        let done = jobs.list(&ListParams::default()).await.ok()?.items;
+        done.into_iter().find(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0).map(|j| j.name_any())
+    })
+    .await;
+    let run = pods.list(&ListParams::default().labels(&format!("job-name={job}"))).await.unwrap().items;
+    let log = pods.logs(&run[0].name_any(), &LogParams::default()).await.unwrap();
+    let file = log
+        .split("written to /backups/")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no backup file named in the job's log: {log}"))
+        .to_string();
+    let unschedule = json!({"spec": {"backup": null}});
+    rchats.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&unschedule)).await.unwrap();
+
+    // 12. Delete the resource: everything it owned goes.
     rchats.delete(CLUSTER, &DeleteParams::default()).await.unwrap();
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &namespace);
@@ -373,9 +406,34 @@ async fn the_whole_product_on_kubernetes() {
             && sts.get_opt(CLUSTER).await.ok()?.is_none()
             && services.list(&ListParams::default()).await.ok()?.items.is_empty()
             && pdbs.get_opt(CLUSTER).await.ok()?.is_none()
-            && pvcs.list(&ListParams::default()).await.ok()?.items.is_empty();
+            && pvcs.list(&ListParams::default()).await.ok()?.items.iter().all(|p| p.name_any() == BACKUP_CLAIM);
         none.then_some(())
     })
     .await;
+
+    // 13. A new cluster from that backup: pod 0 restores it, the others join;
+    //    alice logs in with her old password and finds her messages.
+    let restored: ReplicatedChat = serde_json::from_value(json!({
+        "apiVersion": "chat.replicated.dev/v1alpha1", "kind": "ReplicatedChat",
+        "metadata": {"name": RESTORED},
+        "spec": {"replicas": 3, "image": node_image, "imagePullPolicy": "IfNotPresent",
+                 "bootstrap": {"fromBackup": {"claimName": BACKUP_CLAIM, "path": file}}},
+    }))
+    .unwrap();
+    rchats.create(&PostParams::default(), &restored).await.unwrap();
+    wait_for("the restored cluster: 3 voters, Available", Duration::from_secs(300), || async {
+        let rchat = rchats.get(RESTORED).await.ok()?;
+        let status = rchat.status?;
+        let available = status.conditions.iter().any(|c| c.type_ == "Available" && c.status == "True");
+        (available && status.replicas == 3).then_some(())
+    })
+    .await;
+    let again = KubectlChat::new(&["-n", &namespace, "--cluster", RESTORED, "--timeout", "20"]);
+    again.ok(&["login", "alice"]).unwrap();
+    let read = again.json(&["read", "bob", "--limit", "1000"]).unwrap();
+    let bodies: Vec<&str> = read.as_array().unwrap().iter().filter_map(|m| m["body"].as_str()).collect();
+    assert!(bodies.contains(&"before failover 0"), "the restored cluster lost messages: {bodies:?}");
+    again.ok(&["send", "bob", "after the restore"]).unwrap();
+    rchats.delete(RESTORED, &DeleteParams::default()).await.unwrap();
     eprintln!("e2e passed; failover took {failover:.2?}");
 }
