@@ -37,7 +37,8 @@ pub fn cron_job(cluster: &ReplicatedChat, backup: &BackupSpec, suspend: bool) ->
         name: "backup".into(),
         image: Some(cluster.spec.image.clone()),
         image_pull_policy: cluster.spec.image_pull_policy.map(|p| p.as_str().into()),
-        command: Some(vec!["kubectl-chat".into()]),
+        // Absolute: a FROM-scratch image may set no PATH.
+        command: Some(vec!["/usr/local/bin/kubectl-chat".into()]),
         args: Some(vec![
             "backup".into(),
             "--to-dir".into(),
