@@ -24,6 +24,8 @@ pub struct MessageJson<'a> {
     pub body: &'a str,
     pub sent_at: String,
     pub read: bool,
+    /// It reached the recipient (their stream sent it, or they read it); `read` implies it.
+    pub delivered: bool,
 }
 
 impl<'a> From<&'a Message> for MessageJson<'a> {
@@ -35,6 +37,7 @@ impl<'a> From<&'a Message> for MessageJson<'a> {
             body: &m.body,
             sent_at: timestamp(m.sent_at_ms),
             read: m.read,
+            delivered: m.delivered || m.read,
         }
     }
 }
@@ -44,13 +47,24 @@ pub fn messages_json(messages: &[Message]) -> String {
     serde_json::to_string_pretty(&items).expect("serializing plain structs")
 }
 
-/// One line per message: `#id  time  from → to  body` (unread marked with *).
-/// Text from the cluster is [`printable`]: a message is one line, and no
-/// sender can move the cursor, recolour or retitle the reader's terminal.
+/// One line per message: `#id  time  from → to  body  ✓✓` (unread marked
+/// with *; the receipt: nothing sent, ✓ delivered, ✓✓ read). Text from the
+/// cluster is [`printable`]: a message is one line, and no sender can move
+/// the cursor, recolour or retitle the reader's terminal.
 pub fn message_line(m: &Message) -> String {
     let unread = if m.read { " " } else { "*" };
+    let receipt = receipt(m);
     let (from, to, body) = (printable(&m.from), printable(&m.to), printable(&m.body));
-    format!("#{:<8}{unread} {}  {from} → {to}  {body}", m.id, timestamp(m.sent_at_ms))
+    format!("#{:<8}{unread} {}  {from} → {to}  {body}{receipt}", m.id, timestamp(m.sent_at_ms))
+}
+
+/// `  ✓✓` read, `  ✓` delivered, nothing when only sent.
+pub fn receipt(m: &Message) -> &'static str {
+    match (m.read, m.delivered) {
+        (true, _) => "  ✓✓",
+        (false, true) => "  ✓",
+        (false, false) => "",
+    }
 }
 
 /// `text` safe to print on a terminal: control characters (escape
@@ -153,8 +167,15 @@ mod tests {
         assert_eq!(printable("red \u{1b}[31mtext\u{1b}[0m"), "red \\u{1b}[31mtext\\u{1b}[0m");
         assert_eq!(printable("two\nlines\r"), "two\\nlines\\r");
         assert_eq!(printable("abc\u{202e}fed"), "abc\\u{202e}fed");
-        let m =
-            Message { id: 1, from: "a".into(), to: "b".into(), body: "\u{7}bell".into(), sent_at_ms: 0, read: true };
+        let m = Message {
+            id: 1,
+            from: "a".into(),
+            to: "b".into(),
+            body: "\u{7}bell".into(),
+            sent_at_ms: 0,
+            read: false,
+            delivered: false,
+        };
         assert!(message_line(&m).ends_with("\\u{7}bell"), "{}", message_line(&m));
     }
     use chat_client::MemberStatus;
@@ -168,13 +189,23 @@ mod tests {
             body: "hi".into(),
             sent_at_ms: 1_700_000_000_123,
             read: true,
+            delivered: false,
         };
         let v: serde_json::Value = serde_json::from_str(&messages_json(&[m])).unwrap();
         assert_eq!(v[0]["id"], 7);
         assert_eq!(v[0]["sent_at"], "2023-11-14T22:13:20.123Z");
         assert_eq!(v[0]["read"], true);
+        assert_eq!(v[0]["delivered"], true, "read implies delivered");
         let keys: Vec<&String> = v[0].as_object().unwrap().keys().collect();
-        assert_eq!(keys.len(), 6);
+        assert_eq!(keys.len(), 7);
+    }
+
+    #[test]
+    fn receipts_show_sent_delivered_read() {
+        let m = |read, delivered| Message { id: 1, body: "hi".into(), read, delivered, ..Message::default() };
+        assert!(!message_line(&m(false, false)).contains('✓'));
+        assert!(message_line(&m(false, true)).ends_with("hi  ✓"));
+        assert!(message_line(&m(true, true)).ends_with("hi  ✓✓"));
     }
 
     #[test]

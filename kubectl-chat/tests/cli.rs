@@ -83,7 +83,8 @@ async fn the_whole_command_set() {
         (Some("alice"), Some("bob"), Some(false))
     );
     assert!(read[0]["sent_at"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(read[0].as_object().unwrap().len(), 6, "read -o json has exactly the contract fields");
+    assert_eq!(read[0].as_object().unwrap().len(), 7, "read -o json has exactly the contract fields");
+    assert!(read[0]["delivered"].is_boolean(), "{}", read[0]);
     assert!(
         ok(&kchat(&cluster, b, &["read"], None)).contains("hello there"),
         "read defaults to the latest conversation"

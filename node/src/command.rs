@@ -64,7 +64,16 @@ pub enum Command {
         token_hash: [u8; 32],
         ids: Vec<u64>,
     },
+    /// Delivery receipts a node collected (its Subscribe streams sent these
+    /// users their messages up to these ids, or they read them), many in one
+    /// entry: never a write per message per stream.
+    MarkDelivered {
+        acks: Vec<(String, u64)>,
+    },
 }
+
+/// The most receipts one [`Command::MarkDelivered`] carries.
+pub const MAX_DELIVERY_ACKS: usize = 1000;
 
 /// The accepting node's clock, as commands carry it (Unix ms).
 pub fn now_ms() -> i64 {
@@ -94,6 +103,7 @@ impl Command {
                 Command::SendMessage { to, body, request_id, .. } => to.len() + body.len() + request_id.len(),
                 Command::MarkRead { with, .. } => with.len(),
                 Command::DeleteMessages { ids, .. } => 8 * ids.len(),
+                Command::MarkDelivered { acks } => acks.iter().map(|(user, _)| user.len() + 8).sum(),
             }
     }
 
@@ -129,6 +139,15 @@ impl Command {
             }
             Command::MarkRead { with, .. } => validate::stored_username("with", with),
             Command::DeleteMessages { ids, .. } => validate::delete_ids(ids),
+            Command::MarkDelivered { acks } => {
+                if acks.len() > MAX_DELIVERY_ACKS {
+                    return Err(crate::error::Error::invalid(format!(
+                        "acks: {} receipts, at most {MAX_DELIVERY_ACKS} per command",
+                        acks.len()
+                    )));
+                }
+                acks.iter().try_for_each(|(user, _)| validate::stored_username("acks.user", user))
+            }
         }
     }
 
@@ -141,7 +160,8 @@ impl Command {
             Command::OpenSession { .. }
             | Command::MarkRead { .. }
             | Command::RenewSession { .. }
-            | Command::Expire { .. } => true,
+            | Command::Expire { .. }
+            | Command::MarkDelivered { .. } => true,
             // A retry of these reports an error (exists / not found) after a first success.
             Command::CreateAccount { .. }
             | Command::CloseSession { .. }
@@ -162,6 +182,7 @@ impl Command {
             Command::SendMessage { .. } => "send_message",
             Command::MarkRead { .. } => "mark_read",
             Command::DeleteMessages { .. } => "delete_messages",
+            Command::MarkDelivered { .. } => "mark_delivered",
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`proposer`]: batching client commands into Raft entries.
 //! - [`read_index`]: one leadership-confirming round for many linearizable reads.
 //! - [`sweeper`]: the leader's housekeeping (expired sessions, old request ids).
+//! - [`delivery_acks`]: delivery receipts from Subscribe streams and reads, batched into one entry.
 //! - [`election`]: when to start an election — openraft's timer, behind a pre-vote.
 //! - [`service`]: the gRPC services (`ChatService`, `ClusterService`, `MembershipService`, `AdminService`,
 //!   `RaftService`).
@@ -24,6 +25,7 @@
 
 pub mod cli;
 pub mod command;
+pub mod delivery_acks;
 pub mod dev;
 pub mod election;
 pub mod error;

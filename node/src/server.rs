@@ -262,7 +262,8 @@ async fn serve(
     // The public port: strangers. Metadata is bounded per call (with HTTP/2's
     // own limit far above, so an oversized header fails its call, not the
     // connection), and undecodable requests are the caller's error.
-    let chat = ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone(), &cfg.limits));
+    let acks = Arc::new(crate::delivery_acks::DeliveryAcks::default());
+    let chat = ChatServiceServer::new(ChatServiceImpl::new(node.clone(), metrics.clone(), &cfg.limits, acks.clone()));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // Each port has its own WatchStatus streams: strangers filling the public
     // port's cannot starve the operator's leader routing on the peer port.
@@ -328,6 +329,7 @@ async fn serve(
     let election_task = tokio::spawn(crate::election::run(node.clone()));
     let leadership_task = tokio::spawn(node.clone().track_leadership());
     let sweeper_task = tokio::spawn(crate::sweeper::run(node.clone(), cfg.limits.clone()));
+    let acks_task = tokio::spawn(crate::delivery_acks::run(node.clone(), acks));
     let health_task = tokio::spawn(crate::health::run(readiness, health_reporter, stopped.clone()));
     let self_label_task = cfg.self_label.clone().map(|names| tokio::spawn(crate::self_label::run(node.clone(), names)));
 
@@ -358,6 +360,7 @@ async fn serve(
     election_task.abort();
     leadership_task.abort();
     sweeper_task.abort();
+    acks_task.abort();
     if let Some(task) = self_label_task {
         task.abort();
     }

@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 use super::auth;
 use super::observe::observe;
 use crate::command::{Applied, Command, Rejection, now_ms};
+use crate::delivery_acks::DeliveryAcks;
 use crate::error::{Error, Result};
 use crate::limits::LimitsConfig;
 use crate::limits::hashing::Hashing;
@@ -50,10 +51,12 @@ pub struct ChatServiceImpl {
     /// Sessions whose renewal this node has proposed and not seen applied:
     /// one renewal at a time per session. A std Mutex, never held across an await.
     renewing: Arc<std::sync::Mutex<std::collections::HashSet<[u8; 32]>>>,
+    /// Delivery receipts this node's streams and reads produce, batched.
+    acks: Arc<DeliveryAcks>,
 }
 
 impl ChatServiceImpl {
-    pub fn new(node: Arc<ChatNode>, metrics: Arc<Metrics>, limits: &LimitsConfig) -> Self {
+    pub fn new(node: Arc<ChatNode>, metrics: Arc<Metrics>, limits: &LimitsConfig, acks: Arc<DeliveryAcks>) -> Self {
         Self {
             node,
             metrics,
@@ -65,6 +68,7 @@ impl ChatServiceImpl {
             session_ttl: limits.session_ttl,
             max_sessions: limits.max_sessions,
             renewing: Arc::default(),
+            acks,
         }
     }
 
@@ -164,6 +168,7 @@ impl From<MessageView> for Message {
             body: v.message.body,
             sent_at_ms: v.message.sent_at_ms,
             read: v.read,
+            delivered: v.delivered,
         }
     }
 }
@@ -312,6 +317,10 @@ impl ChatService for ChatServiceImpl {
             let (user, index) =
                 self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
             let views = query::read_conversation(self.node.db(), &user, &with, r.before_id, limit)?;
+            // The recipient has now seen these: delivered.
+            if let Some(newest) = views.iter().filter(|v| v.message.to == user && !v.delivered).map(|v| v.id).max() {
+                self.acks.note(&user, newest);
+            }
             Ok(indexed(ReadConversationResponse { messages: views.into_iter().map(Message::from).collect() }, index))
         })
         .await
@@ -392,6 +401,7 @@ impl ChatService for ChatServiceImpl {
             let user = self.session_user(&token)?;
             let mut live = self.node.state().subscribe();
             let db = self.node.db().clone();
+            let acks = self.acks.clone();
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Message, Status>>(BACKLOG_PAGE);
             let mut last = request.into_inner().after_id;
             tokio::spawn(async move {
@@ -417,11 +427,14 @@ impl ChatService for ChatServiceImpl {
                             }
                         };
                         let full = page.len() == BACKLOG_PAGE;
-                        for view in page {
+                        for mut view in page {
                             last = view.id;
+                            // Sent on the recipient's own stream: delivered by this send.
+                            view.delivered = true;
                             if tx.send(Ok(view.into())).await.is_err() {
                                 return;
                             }
+                            acks.note(&user, last);
                         }
                         if !full {
                             break;
@@ -440,10 +453,13 @@ impl ChatService for ChatServiceImpl {
                                     return;
                                 }
                                 last = d.id;
-                                let view = MessageView { id: d.id, message: d.message.clone(), read: false };
+                                // Sent on the recipient's own stream: delivered by this very send.
+                                let view =
+                                    MessageView { id: d.id, message: d.message.clone(), read: false, delivered: true };
                                 if tx.send(Ok(view.into())).await.is_err() {
                                     return;
                                 }
+                                acks.note(&user, last);
                             }
                             Ok(_) => {}
                             // Fell behind the live feed: the DB has everything, resume from it.

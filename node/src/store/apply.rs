@@ -6,7 +6,7 @@
 //! random source). A message's id comes from a counter in the state itself:
 //! 1, 2, 3… in commit order, which is what paging and Subscribe resume on.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rocksdb::WriteBatch;
 
@@ -166,6 +166,29 @@ pub fn apply(db: &Db, batch: &mut WriteBatch, cmd: &Command) -> Result<Outcome, 
             tx.put(cf::SUMMARIES, &keys::pair(&user, with), &summary);
             Ok(Applied::Count(marked)).into()
         }
+        Command::MarkDelivered { acks } => {
+            // Never past the newest message: a receipt cannot cover the future.
+            let newest = tx.db.get::<u64>(cf::META, keys::meta::NEXT_MESSAGE_ID)?.unwrap_or(1).saturating_sub(1);
+            // One receipt per user, the highest: the batch is not read back.
+            let mut highest: BTreeMap<&str, u64> = BTreeMap::new();
+            for (user, id) in acks {
+                let entry = highest.entry(user.as_str()).or_default();
+                *entry = (*entry).max(*id);
+            }
+            let mut moved = 0;
+            for (user, id) in highest {
+                if tx.db.get::<Account>(cf::ACCOUNTS, user.as_bytes())?.is_none() {
+                    continue;
+                }
+                let id = id.min(newest);
+                let current = tx.db.get::<u64>(cf::DELIVERED, user.as_bytes())?.unwrap_or(0);
+                if id > current {
+                    tx.put(cf::DELIVERED, user.as_bytes(), &id);
+                    moved += 1;
+                }
+            }
+            Ok(Applied::Count(moved)).into()
+        }
         Command::DeleteMessages { token_hash, ids } => {
             let user = match tx.user(token_hash)? {
                 Err(r) => return Ok(Err(r).into()),
@@ -323,6 +346,7 @@ impl Tx<'_> {
             }
             self.batch.delete_cf(self.db.cf(cf::SUMMARIES), keys::pair(partner, user));
         }
+        self.batch.delete_cf(self.db.cf(cf::DELIVERED), user.as_bytes());
         let end = keys::prefix_end(&prefix);
         for name in [cf::SUMMARIES, cf::REQUESTS, cf::INBOX, cf::USER_SESSIONS] {
             self.batch.delete_range_cf(self.db.cf(name), &prefix, &end);

@@ -31,12 +31,28 @@ pub mod cf {
     pub const USER_SESSIONS: &str = "user_sessions";
     /// (sent at, sender, request id) → () : de-duplication records by age (the sweep expires from the front).
     pub const REQUEST_TIMES: &str = "request_times";
+    /// username → the highest message id delivered to that user (a Subscribe
+    /// stream sent it, or the user read it): every message to them up to it
+    /// is delivered. Last in [`STATE`]: a snapshot names column families by
+    /// position, so older snapshots read the same.
+    pub const DELIVERED: &str = "delivered";
 
     /// Column families holding chat state: exactly what a snapshot carries.
-    pub const STATE: [&str; 10] =
-        [META, ACCOUNTS, SESSIONS, MESSAGES, CONVERSATIONS, INBOX, SUMMARIES, REQUESTS, USER_SESSIONS, REQUEST_TIMES];
+    pub const STATE: [&str; 11] = [
+        META,
+        ACCOUNTS,
+        SESSIONS,
+        MESSAGES,
+        CONVERSATIONS,
+        INBOX,
+        SUMMARIES,
+        REQUESTS,
+        USER_SESSIONS,
+        REQUEST_TIMES,
+        DELIVERED,
+    ];
     /// Every column family of the DB.
-    pub const ALL: [&str; 12] = [
+    pub const ALL: [&str; 13] = [
         LOG,
         RAFT,
         META,
@@ -49,6 +65,7 @@ pub mod cf {
         REQUESTS,
         USER_SESSIONS,
         REQUEST_TIMES,
+        DELIVERED,
     ];
 }
 

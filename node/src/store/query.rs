@@ -51,6 +51,16 @@ pub struct MessageView {
     pub id: u64,
     pub message: StoredMessage,
     pub read: bool,
+    /// A Subscribe stream of the recipient sent it, or the recipient read it.
+    pub delivered: bool,
+}
+
+/// The highest message id delivered to `user` (0: none).
+///
+/// # Errors
+/// When the state cannot be read.
+pub fn delivered_up_to(db: &Db, user: &str) -> Result<u64, StorageError> {
+    Ok(db.get::<u64>(cf::DELIVERED, user.as_bytes())?.unwrap_or(0))
 }
 
 /// A conversation as [`list_conversations`] reports it.
@@ -140,11 +150,14 @@ pub fn read_conversation(
     ids.reverse();
     let mine: Summary = view.get(cf::SUMMARIES, &keys::pair(user, with))?.unwrap_or_default();
     let theirs: Summary = view.get(cf::SUMMARIES, &keys::pair(with, user))?.unwrap_or_default();
+    let to_me: u64 = view.get(cf::DELIVERED, user.as_bytes())?.unwrap_or(0);
+    let to_them: u64 = view.get(cf::DELIVERED, with.as_bytes())?.unwrap_or(0);
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(message) = view.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
-            let reader = if message.to == user { &mine } else { &theirs };
-            out.push(MessageView { id, read: id <= reader.last_read_id, message });
+            let (reader, delivered) = if message.to == user { (&mine, to_me) } else { (&theirs, to_them) };
+            let read = id <= reader.last_read_id;
+            out.push(MessageView { id, read, delivered: read || id <= delivered, message });
         }
     }
     Ok(out)
@@ -158,6 +171,7 @@ pub fn inbox_after(db: &Db, user: &str, after_id: u64, limit: usize) -> Result<V
     let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
     let mut out = Vec::new();
+    let delivered: u64 = view.get(cf::DELIVERED, user.as_bytes())?.unwrap_or(0);
     for item in view.iterator(cf::INBOX, opts, IteratorMode::From(&start, Direction::Forward)) {
         if out.len() == limit {
             break;
@@ -165,7 +179,8 @@ pub fn inbox_after(db: &Db, user: &str, after_id: u64, limit: usize) -> Result<V
         let id = keys::decode_index(&item.map_err(read_err)?.0);
         if let Some(message) = view.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
             let summary: Summary = view.get(cf::SUMMARIES, &keys::pair(user, &message.from))?.unwrap_or_default();
-            out.push(MessageView { id, read: id <= summary.last_read_id, message });
+            let read = id <= summary.last_read_id;
+            out.push(MessageView { id, read, delivered: read || id <= delivered, message });
         }
     }
     Ok(out)
