@@ -120,12 +120,17 @@ impl ChatServiceImpl {
     }
 
     /// Passes the read barrier, then resolves the session of `token` (read
-    /// from the request before anything else). Returns the user and the
-    /// applied index the read reflects (at least: state only moves forward).
-    async fn reader(&self, token: &[u8; 32], consistency: Consistency) -> Result<(String, u64)> {
+    /// from the request before anything else). The read's index is taken
+    /// after its query ([`ChatServiceImpl::read_index`]).
+    async fn reader(&self, token: &[u8; 32], consistency: Consistency) -> Result<String> {
         self.node.read_barrier(consistency).await?;
-        let index = self.node.applied_index();
-        Ok((self.session_user(token)?, index))
+        self.session_user(token)
+    }
+
+    /// The `chat-index` of a read: taken after the query, from the state
+    /// itself ([`query::applied_through`]), so never below what it showed.
+    fn read_index(&self) -> Result<u64> {
+        Ok(query::applied_through(self.node.db())?)
     }
 
     /// A write on behalf of the session of `token`.
@@ -273,9 +278,9 @@ impl ChatService for ChatServiceImpl {
             let limit = validate::page_size("page_size", request.get_ref().page_size, 100, 1000)?;
             let after = validate::page_token(&request.get_ref().page_token)?;
             let r = request.get_ref();
-            let (_, index) =
-                self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
+            self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
             let (usernames, more) = query::list_accounts(self.node.db(), &pattern, &after, limit)?;
+            let index = self.read_index()?;
             let next_page_token = if more { usernames.last().cloned().unwrap_or_default() } else { String::new() };
             Ok(indexed(ListAccountsResponse { usernames, next_page_token }, index))
         })
@@ -314,9 +319,9 @@ impl ChatService for ChatServiceImpl {
             let r = request.get_ref();
             let with = validate::canonical_username("with", &r.with)?;
             let limit = validate::page_size("limit", r.limit, 50, 1000)?;
-            let (user, index) =
-                self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
+            let user = self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
             let views = query::read_conversation(self.node.db(), &user, &with, r.before_id, limit)?;
+            let index = self.read_index()?;
             // The recipient has now seen these: delivered.
             if let Some(newest) = views.iter().filter(|v| v.message.to == user && !v.delivered).map(|v| v.id).max() {
                 self.acks.note(&user, newest);
@@ -365,12 +370,12 @@ impl ChatService for ChatServiceImpl {
         observe(&self.metrics, "ListConversations", async {
             let token = auth::token_hash(&request)?;
             let r = request.get_ref();
-            let (user, index) =
-                self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
+            let user = self.reader(&token, consistency_of(r.consistency, r.min_index, r.max_staleness_ms)?).await?;
             let conversations = query::list_conversations(self.node.db(), &user)?
                 .into_iter()
                 .map(|c| Conversation { partner: c.partner, unread: c.unread, last_message_id: c.last_message_id })
                 .collect();
+            let index = self.read_index()?;
             Ok(indexed(ListConversationsResponse { conversations }, index))
         })
         .await

@@ -55,6 +55,22 @@ pub struct MessageView {
     pub delivered: bool,
 }
 
+/// The index of the newest log entry whose effects the state may hold: the
+/// last one applied, or one applied part-way (its first commands written).
+/// Read *after* a query, it is at least the index of everything the query
+/// saw — what a response's `chat-index` must be. Raft's metrics lag the
+/// writes, so an index taken from them before the query could be lower than
+/// the state read, and a session read elsewhere at that index could then
+/// miss what this one showed.
+///
+/// # Errors
+/// When the state cannot be read.
+pub fn applied_through(db: &Db) -> Result<u64, StorageError> {
+    let applied = db.get::<crate::typ::LogId>(cf::META, keys::meta::LAST_APPLIED)?.map_or(0, |l| l.index);
+    let partial = db.get::<(u64, usize)>(cf::META, keys::meta::APPLYING)?.map_or(0, |(index, _)| index);
+    Ok(applied.max(partial))
+}
+
 /// The highest message id delivered to `user` (0: none).
 ///
 /// # Errors

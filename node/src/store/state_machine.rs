@@ -464,6 +464,8 @@ mod tests {
             assert!(matches!(state.apply_command(&log_id(2), position, false, cmd), Ok(Ok(Applied::Sent { .. }))));
         }
         assert_eq!(state.applied_state().await.unwrap().0, Some(log_id(1)), "entry 2 is not applied yet");
+        // A read now sees messages of entry 2: its chat-index must say 2, not 1.
+        assert_eq!(query::applied_through(state.db()).unwrap(), 2, "a part-applied entry counts");
         // On restart openraft applies entry 2 again, from its start.
         let results = state.apply([entry(2, commands)]).await.unwrap();
         assert_eq!(
@@ -477,6 +479,7 @@ mod tests {
         );
         assert_eq!(state.applied_state().await.unwrap().0, Some(log_id(2)));
         assert_eq!(state.db().get::<(u64, usize)>(cf::META, keys::meta::APPLYING).unwrap(), None);
+        assert_eq!(query::applied_through(state.db()).unwrap(), 2);
     }
 
     #[tokio::test]
