@@ -20,8 +20,20 @@ pub fn should_retry(status: &Status, idempotence: Idempotence) -> bool {
         Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
             idempotence == Idempotence::Safe || never_sent(status)
         }
+        // The connection broke under the call (a member stopping mid-request
+        // resets its HTTP/2 streams: tonic reports INTERNAL): as ambiguous as
+        // UNAVAILABLE, not a refusal by the cluster.
+        Code::Internal if connection_broke(status) => idempotence == Idempotence::Safe,
         _ => false,
     }
+}
+
+/// An INTERNAL status made by the transport, not sent by a node.
+fn connection_broke(status: &Status) -> bool {
+    let text = status.message().to_ascii_lowercase();
+    ["h2 protocol error", "http2 error", "connection reset", "broken pipe", "connection closed"]
+        .iter()
+        .any(|t| text.contains(t))
 }
 
 /// A connection that was never established cannot have carried the request.
@@ -73,6 +85,14 @@ mod tests {
         assert!(should_retry(&refused, Idempotence::Unsafe));
         assert!(!should_retry(&Status::invalid_argument("body"), Idempotence::Safe));
         assert!(!should_retry(&Status::not_found("bob"), Idempotence::Safe));
+    }
+
+    #[test]
+    fn a_connection_broken_under_a_call_is_ambiguous_a_nodes_internal_error_is_not() {
+        let broken = Status::internal("h2 protocol error: http2 error");
+        assert!(should_retry(&broken, Idempotence::Safe), "a member stopping mid-request");
+        assert!(!should_retry(&broken, Idempotence::Unsafe), "it may have been applied");
+        assert!(!should_retry(&Status::internal("storage: disk full"), Idempotence::Safe));
     }
 
     #[test]
