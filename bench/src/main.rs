@@ -43,6 +43,10 @@ enum Command {
         /// Run both systems with TLS (chat-node's default; etcd set up alike).
         #[arg(long)]
         tls: bool,
+        /// Also draw the results as SVG charts into this directory
+        /// (throughput.svg, p99.svg, failover.svg).
+        #[arg(long)]
+        svg: Option<PathBuf>,
     },
     /// A read-heavy mix (9 reads : 1 write) at each read level, with and without read replicas, vs etcd.
     ReadMix {
@@ -90,10 +94,25 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::VsEtcd { clients, count, kills, rounds, slices, chat_node, etcd, tls } => {
+        Command::VsEtcd { clients, count, kills, rounds, slices, chat_node, etcd, tls, svg } => {
             let (chat_node, etcd) = (chat_node_binary(chat_node)?, etcd_binary(etcd)?);
-            let options = chat_bench::compare::Options { chat_node, etcd, clients, count, kills, rounds, slices, tls };
-            chat_bench::compare::run(&options).await?;
+            let options = chat_bench::compare::Options {
+                chat_node,
+                etcd,
+                clients: clients.clone(),
+                count,
+                kills,
+                rounds,
+                slices,
+                tls,
+            };
+            let (rows, chat_failovers, etcd_failovers) = chat_bench::compare::run(&options).await?;
+            if let Some(dir) = svg {
+                let levels = chat_bench::compare::medians(&clients, &rows);
+                for file in chat_bench::chart::write(&dir, &levels, &chat_failovers, &etcd_failovers)? {
+                    println!("chart: {}", file.display());
+                }
+            }
             Ok(())
         }
         Command::ReadMix { clients, count, replicas, chat_node, etcd, tls } => {
