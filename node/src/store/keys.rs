@@ -51,22 +51,18 @@ pub mod cf {
         REQUEST_TIMES,
         DELIVERED,
     ];
-    /// Every column family of the DB.
-    pub const ALL: [&str; 13] = [
-        LOG,
-        RAFT,
-        META,
-        ACCOUNTS,
-        SESSIONS,
-        MESSAGES,
-        CONVERSATIONS,
-        INBOX,
-        SUMMARIES,
-        REQUESTS,
-        USER_SESSIONS,
-        REQUEST_TIMES,
-        DELIVERED,
-    ];
+    /// Every column family of the DB: Raft's two, then the state's.
+    pub const ALL: [&str; 2 + STATE.len()] = {
+        let mut all = [""; 2 + STATE.len()];
+        all[0] = LOG;
+        all[1] = RAFT;
+        let mut i = 0;
+        while i < STATE.len() {
+            all[2 + i] = STATE[i];
+            i += 1;
+        }
+        all
+    };
 }
 
 pub fn index(i: u64) -> [u8; 8] {
