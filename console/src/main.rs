@@ -1,0 +1,46 @@
+//! `chat-console`: serve the web console for the cluster at `--addr`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chat_client::{Client, ClientOptions, Security};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "chat-console", version, about = "A web console for a replicated-chat cluster")]
+struct Cli {
+    /// Cluster members (host:port, comma-separated).
+    #[arg(long, env = "CHAT_ADDR", value_delimiter = ',', required = true)]
+    addr: Vec<String>,
+    /// CA certificate (PEM) to verify the members against.
+    #[arg(long, env = "CHAT_CA", required_unless_present = "plaintext")]
+    ca: Option<PathBuf>,
+    /// The cluster serves its public port without TLS (`chat-node --public-plaintext`).
+    #[arg(long, env = "CHAT_PLAINTEXT", conflicts_with = "ca")]
+    plaintext: bool,
+    /// Where the console listens (loopback by default: it is yours, not the network's).
+    #[arg(long, env = "CHAT_CONSOLE_LISTEN", default_value = "127.0.0.1:8088")]
+    listen: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let cli = Cli::parse();
+    let security = match &cli.ca {
+        Some(ca) => Security::ca_file(ca)?,
+        None => {
+            tracing::warn!("--plaintext: the console talks to the cluster without TLS");
+            Security::Plaintext
+        }
+    };
+    let client = Client::new(cli.addr, ClientOptions::new(security))?;
+    let listener =
+        tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
+    println!("console: http://{}/", listener.local_addr()?);
+    axum::serve(listener, chat_console::http::router(client)).await?;
+    Ok(())
+}

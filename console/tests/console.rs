@@ -1,0 +1,88 @@
+//! The console against a real three-node cluster, over real HTTP: the page
+//! and its assets under a strict Content-Security-Policy with no inline
+//! script, the cluster as JSON, and the event stream following a kill -9 of
+//! the leader to the new one. (A real browser drives it in a later step.)
+
+use std::time::Duration;
+
+use chat_client::Client;
+use chat_testkit::{TestCluster, chat_node_binary};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Starts the console for `cluster` on a loopback port; returns its address.
+async fn console(cluster: &TestCluster) -> String {
+    let client = Client::new(cluster.addrs(), cluster.client_options()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, chat_console::http::router(client)).await });
+    addr
+}
+
+/// A plain HTTP/1.1 GET; returns (head, body).
+async fn get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_ascii_lowercase(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_console_serves_a_locked_down_page_and_pushes_the_cluster_through_a_failover() {
+    let mut cluster = TestCluster::start(chat_node_binary(), 3, &[]).await;
+    let addr = console(&cluster).await;
+
+    // The page: scripts from this origin only, none inline; every asset embedded.
+    let (head, body) = get(&addr, "/").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{head}");
+    assert!(head.contains("x-frame-options: deny") && head.contains("x-content-type-options: nosniff"));
+    assert!(body.contains(r#"<script src="/app.js" defer></script>"#));
+    assert_eq!(body.matches("<script").count(), 1, "no inline script");
+    assert!(!body.contains("http://") && !body.contains("https://"), "no third-party asset");
+    let (head, js) = get(&addr, "/app.js").await;
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(js.contains("textContent") && !js.contains("innerHTML"), "cluster text is never parsed as HTML");
+
+    // The cluster now, as JSON.
+    let leader = cluster.leader().await;
+    let (_, json) = get(&addr, "/api/cluster").await;
+    let view: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(view["leader_id"], leader);
+    assert_eq!(view["members"].as_array().unwrap().len(), 3);
+
+    // The stream: events keep coming, and after a kill -9 of the leader one names another.
+    let mut stream = TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(b"GET /api/cluster/stream HTTP/1.1\r\nHost: console\r\n\r\n").await.unwrap();
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    let read_events = |seen: &String| seen.matches("event: cluster").count();
+    while read_events(&seen) < 2 {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.to_ascii_lowercase().contains("content-type: text/event-stream"), "{seen}");
+    cluster.kill(leader);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let new_leader = loop {
+        assert!(tokio::time::Instant::now() < deadline, "no event named a new leader: {seen}");
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        let last = seen.rsplit("data: ").next().unwrap_or_default().lines().next().unwrap_or_default();
+        if let Ok(view) = serde_json::from_str::<serde_json::Value>(last)
+            && let Some(id) = view["leader_id"].as_u64()
+            && id != leader
+        {
+            break id;
+        }
+    };
+    assert_ne!(new_leader, leader);
+}
+
+#[test]
+fn the_view_is_pushed_at_least_five_times_a_second() {
+    assert!(chat_console::http::PUSH_EVERY <= Duration::from_millis(200));
+}
