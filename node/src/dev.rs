@@ -344,6 +344,34 @@ const HELP: &str = "  commands:
     test       write 20 messages through every running node and read them back
     exit       stop every node gracefully and quit";
 
+/// Starts the web console (`chat-console`, a client of the cluster like any
+/// other) if it was built next to this binary, on the base port + 200; it
+/// stops with the playground. Without it, says how to get it.
+fn start_console(cluster: &Cluster, addrs: &[String], ca: &std::path::Path) -> anyhow::Result<Option<Child>> {
+    let binary = cluster.exe.with_file_name("chat-console");
+    let Some(port) = cluster.args.base_port.checked_add(200) else { return Ok(None) };
+    if !binary.exists() {
+        println!("  console: `cargo build -p chat-console` and the playground starts it here");
+        return Ok(None);
+    }
+    let log = std::fs::File::create(cluster.args.dir.join("console.log"))?;
+    let child = Command::new(&binary)
+        .arg("--addr")
+        .arg(addrs.join(","))
+        .arg("--ca")
+        .arg(ca)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting chat-console")?;
+    println!("  console: http://127.0.0.1:{port}/ (the cluster, live)");
+    Ok(Some(child))
+}
+
 /// Runs the dev cluster until `exit` or end of input.
 ///
 /// # Errors
@@ -379,6 +407,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let addrs: Vec<String> = cluster.ids().map(|id| cluster.addr(id)).collect();
     println!("  TLS on both ports, CA {}; a client needs:", ca.display());
     println!("    export CHAT_ADDR={} CHAT_CA={}", addrs.join(","), std::fs::canonicalize(&ca)?.display());
+    let _console = start_console(&cluster, &addrs, &std::fs::canonicalize(&ca)?)?;
     let admin = std::fs::canonicalize(cluster.args.dir.join("tls").join("admin"))?;
     println!(
         "  a backup (as admin): kubectl chat backup chat.backup --member {} --admin-tls-dir {}",

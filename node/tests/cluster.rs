@@ -364,6 +364,10 @@ fn dev_playground_forms_a_cluster_survives_a_kill_and_exits_cleanly() {
     assert!(stdout.contains("★ leader"), "{stdout}");
     assert!(stdout.contains("node 4: gRPC") && stdout.contains("read replica"), "{stdout}");
     assert!(stdout.contains("a backup (as admin): kubectl chat backup"), "{stdout}");
+    assert!(
+        stdout.contains("console: http://127.0.0.1:") || stdout.contains("cargo build -p chat-console"),
+        "the console started, or how to get it: {stdout}"
+    );
     assert!(stdout.contains("learner"), "the status table shows the read replica as a learner:\n{stdout}");
     assert_eq!(stdout.matches("✓ PASS").count(), 2, "both workloads pass, before and after the kill:\n{stdout}");
     assert!(stdout.contains("node 1 killed"), "{stdout}");
