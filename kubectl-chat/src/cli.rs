@@ -99,6 +99,8 @@ pub enum ChatCommand {
     Status(cmd::status::Status),
     /// Load test: SendMessage throughput and latency at several concurrency levels.
     Bench(cmd::bench::Bench),
+    /// Serve the web console for this cluster (the cluster, live) and print its URL.
+    Console(cmd::console::Console),
 }
 
 /// What every subcommand gets: a connected client, where sessions live, output format.
@@ -165,6 +167,7 @@ impl Cli {
             ChatCommand::Chat(c) => c.run(&ctx).await,
             ChatCommand::Status(c) => c.run(&ctx).await,
             ChatCommand::Bench(c) => c.run(&ctx).await,
+            ChatCommand::Console(c) => c.run(&ctx).await,
         };
         // The session's position moves with what this command saw (clones of
         // the client share it), for the next command's SESSION reads.

@@ -297,3 +297,37 @@ async fn reads_follow_the_sessions_position_across_commands() {
     assert_eq!(wrong.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("--max-staleness bounds stale reads only"));
 }
+
+/// `kubectl chat console` serves the web console through the plugin's own
+/// connection and prints where; its API answers with the cluster.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_serves_the_cluster_view_and_prints_its_url() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let cluster = TestCluster::start(chat_node_binary(), 1, &[]).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut console = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-chat"))
+        .args(["console", "--listen", "127.0.0.1:0", "--no-browser"])
+        .env("CHAT_ADDR", cluster.addrs().join(","))
+        .env("CHAT_CA", cluster.tls.dir.join("ca.crt"))
+        .env("XDG_CONFIG_HOME", home.path())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(console.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap();
+    let first = first.expect("the console prints its URL");
+    let addr = first
+        .strip_prefix("console: http://")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream.write_all(b"GET /api/cluster HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let view: serde_json::Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(view["members"].as_array().unwrap().len(), 1, "{view}");
+    console.kill().await.unwrap();
+}

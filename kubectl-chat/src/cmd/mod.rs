@@ -4,6 +4,7 @@ pub mod account;
 pub mod admin;
 pub mod backup;
 pub mod bench;
+pub mod console;
 pub mod kube_view;
 pub mod live;
 pub mod logs;

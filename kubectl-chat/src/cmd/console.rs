@@ -1,0 +1,43 @@
+//! console: the web console for this cluster, served from here — through
+//! the same connection as every other command (direct, or port-forwards in
+//! kube mode) — until Ctrl-C.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::cli::Ctx;
+
+#[derive(Debug, Args)]
+pub struct Console {
+    /// Where the console listens (loopback: it is yours, not the network's).
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    pub listen: SocketAddr,
+    /// Do not try to open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
+impl Console {
+    pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        let listener =
+            tokio::net::TcpListener::bind(self.listen).await.with_context(|| format!("binding {}", self.listen))?;
+        let url = format!("http://{}/", listener.local_addr()?);
+        println!("console: {url}  (Ctrl-C stops it)");
+        if !self.no_browser {
+            // Best effort: a desktop opens it; a server has no xdg-open and the URL is printed.
+            let _ = std::process::Command::new("xdg-open")
+                .arg(&url)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+        }
+        axum::serve(listener, chat_console::http::router(ctx.client.clone()))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    }
+}
