@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version, about = "Benchmarks replicated-chat against etcd on this machine")]
@@ -34,15 +34,8 @@ enum Command {
         /// that a drift in the machine's speed weighs on both alike; 1 runs each level whole.
         #[arg(long, default_value_t = 8)]
         slices: usize,
-        /// The chat-node binary (default: next to this one).
-        #[arg(long)]
-        chat_node: Option<PathBuf>,
-        /// The etcd binary (Debian: `apt install etcd-server`).
-        #[arg(long, default_value = "/usr/bin/etcd")]
-        etcd: PathBuf,
-        /// Run both systems with TLS (chat-node's default; etcd set up alike).
-        #[arg(long)]
-        tls: bool,
+        #[command(flatten)]
+        systems: Systems,
         /// Also draw the results as SVG charts into this directory
         /// (throughput.svg, p99.svg, failover.svg).
         #[arg(long)]
@@ -59,15 +52,8 @@ enum Command {
         /// Read replicas next to the 3 voters, one chat run each (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "0,2")]
         replicas: Vec<u64>,
-        /// The chat-node binary (default: next to this one).
-        #[arg(long)]
-        chat_node: Option<PathBuf>,
-        /// The etcd binary (Debian: `apt install etcd-server`).
-        #[arg(long, default_value = "/usr/bin/etcd")]
-        etcd: PathBuf,
-        /// Both systems with TLS (default: neither).
-        #[arg(long)]
-        tls: bool,
+        #[command(flatten)]
+        systems: Systems,
     },
     /// The operator's CPU and API writes while its clusters are idle.
     OperatorIdle {
@@ -86,6 +72,28 @@ enum Command {
     },
 }
 
+/// The two systems a comparison runs, and how.
+#[derive(Debug, Args)]
+struct Systems {
+    /// The chat-node binary (default: next to this one).
+    #[arg(long)]
+    chat_node: Option<PathBuf>,
+    /// The etcd binary (Debian: `apt install etcd-server`).
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd: PathBuf,
+    /// Run both systems with TLS (chat-node's default; etcd set up alike);
+    /// without, both run plaintext.
+    #[arg(long)]
+    tls: bool,
+}
+
+impl Systems {
+    /// (chat-node, etcd, tls), the binaries resolved.
+    fn resolve(self) -> anyhow::Result<(PathBuf, PathBuf, bool)> {
+        Ok((chat_node_binary(self.chat_node)?, etcd_binary(self.etcd)?, self.tls))
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // RUST_LOG=chat_client=debug shows every client retry (and why).
@@ -94,8 +102,8 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::VsEtcd { clients, count, kills, rounds, slices, chat_node, etcd, tls, svg } => {
-            let (chat_node, etcd) = (chat_node_binary(chat_node)?, etcd_binary(etcd)?);
+        Command::VsEtcd { clients, count, kills, rounds, slices, systems, svg } => {
+            let (chat_node, etcd, tls) = systems.resolve()?;
             let options = chat_bench::compare::Options {
                 chat_node,
                 etcd,
@@ -115,8 +123,8 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::ReadMix { clients, count, replicas, chat_node, etcd, tls } => {
-            let (chat_node, etcd) = (chat_node_binary(chat_node)?, etcd_binary(etcd)?);
+        Command::ReadMix { clients, count, replicas, systems } => {
+            let (chat_node, etcd, tls) = systems.resolve()?;
             let options = chat_bench::read_mix::Options { chat_node, etcd, clients, count, replicas, tls };
             chat_bench::read_mix::run(&options).await
         }
