@@ -49,13 +49,15 @@ pub struct Backup {
 impl Backup {
     pub async fn run(self, target: &Target<'_>, output: Output) -> anyhow::Result<()> {
         let kube_mode = target.addrs.is_empty() && self.member.iter().all(|m| !m.contains(':'));
+        // Opened once, in kube mode: it names the default prefix and the tunnel.
+        let kube = if kube_mode { Some(KubeCluster::open(target).await?) } else { None };
         let file = match (&self.file, &self.to_dir) {
             (Some(file), _) => file.clone(),
             (None, Some(dir)) => {
-                let prefix = match (&self.prefix, kube_mode) {
+                let prefix = match (&self.prefix, &kube) {
                     (Some(prefix), _) => prefix.clone(),
-                    (None, true) => KubeCluster::open(target).await?.names.cluster,
-                    (None, false) => "chat".into(),
+                    (None, Some(kube)) => kube.names.cluster.clone(),
+                    (None, None) => "chat".into(),
                 };
                 dir.join(format!("{prefix}-{}.backup", compact_utc(SystemTime::now())))
             }
@@ -64,11 +66,12 @@ impl Backup {
         if file.exists() {
             bail!("{} exists: a backup never overwrites a file", file.display());
         }
-        let (end, from) = if kube_mode {
-            let (channel, pod) = self.through_kubernetes(target).await?;
-            (chat_client::backup::backup(channel, &file).await?, pod)
-        } else {
-            self.direct(&file).await?
+        let (end, from) = match &kube {
+            Some(kube) => {
+                let (channel, pod) = self.through_kubernetes(kube).await?;
+                (chat_client::backup::backup(channel, &file).await?, pod)
+            }
+            None => self.direct(&file).await?,
         };
         let pruned = match (&self.to_dir, self.keep) {
             (Some(dir), Some(keep)) => prune(dir, file.file_name(), keep)?,
@@ -111,8 +114,7 @@ impl Backup {
     }
 
     /// A port-forward to the member's peer port, presenting the operator's admin certificate.
-    async fn through_kubernetes(&self, target: &Target<'_>) -> anyhow::Result<(tonic::transport::Channel, String)> {
-        let kube = KubeCluster::open(target).await?;
+    async fn through_kubernetes(&self, kube: &KubeCluster) -> anyhow::Result<(tonic::transport::Channel, String)> {
         let names = &kube.names;
         let material = match &self.admin_tls_dir {
             Some(dir) => chat_tls::TlsDir::new(dir).load().context("--admin-tls-dir")?,
