@@ -50,6 +50,24 @@ pub struct VolumeView {
     pub storage_class: String,
 }
 
+/// The Events of the cluster's namespace about the ReplicatedChat or one of
+/// its objects (pods, StatefulSets: named `<cluster>-…`).
+///
+/// # Errors
+/// When the Events cannot be listed.
+pub async fn cluster_events(kube: &KubeCluster) -> kube::Result<Vec<Event>> {
+    let names = &kube.names;
+    let events: Api<Event> = Api::namespaced(kube.kube.clone(), &names.namespace);
+    let prefix = format!("{}-", names.cluster);
+    let about = |e: &Event| {
+        e.regarding
+            .as_ref()
+            .and_then(|r| r.name.as_deref())
+            .is_some_and(|n| n == names.cluster || n.starts_with(&prefix))
+    };
+    Ok(events.list(&ListParams::default()).await?.items.into_iter().filter(about).collect())
+}
+
 impl KubeView {
     pub async fn read(kube: &KubeCluster) -> Self {
         let names = &kube.names;
@@ -67,16 +85,12 @@ impl KubeView {
             }
             Err(e) => view.errors.push(format!("the ReplicatedChat: {e}")),
         }
-        let events: Api<Event> = Api::namespaced(kube.kube.clone(), &names.namespace);
-        match events.list(&ListParams::default()).await {
-            Ok(list) => {
-                let prefix = format!("{}-", names.cluster);
-                let mut ours: Vec<EventView> = list
-                    .items
+        match cluster_events(kube).await {
+            Ok(events) => {
+                let mut ours: Vec<EventView> = events
                     .into_iter()
                     .filter_map(|e| {
                         let object = e.regarding.as_ref()?.name.clone()?;
-                        (object == names.cluster || object.starts_with(&prefix)).then_some(())?;
                         let time = e
                             .event_time
                             .as_ref()

@@ -14,7 +14,6 @@ use chat_k8s::names::OPERATOR_POD_LABEL;
 use clap::Args;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, ResourceExt};
 use serde::Serialize;
@@ -22,6 +21,7 @@ use serde_json::json;
 
 use crate::cli::Output;
 use crate::cmd::admin::report;
+use crate::cmd::kube_view::cluster_events;
 use crate::cmd::logs::{CONTAINER, cluster_pods};
 use crate::connect::{Connection, KubeCluster, Target};
 
@@ -90,20 +90,8 @@ impl Report {
         if let Some(list) = archive.or_note("volumes", pvcs.list(&selected).await.map_err(Into::into)) {
             archive.json("volumes.json", &list.items);
         }
-        let events: Api<Event> = Api::namespaced(client.clone(), ns);
-        if let Some(list) = archive.or_note("events", events.list(&ListParams::default()).await.map_err(Into::into)) {
-            let prefix = format!("{}-", names.cluster);
-            let ours: Vec<&Event> = list
-                .items
-                .iter()
-                .filter(|e| {
-                    e.regarding
-                        .as_ref()
-                        .and_then(|r| r.name.as_deref())
-                        .is_some_and(|n| n == names.cluster || n.starts_with(&prefix))
-                })
-                .collect();
-            archive.json("events.json", &ours);
+        if let Some(events) = archive.or_note("events", cluster_events(kube).await.map_err(Into::into)) {
+            archive.json("events.json", &events);
         }
 
         // Logs: every node, then the operator's pods (any namespace, if we may list them).
