@@ -68,8 +68,13 @@ async fn install(db: &Db, from: &Path, data_dir: &Path, id: NodeId, address: Nod
     db.raw().write_opt(batch, &sync).map_err(|e| storage(e.to_string()))?;
 
     // 2. A new cluster of one, standing at the backup's index.
-    let backed_up = db.get::<LogId>(cf::META, keys::meta::LAST_APPLIED).map_err(|e| storage(e.to_string()))?;
-    let index = backed_up.map_or(0, |l| l.index).max(1);
+    // A backup taken while an entry was being applied holds its first
+    // commands and a marker of how far it got. That marker speaks of the old
+    // cluster's log: left in place it would make the new cluster skip
+    // commands of its own entry at that index. The part-applied commands were
+    // committed; the new cluster starts after them.
+    let index = crate::store::query::applied_through(db).map_err(|e| storage(e.to_string()))?.max(1);
+    db.raw().delete_cf(db.cf(cf::META), keys::meta::APPLYING).map_err(|e| storage(e.to_string()))?;
     let start = LogId::new(CommittedLeaderId::new(1, id), index);
     let membership = Membership::new(vec![BTreeSet::from([id])], BTreeMap::from([(id, address)]));
     let stored = StoredMembership::new(Some(start), membership);
@@ -92,4 +97,30 @@ async fn install(db: &Db, from: &Path, data_dir: &Path, id: NodeId, address: Nod
 
 fn storage(message: String) -> Error {
     Error::Storage(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::encode;
+
+    /// A backup of a state caught mid-entry (entry 7 applied part-way):
+    /// restored, it starts after that entry, with no marker left to make the
+    /// new cluster's entry 7 skip commands.
+    #[tokio::test]
+    async fn a_backup_taken_mid_entry_restores_without_its_marker() {
+        let work = tempfile::tempdir().unwrap();
+        let old = Db::open(&work.path().join("old")).unwrap();
+        old.put_synced(cf::META, keys::meta::LAST_APPLIED, &LogId::new(CommittedLeaderId::new(3, 1), 6)).unwrap();
+        old.raw().put_cf(old.cf(cf::META), keys::meta::APPLYING, encode(&(7u64, 0usize))).unwrap();
+        let file = work.path().join("mid.backup");
+        snapshot::write(&old, &file, &[]).unwrap();
+
+        let address = Node { addr: "127.0.0.1:2".into(), api: "127.0.0.1:1".into() };
+        let restored = restore(&file, &work.path().join("new"), 0, address).await.unwrap();
+        assert_eq!(restored.index, 7, "the new cluster starts after the part-applied entry");
+        let db = Db::open(&work.path().join("new").join("db")).unwrap();
+        assert_eq!(db.get::<(u64, usize)>(cf::META, keys::meta::APPLYING).unwrap(), None);
+        assert_eq!(db.get::<LogId>(cf::META, keys::meta::LAST_APPLIED).unwrap().map(|l| l.index), Some(7));
+    }
 }
