@@ -13,13 +13,14 @@
 //! (who leads, which members exist), [`retry`] (what may be retried, backoff),
 //! [`client`] (the calls), [`subscribe`] (the resuming stream), [`load`] (a
 //! SendMessage load generator for benchmarks), [`backup`] (an admin's verified
-//! backup to a file).
+//! backup to a file), [`json`] (the message JSON contract).
 
 pub mod backup;
 pub mod client;
 pub mod dial;
 pub mod discovery;
 pub mod error;
+pub mod json;
 pub mod load;
 pub mod retry;
 pub mod subscribe;

@@ -1,23 +1,26 @@
-//! Routes: the page and its two assets, `/api/cluster` (the view now) and
+//! Routes: the page and its two assets, `/api/cluster` (the view now),
 //! `/api/cluster/stream` (Server-Sent Events, one view every
-//! [`PUSH_EVERY`], so a failover shows within a fraction of a second).
-//! Every response carries a strict Content-Security-Policy and friends.
+//! [`PUSH_EVERY`], so a failover shows within a fraction of a second), and
+//! the chat view's API ([`crate::chat`], [`crate::events`]). Every response
+//! carries a strict Content-Security-Policy and friends; every
+//! state-changing request passes [`guard::same_origin`]; bodies are bounded
+//! by [`MAX_BODY`].
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
-use chat_client::Client;
+use axum::routing::{delete, get, post};
 use futures::{Stream, StreamExt};
 use tokio_stream::wrappers::IntervalStream;
 
-use crate::assets;
+use crate::state::ConsoleState;
 use crate::view::ClusterView;
+use crate::{assets, chat, events, guard};
 
 /// How often the cluster view is pushed: at least five times a second.
 pub const PUSH_EVERY: Duration = Duration::from_millis(200);
@@ -26,34 +29,51 @@ pub const PUSH_EVERY: Duration = Duration::from_millis(200);
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The console's routes, reaching the cluster through `client`.
-pub fn router(client: Client) -> Router {
+/// The largest request body: a 4 KiB message or a 1 KiB password, JSON-escaped.
+pub const MAX_BODY: usize = 32 << 10;
+
+/// The console's routes, reaching the cluster through `state.client`.
+pub fn router(state: ConsoleState) -> Router {
     Router::new()
         .route("/", get(|| async { page(assets::INDEX_HTML, "text/html; charset=utf-8") }))
-        .route("/app.js", get(|| async { page(assets::APP_JS, "text/javascript; charset=utf-8") }))
+        .route("/cluster.js", get(|| async { page(assets::CLUSTER_JS, "text/javascript; charset=utf-8") }))
+        .route("/chat.js", get(|| async { page(assets::CHAT_JS, "text/javascript; charset=utf-8") }))
         .route("/style.css", get(|| async { page(assets::STYLE_CSS, "text/css; charset=utf-8") }))
         .route("/api/cluster", get(cluster))
         .route("/api/cluster/stream", get(stream))
+        .route("/api/register", post(chat::register))
+        .route("/api/login", post(chat::login))
+        .route("/api/logout", post(chat::logout))
+        .route("/api/session", get(chat::current))
+        .route("/api/conversations", get(chat::conversations))
+        .route("/api/conversations/{with}", get(chat::history))
+        .route("/api/conversations/{with}/messages", post(chat::send))
+        .route("/api/conversations/{with}/read", post(chat::mark_read))
+        .route("/api/messages/{id}", delete(chat::delete))
+        .route("/api/users", get(chat::users))
+        .route("/api/events", get(events::events))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(guard::same_origin))
         .layer(axum::middleware::map_response(secure))
-        .with_state(client)
+        .with_state(state)
 }
 
 fn page(body: &'static str, content_type: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-async fn cluster(State(client): State<Client>) -> Response {
-    match client.cluster_status().await {
+async fn cluster(State(state): State<ConsoleState>) -> Response {
+    match state.client.cluster_status().await {
         Ok(status) => Json(ClusterView::from(&status)).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("the cluster does not answer: {e}\n")).into_response(),
     }
 }
 
-async fn stream(State(client): State<Client>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn stream(State(state): State<ConsoleState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut ticks = tokio::time::interval(PUSH_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let events = IntervalStream::new(ticks).then(move |_| {
-        let client = client.clone();
+        let client = state.client.clone();
         async move {
             let event = match client.cluster_status().await {
                 Ok(status) => Event::default().event("cluster").json_data(ClusterView::from(&status)),

@@ -22,6 +22,10 @@ struct Cli {
     /// Where the console listens (loopback by default: it is yours, not the network's).
     #[arg(long, env = "CHAT_CONSOLE_LISTEN", default_value = "127.0.0.1:8088")]
     listen: SocketAddr,
+    /// Mark the session cookie `Secure`: set when browsers reach the console over HTTPS
+    /// (a TLS-terminating proxy in front of it).
+    #[arg(long, env = "CHAT_CONSOLE_SECURE_COOKIE")]
+    secure_cookie: bool,
 }
 
 #[tokio::main]
@@ -41,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
     println!("console: http://{}/", listener.local_addr()?);
-    axum::serve(listener, chat_console::http::router(client)).await?;
+    let state = chat_console::state::ConsoleState::new(client, cli.secure_cookie);
+    axum::serve(listener, chat_console::http::router(state)).await?;
     Ok(())
 }

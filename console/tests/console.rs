@@ -5,30 +5,12 @@
 
 use std::time::Duration;
 
-use chat_client::Client;
 use chat_testkit::{TestCluster, chat_node_binary};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Starts the console for `cluster` on a loopback port; returns its address.
-async fn console(cluster: &TestCluster) -> String {
-    let client = Client::new(cluster.addrs(), cluster.client_options()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, chat_console::http::router(client)).await });
-    addr
-}
-
-/// A plain HTTP/1.1 GET; returns (head, body).
-async fn get(addr: &str, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.to_ascii_lowercase(), body.to_string())
-}
+mod support;
+use support::{console, get};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_console_serves_a_locked_down_page_and_pushes_the_cluster_through_a_failover() {
@@ -36,21 +18,28 @@ async fn the_console_serves_a_locked_down_page_and_pushes_the_cluster_through_a_
     let addr = console(&cluster).await;
 
     // The page: scripts from this origin only, none inline; every asset embedded.
-    let (head, body) = get(&addr, "/").await;
-    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let page = get(&addr, "/").await;
+    let (head, body) = (page.head, page.body);
+    assert_eq!(page.status, 200, "{head}");
     assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{head}");
     assert!(head.contains("x-frame-options: deny") && head.contains("x-content-type-options: nosniff"));
-    assert!(body.contains(r#"<script src="/app.js" defer></script>"#));
-    assert_eq!(body.matches("<script").count(), 1, "no inline script");
+    let scripts = [r#"<script src="/cluster.js" defer></script>"#, r#"<script src="/chat.js" defer></script>"#];
+    assert!(scripts.iter().all(|s| body.contains(s)), "{body}");
+    assert_eq!(body.matches("<script").count(), scripts.len(), "no inline script");
     assert!(!body.contains("http://") && !body.contains("https://"), "no third-party asset");
-    let (head, js) = get(&addr, "/app.js").await;
-    assert!(head.contains("content-type: text/javascript"), "{head}");
-    assert!(js.contains("textContent") && !js.contains("innerHTML"), "cluster text is never parsed as HTML");
+    for script in ["/cluster.js", "/chat.js"] {
+        let js = get(&addr, script).await;
+        assert!(js.head.contains("content-type: text/javascript"), "{}", js.head);
+        assert!(js.body.contains("textContent") && !js.body.contains("innerHTML"), "text is never parsed as HTML");
+        assert!(
+            !js.body.contains("localStorage") && !js.body.contains("document.cookie"),
+            "no token in scripts' reach"
+        );
+    }
 
     // The cluster now, as JSON.
     let leader = cluster.leader().await;
-    let (_, json) = get(&addr, "/api/cluster").await;
-    let view: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let view = get(&addr, "/api/cluster").await.json();
     assert_eq!(view["leader_id"], leader);
     assert_eq!(view["members"].as_array().unwrap().len(), 3);
 

@@ -33,11 +33,14 @@ impl Console {
                 .stderr(std::process::Stdio::null())
                 .spawn();
         }
-        axum::serve(listener, chat_console::http::router(ctx.client.clone()))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+        axum::serve(
+            listener,
+            chat_console::http::router(chat_console::state::ConsoleState::new(ctx.client.clone(), false)),
+        )
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
         Ok(())
     }
 }
