@@ -13,6 +13,9 @@ const chat = {
   oldest: 0,
   events: null,
   receipts: null,
+  // Ids the live feed brought, in order (the last 1000): a duplicate here
+  // would be a duplicate delivery. The browser test reads it.
+  arrivals: [],
 };
 
 function $(id) {
@@ -265,6 +268,8 @@ function renderMessages() {
 }
 
 function arrived(m) {
+  chat.arrivals.push(m.id);
+  if (chat.arrivals.length > 1000) chat.arrivals.shift();
   if (m.from === chat.partner) {
     chat.messages.set(m.id, m);
     renderMessages();

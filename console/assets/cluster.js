@@ -17,7 +17,7 @@ const samples = new Map();
 
 function cell(row, value, before) {
   const td = document.createElement("td");
-  td.textContent = String(value);
+  td.textContent = value === null ? "–" : String(value);
   if (before === undefined) td.className = "new";
   else if (before !== value) td.className = "changed";
   row.appendChild(td);
@@ -124,7 +124,9 @@ function draw() {
     const item = document.createElement("li");
     const swatch = document.createElement("span");
     swatch.className = `swatch c${i % COLORS.length}`;
-    item.append(swatch, `member ${id}: ${points.length ? Math.round(points[points.length - 1].r) : 0}/s`);
+    const answering = previous.get(id) && previous.get(id).role !== "unreachable";
+    const rate = answering && points.length ? `${Math.round(points[points.length - 1].r)}/s` : "–";
+    item.append(swatch, `member ${id}: ${rate}`);
     legend.push(item);
   });
   document.getElementById("rate-legend").replaceChildren(...legend);

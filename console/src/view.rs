@@ -22,9 +22,9 @@ pub struct MemberView {
     pub last_log_index: u64,
     pub commit_index: u64,
     pub applied_index: u64,
-    /// Entries behind the leader's commit index (0 for the leader, or when
-    /// no leader is known).
-    pub lag: u64,
+    /// Entries behind the leader's commit index; none when no leader is
+    /// known or the member does not answer.
+    pub lag: Option<u64>,
 }
 
 impl From<&ClusterStatus> for ClusterView {
@@ -45,7 +45,7 @@ impl From<&ClusterStatus> for ClusterView {
                     last_log_index: m.last_log_index,
                     commit_index: m.commit_index,
                     applied_index: m.applied_index,
-                    lag: leader_commit.map_or(0, |c| c.saturating_sub(m.applied_index)),
+                    lag: leader_commit.filter(|_| m.role != "unreachable").map(|c| c.saturating_sub(m.applied_index)),
                 })
                 .collect(),
         }
@@ -77,8 +77,11 @@ mod tests {
             members: vec![member(1, "leader", 100, 100), member(2, "follower", 90, 85)],
         };
         let view = ClusterView::from(&status);
-        assert_eq!(view.members.iter().map(|m| m.lag).collect::<Vec<_>>(), [0, 15]);
-        let leaderless = ClusterStatus { leader_id: None, ..status };
-        assert!(ClusterView::from(&leaderless).members.iter().all(|m| m.lag == 0));
+        assert_eq!(view.members.iter().map(|m| m.lag).collect::<Vec<_>>(), [Some(0), Some(15)]);
+        let leaderless = ClusterStatus { leader_id: None, ..status.clone() };
+        assert!(ClusterView::from(&leaderless).members.iter().all(|m| m.lag.is_none()));
+        let mut down = status;
+        down.members[1].role = "unreachable".into();
+        assert_eq!(ClusterView::from(&down).members[1].lag, None, "an unknown lag is not a number");
     }
 }
