@@ -132,7 +132,37 @@ function draw() {
   document.getElementById("rate-legend").replaceChildren(...legend);
 }
 
+// On Kubernetes: the ReplicatedChat's conditions and recent Events (newest first).
+function rowOf(values) {
+  const row = document.createElement("tr");
+  for (const v of values) {
+    const td = document.createElement("td");
+    td.textContent = v;
+    row.appendChild(td);
+  }
+  return row;
+}
+
+function renderKubernetes(view) {
+  document.getElementById("kubernetes").hidden = false;
+  const conditions = view.conditions.map((c) => {
+    const row = rowOf([c.type, c.status, c.reason, c.message]);
+    row.dataset.type = c.type;
+    row.dataset.status = c.status;
+    return row;
+  });
+  document.querySelector("#conditions tbody").replaceChildren(...conditions);
+  const events = [...view.events].reverse().map((e) => {
+    const row = rowOf([e.time, e.type, e.reason, e.object, e.note]);
+    if (e.type === "Warning") row.className = "warning";
+    return row;
+  });
+  document.querySelector("#events tbody").replaceChildren(...events);
+  document.getElementById("kube-errors").textContent = (view.errors || []).map((e) => `not shown: ${e}`).join("; ");
+}
+
 const clusterEvents = new EventSource("/api/cluster/stream");
+clusterEvents.addEventListener("kubernetes", (e) => renderKubernetes(JSON.parse(e.data)));
 clusterEvents.addEventListener("cluster", (e) => render(JSON.parse(e.data)));
 clusterEvents.addEventListener("unreachable", (e) => {
   document.getElementById("summary").textContent = "cluster unreachable: " + e.data;

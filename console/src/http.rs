@@ -1,13 +1,12 @@
-//! Routes: the page and its two assets, `/api/cluster` (the view now),
+//! Routes: the page and its assets, `/api/cluster` (the view now),
 //! `/api/cluster/stream` (Server-Sent Events, one view every
-//! [`PUSH_EVERY`], so a failover shows within a fraction of a second), and
-//! the chat view's API ([`crate::chat`], [`crate::events`]). Every response
-//! carries a strict Content-Security-Policy and friends; every
-//! state-changing request passes [`guard::same_origin`]; bodies are bounded
-//! by [`MAX_BODY`].
+//! [`crate::feed::PUSH_EVERY`], so a failover shows within a fraction of a
+//! second), and the chat view's API ([`crate::chat`], [`crate::events`]).
+//! Every response carries a strict Content-Security-Policy and friends;
+//! every state-changing request passes [`guard::same_origin`]; bodies are
+//! bounded by [`MAX_BODY`].
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -16,14 +15,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{delete, get, post};
 use futures::{Stream, StreamExt};
-use tokio_stream::wrappers::IntervalStream;
+use tokio_stream::wrappers::WatchStream;
 
 use crate::state::ConsoleState;
 use crate::view::ClusterView;
 use crate::{assets, chat, events, guard};
-
-/// How often the cluster view is pushed: at least five times a second.
-pub const PUSH_EVERY: Duration = Duration::from_millis(200);
 
 /// Scripts, styles, connections: this origin only; nothing may frame the page.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -39,6 +35,9 @@ pub fn router(state: ConsoleState) -> Router {
         .route("/cluster.js", get(|| async { page(assets::CLUSTER_JS, "text/javascript; charset=utf-8") }))
         .route("/chat.js", get(|| async { page(assets::CHAT_JS, "text/javascript; charset=utf-8") }))
         .route("/style.css", get(|| async { page(assets::STYLE_CSS, "text/css; charset=utf-8") }))
+        // Liveness and readiness: the console serves (a cluster that does not
+        // answer is shown on the page, not hidden by an empty Service).
+        .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/cluster", get(cluster))
         .route("/api/cluster/stream", get(stream))
         .route("/api/register", post(chat::register))
@@ -69,19 +68,13 @@ async fn cluster(State(state): State<ConsoleState>) -> Response {
     }
 }
 
+/// The shared feed ([`crate::feed`]) as this viewer's event stream: the
+/// newest cluster view at every push, conditions and Events when they change.
 async fn stream(State(state): State<ConsoleState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let mut ticks = tokio::time::interval(PUSH_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let events = IntervalStream::new(ticks).then(move |_| {
-        let client = state.client.clone();
-        async move {
-            let event = match client.cluster_status().await {
-                Ok(status) => Event::default().event("cluster").json_data(ClusterView::from(&status)),
-                Err(e) => Ok(Event::default().event("unreachable").data(e.to_string())),
-            };
-            Ok(event.unwrap_or_else(|e| Event::default().event("unreachable").data(e.to_string())))
-        }
-    });
+    let viewer = state.feed.subscribe();
+    let updates = futures::stream::select(WatchStream::new(viewer.cluster), WatchStream::new(viewer.kube));
+    let events =
+        updates.filter_map(|update| async move { update.map(|u| Ok(Event::default().event(u.event).data(u.data))) });
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 

@@ -12,7 +12,8 @@
 //! carries a CSRF token.
 //!
 //! Layout: [`state`] (what the routes share), [`http`] (routes, security
-//! headers, the cluster stream), [`view`] (the cluster as JSON), [`chat`]
+//! headers, the cluster stream), [`feed`] (one poller for every viewer),
+//! [`view`] (the cluster as JSON), [`chat`]
 //! (the chat API), [`events`] (the session's live feed), [`session`]
 //! (browser sessions), [`guard`] (same-origin and CSRF checks), [`reply`]
 //! (errors as HTTP), [`assets`] (the embedded page).
@@ -20,6 +21,7 @@
 pub mod assets;
 pub mod chat;
 pub mod events;
+pub mod feed;
 pub mod guard;
 pub mod http;
 pub mod reply;

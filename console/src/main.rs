@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chat_client::{Client, ClientOptions, Security};
+use chat_console::state::{ConsoleState, KubeSource};
+use chat_k8s::ClusterNames;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -26,6 +28,13 @@ struct Cli {
     /// (a TLS-terminating proxy in front of it).
     #[arg(long, env = "CHAT_CONSOLE_SECURE_COOKIE")]
     secure_cookie: bool,
+    /// On Kubernetes: the ReplicatedChat whose conditions and Events the
+    /// cluster view shows (read with the pod's ServiceAccount, or the kubeconfig).
+    #[arg(long, env = "CHAT_CONSOLE_KUBE_CLUSTER")]
+    kube_cluster: Option<String>,
+    /// The ReplicatedChat's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default", requires = "kube_cluster")]
+    kube_namespace: String,
 }
 
 #[tokio::main]
@@ -45,7 +54,11 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
     println!("console: http://{}/", listener.local_addr()?);
-    let state = chat_console::state::ConsoleState::new(client, cli.secure_cookie);
+    let mut state = ConsoleState::new(client, cli.secure_cookie);
+    if let Some(name) = cli.kube_cluster {
+        let kube = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+        state = state.with_kube(KubeSource { client: kube, names: ClusterNames::new(name, cli.kube_namespace) });
+    }
     axum::serve(listener, chat_console::http::router(state)).await?;
     Ok(())
 }

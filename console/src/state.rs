@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use chat_client::Client;
+use chat_k8s::ClusterNames;
 use tokio::sync::Semaphore;
 
+use crate::feed::ClusterFeed;
 use crate::session::Sessions;
 
 /// What every route shares.
@@ -17,6 +19,21 @@ pub struct ConsoleState {
     pub secure_cookie: bool,
     /// Logins and registrations in flight (each costs the cluster an argon2 hash).
     pub logins: Arc<Semaphore>,
+    /// The cluster view, polled once for every viewer.
+    pub feed: Arc<ClusterFeed>,
+}
+
+/// The ReplicatedChat this console watches, and the API client to read it with.
+#[derive(Clone)]
+pub struct KubeSource {
+    pub client: kube::Client,
+    pub names: ClusterNames,
+}
+
+impl std::fmt::Debug for KubeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSource").field("names", &self.names).finish_non_exhaustive()
+    }
 }
 
 impl ConsoleState {
@@ -25,11 +42,18 @@ impl ConsoleState {
 
     pub fn new(client: Client, secure_cookie: bool) -> Self {
         ConsoleState {
-            client,
             sessions: Arc::default(),
             secure_cookie,
             logins: Arc::new(Semaphore::new(Self::MAX_LOGINS)),
+            feed: Arc::new(ClusterFeed::new(client.clone(), None)),
+            client,
         }
+    }
+
+    /// Also show the ReplicatedChat's conditions and Events.
+    pub fn with_kube(mut self, kube: KubeSource) -> Self {
+        self.feed = Arc::new(ClusterFeed::new(self.client.clone(), Some(kube)));
+        self
     }
 }
 

@@ -73,5 +73,5 @@ async fn the_console_serves_a_locked_down_page_and_pushes_the_cluster_through_a_
 
 #[test]
 fn the_view_is_pushed_at_least_five_times_a_second() {
-    assert!(chat_console::http::PUSH_EVERY <= Duration::from_millis(200));
+    assert!(chat_console::feed::PUSH_EVERY <= Duration::from_millis(200));
 }

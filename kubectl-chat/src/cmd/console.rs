@@ -1,10 +1,12 @@
 //! console: the web console for this cluster, served from here — through
 //! the same connection as every other command (direct, or port-forwards in
-//! kube mode) — until Ctrl-C.
+//! kube mode) — until Ctrl-C. In kube mode the cluster view also shows the
+//! ReplicatedChat's conditions and recent Events.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use chat_console::state::{ConsoleState, KubeSource};
 use clap::Args;
 
 use crate::cli::Ctx;
@@ -33,14 +35,16 @@ impl Console {
                 .stderr(std::process::Stdio::null())
                 .spawn();
         }
-        axum::serve(
-            listener,
-            chat_console::http::router(chat_console::state::ConsoleState::new(ctx.client.clone(), false)),
-        )
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        let mut state = ConsoleState::new(ctx.client.clone(), false);
+        // Kube mode: the cluster view also shows the ReplicatedChat's conditions and Events.
+        if let Some(kube) = &ctx.kube {
+            state = state.with_kube(KubeSource { client: kube.kube.clone(), names: kube.names.clone() });
+        }
+        axum::serve(listener, chat_console::http::router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
         Ok(())
     }
 }

@@ -21,9 +21,9 @@ use serde_json::json;
 
 use crate::cli::Output;
 use crate::cmd::admin::report;
-use crate::cmd::kube_view::cluster_events;
 use crate::cmd::logs::{CONTAINER, cluster_pods};
 use crate::connect::{Connection, KubeCluster, Target};
+use chat_k8s::view::cluster_events;
 
 #[derive(Debug, Args)]
 pub struct Report {
@@ -90,7 +90,9 @@ impl Report {
         if let Some(list) = archive.or_note("volumes", pvcs.list(&selected).await.map_err(Into::into)) {
             archive.json("volumes.json", &list.items);
         }
-        if let Some(events) = archive.or_note("events", cluster_events(kube).await.map_err(Into::into)) {
+        if let Some(events) =
+            archive.or_note("events", cluster_events(&kube.kube, &kube.names).await.map_err(Into::into))
+        {
             archive.json("events.json", &events);
         }
 

@@ -1,10 +1,11 @@
 //! status: every member's view, the leader marked; in kube mode also the
 //! ReplicatedChat's conditions, recent Events and each pod's volume.
 
+use chat_k8s::view::{KubeView, Volumes};
 use clap::Args;
 
 use crate::cli::{Ctx, Output};
-use crate::cmd::kube_view::KubeView;
+use crate::cmd::kube_view;
 use crate::output;
 
 #[derive(Debug, Args)]
@@ -15,7 +16,7 @@ impl Status {
         let status = ctx.client.cluster_status().await?;
         // Kube mode: the ReplicatedChat's conditions, recent Events, volumes.
         let kube = match &ctx.kube {
-            Some(kube) => Some(KubeView::read(kube).await),
+            Some(kube) => Some(KubeView::read(&kube.kube, &kube.names, Volumes::Include).await),
             None => None,
         };
         match ctx.output {
@@ -29,7 +30,7 @@ impl Status {
             Output::Table => {
                 print!("{}", output::status_table(&status));
                 if let Some(kube) = &kube {
-                    println!("{}", kube.table());
+                    println!("{}", kube_view::table(kube));
                 }
             }
         }
