@@ -227,6 +227,11 @@ async fn a_three_container_cluster_from_the_images_elects_serves_and_hands_over(
     assert_eq!(user, "65532:65532", "the node image runs as non-root");
     let version = docker_ok(&["run", "--rm", "--read-only", &lab.image("chat-operator"), "--version"]);
     assert!(version.starts_with("chat-operator "), "{version}");
+    // The node image also carries the console the operator runs for spec.console.
+    let node_image = lab.image("chat-node");
+    let console =
+        ["run", "--rm", "--read-only", "--entrypoint", "/usr/local/bin/chat-console", &node_image, "--version"];
+    assert!(docker_ok(&console).starts_with("chat-console "), "the console runs from the node image");
 
     // 2. Three nodes on a user-defined network, reaching each other by name,
     //    over TLS (the peer port mutual).

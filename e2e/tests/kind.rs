@@ -2,9 +2,10 @@
 //! users; see the README's quickstart): install the chart, create a
 //! 3-replica ReplicatedChat, chat through `kubectl chat` (kube mode), scale to
 //! 5, delete the leader pod, scale to 3, a direct StatefulSet scale refused,
-//! promote, a rolling restart under writes, a backup, a scheduled backup,
-//! delete the resource, a new cluster restored from that backup — each step
-//! asserted on the cluster's real state. Prints how long failover took.
+//! promote, a rolling restart under writes, a backup, a scheduled backup, the
+//! web console, delete the resource, a new cluster restored from that backup
+//! — each step asserted on the cluster's real state. Prints how long failover
+//! took.
 //!
 //! Images come from CHAT_NODE_IMAGE and CHAT_OPERATOR_IMAGE (default
 //! `chat-node:dev`, `chat-operator:dev`, as `kind load` puts them); helm from
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use chat_e2e::{KubectlChat, eventually_every};
 use chat_k8s::names::{ROLE_LABEL, ROLE_LEADER};
 use chat_k8s::{ClusterNames, ReplicatedChat};
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -396,6 +397,25 @@ async fn the_whole_product_on_kubernetes() {
         .to_string();
     let unschedule = json!({"spec": {"backup": null}});
     rchats.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&unschedule)).await.unwrap();
+
+    // 11b. The web console: a Deployment from the node image that becomes
+    //      ready (its probe answers) and shows the cluster; turned off, scaled to zero.
+    let console = json!({"spec": {"console": {"enabled": true}}});
+    rchats.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&console)).await.unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let console_name = ClusterNames::new(CLUSTER, &namespace).console();
+    wait_for("the console ready", Duration::from_secs(120), || async {
+        let d = deployments.get(&console_name).await.ok()?;
+        (d.status?.ready_replicas? == 1).then_some(())
+    })
+    .await;
+    let off = json!({"spec": {"console": {"enabled": false}}});
+    rchats.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&off)).await.unwrap();
+    wait_for("the console scaled to zero", Duration::from_secs(60), || async {
+        let d = deployments.get(&console_name).await.ok()?;
+        (d.spec?.replicas? == 0).then_some(())
+    })
+    .await;
 
     // 12. Delete the resource: everything it owned goes.
     rchats.delete(CLUSTER, &DeleteParams::default()).await.unwrap();

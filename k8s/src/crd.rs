@@ -92,6 +92,26 @@ pub struct ReplicatedChatSpec {
     /// `kubectl-chat backup` with the cluster's admin certificate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
+    /// The web console (`chat-console`: the cluster live, and a chat window):
+    /// a Deployment and a ClusterIP Service `<name>-console` on port 8088.
+    /// Reach it with `kubectl port-forward svc/<name>-console 8088`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSpec>,
+}
+
+/// The web console. Turning it off scales its Deployment to zero (kept).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsoleSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    /// An image with `/usr/local/bin/chat-console`. Default: `spec.image`
+    /// (the chat-node image carries the console).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// CPU and memory of the console container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// Scheduled backups: `<claimName>/<name>-<UTC time>.backup`, the newest
@@ -403,6 +423,10 @@ pub struct ReplicatedChatStatus {
     /// (once the section is removed, the operator suspends it and clears this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_backups: Option<String>,
+    /// The console's Deployment while `spec.console.enabled` (once turned
+    /// off, the operator scales it to zero and clears this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<String>,
 }
 
 /// One Raft member as the leader sees it.

@@ -37,6 +37,8 @@ pub const GRPC_PORT: u16 = 50051;
 pub const PEER_PORT: u16 = 50052;
 /// HTTP port of every node: /healthz, /readyz, /metrics.
 pub const HTTP_PORT: u16 = 8080;
+/// The web console's HTTP port.
+pub const CONSOLE_PORT: u16 = 8088;
 /// Label of the scheduled backups' pods (value: the cluster's name): the
 /// NetworkPolicy admits them to the peer port. Not the members' labels, so no
 /// Service, StatefulSet or budget ever selects them.
@@ -123,8 +125,6 @@ impl ClusterNames {
         format!("{}-tls", self.cluster)
     }
 
-    /// The ConfigMap holding only the CA certificate, for clients that may
-    /// not read Secrets (`kubectl chat` in kube mode).
     /// `<name>-admin-tls`: an admin's client certificate (`chat-admin`) for
     /// the peer port (backups). Whoever may read this Secret is an admin.
     pub fn admin_secret(&self) -> String {
@@ -136,6 +136,8 @@ impl ClusterNames {
         format!("{}-backup", self.cluster)
     }
 
+    /// The ConfigMap holding only the CA certificate, for clients that may
+    /// not read Secrets (`kubectl chat` in kube mode, the console).
     pub fn ca_config_map(&self) -> String {
         format!("{}-ca", self.cluster)
     }
@@ -156,6 +158,25 @@ impl ClusterNames {
         }
         hosts.extend(["localhost".into(), "127.0.0.1".into()]);
         hosts
+    }
+
+    /// The web console's Deployment, Service, ServiceAccount, Role and RoleBinding.
+    pub fn console(&self) -> String {
+        format!("{}-console", self.cluster)
+    }
+
+    /// Labels that select the console's pods: not the nodes' (no node
+    /// Service, PDB or policy may take a console pod for a member).
+    pub fn console_selector_labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/name".to_string(), "chat-console".to_string()),
+            ("app.kubernetes.io/instance".to_string(), self.cluster.clone()),
+        ])
+    }
+
+    /// Every member's public address (seeds for a client inside the cluster).
+    pub fn member_addresses(&self, voters: u64, replicas: u64) -> Vec<String> {
+        (0..voters).chain((0..replicas).map(|k| REPLICA_ID_BASE + k)).map(|id| self.pod_address(id)).collect()
     }
 
     /// The read replicas' StatefulSet (its pods' Raft ids start at [`REPLICA_ID_BASE`]).

@@ -351,7 +351,9 @@ fn start_console(cluster: &Cluster, addrs: &[String], ca: &std::path::Path) -> a
     let binary = cluster.exe.with_file_name("chat-console");
     let Some(port) = cluster.args.base_port.checked_add(200) else { return Ok(None) };
     if !binary.exists() {
-        println!("  console: `cargo build -p chat-console` and the playground starts it here");
+        // Built with the same profile as this binary, it lands next to it.
+        let release = if cfg!(debug_assertions) { "" } else { " --release" };
+        println!("  console: `cargo build{release} -p chat-console`, and the playground starts it here");
         return Ok(None);
     }
     let log = std::fs::File::create(cluster.args.dir.join("console.log"))?;
@@ -368,7 +370,7 @@ fn start_console(cluster: &Cluster, addrs: &[String], ca: &std::path::Path) -> a
         .kill_on_drop(true)
         .spawn()
         .context("starting chat-console")?;
-    println!("  console: http://127.0.0.1:{port}/ (the cluster, live)");
+    println!("  console: http://127.0.0.1:{port}/ (the cluster live, and a chat window)");
     Ok(Some(child))
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chat_k8s::names::{FIELD_MANAGER, PROMOTE_ANNOTATION, REPLICA_ID_BASE};
 use chat_k8s::routing::{self, Routed, Router};
 use chat_k8s::{ClusterNames, ReplicatedChat, ReplicatedChatStatus};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -135,6 +136,7 @@ async fn converge(
     ssa(ctx, ns, &network_policy::build(cluster, &ctx.operator_namespace)).await?;
     ssa(ctx, ns, &pdb::build(cluster)).await?;
     let scheduled_backups = schedule_backups(ctx, cluster, names).await?;
+    let console = run_console(ctx, cluster, names).await?;
 
     // 3. Observe what each pod (listed in step 0) reports about the cluster.
     let observation = ctx.nodes.observe(names, ordinals).await;
@@ -230,6 +232,7 @@ async fn converge(
     let mut status =
         status::observed(cluster, names, &observation, &plan.step, bootstrapped, warnings, Timestamp::now());
     status.scheduled_backups = scheduled_backups;
+    status.console = console;
     if cluster.status.as_ref() != Some(&status) {
         patch_status(rchats, cluster, status).await?;
     }
@@ -420,19 +423,65 @@ async fn schedule_backups(ctx: &Context, cluster: &ReplicatedChat, names: &Clust
         }
         (None, Some(name)) => {
             let jobs: Api<k8s_openapi::api::batch::v1::CronJob> = Api::namespaced(ctx.client.clone(), &names.namespace);
-            let suspend = json!({"spec": {"suspend": true}});
-            match jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&suspend)).await {
-                Ok(_) => {
-                    let note = format!("spec.backup removed: CronJob {name} suspended (kept, with its history)");
-                    ctx.publish(cluster, EventType::Normal, "BackupsSuspended", "Backup", note, None).await;
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+            let note = format!("spec.backup removed: CronJob {name} suspended (kept, with its history)");
+            let stop =
+                Stop { patch: json!({"spec": {"suspend": true}}), reason: "BackupsSuspended", action: "Backup", note };
+            stop_kept(ctx, cluster, &jobs, &name, stop).await?;
             Ok(None)
         }
         (None, None) => Ok(None),
     }
+}
+
+/// The web console `spec.console` asks for: its ServiceAccount, Role and
+/// binding, Service and Deployment. Once turned off (or the section removed),
+/// the Deployment made earlier (the status remembers it) is scaled to zero —
+/// kept, not deleted. Returns the Deployment's name while the console runs.
+async fn run_console(ctx: &Context, cluster: &ReplicatedChat, names: &ClusterNames) -> Result<Option<String>> {
+    let made = cluster.status.as_ref().and_then(|s| s.console.clone());
+    match (cluster.spec.console.as_ref().filter(|c| c.enabled), made) {
+        (Some(console), _) => {
+            let ns = &names.namespace;
+            ssa(ctx, ns, &resources::console::service_account(cluster)).await?;
+            ssa(ctx, ns, &resources::console::role(cluster)).await?;
+            ssa(ctx, ns, &resources::console::binding(cluster)).await?;
+            ssa(ctx, ns, &resources::console::service(cluster)).await?;
+            ssa(ctx, ns, &resources::console::deployment(cluster, console)).await?;
+            Ok(Some(names.console()))
+        }
+        (None, Some(name)) => {
+            let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &names.namespace);
+            let note = format!("spec.console turned off: Deployment {name} scaled to zero (kept)");
+            let stop =
+                Stop { patch: json!({"spec": {"replicas": 0}}), reason: "ConsoleStopped", action: "Console", note };
+            stop_kept(ctx, cluster, &deployments, &name, stop).await?;
+            Ok(None)
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// How an optional object the spec no longer asks for is stopped: a merge
+/// patch, and the Event that says so.
+struct Stop {
+    patch: serde_json::Value,
+    reason: &'static str,
+    action: &'static str,
+    note: String,
+}
+
+/// Stops `name` (kept, not deleted: the operator deletes nothing it made);
+/// one already gone is fine.
+async fn stop_kept<K>(ctx: &Context, cluster: &ReplicatedChat, api: &Api<K>, name: &str, stop: Stop) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.patch(name, &PatchParams::default(), &Patch::Merge(&stop.patch)).await {
+        Ok(_) => ctx.publish(cluster, EventType::Normal, stop.reason, stop.action, stop.note, None).await,
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 /// Deletes member `id`'s pod, only the very pod the reconcile saw (its uid:
@@ -466,13 +515,17 @@ where
 /// (and a suspended CronJob be suspended again at every reconcile): both are
 /// sent as an explicit `null`, which a merge patch deletes.
 async fn patch_status(api: &Api<ReplicatedChat>, cluster: &ReplicatedChat, status: ReplicatedChatStatus) -> Result<()> {
-    let (no_leader, no_backups) = (status.leader.is_none(), status.scheduled_backups.is_none());
+    let (no_leader, no_backups, no_console) =
+        (status.leader.is_none(), status.scheduled_backups.is_none(), status.console.is_none());
     let mut patch = json!({"status": status});
     if no_leader {
         patch["status"]["leader"] = serde_json::Value::Null;
     }
     if no_backups {
         patch["status"]["scheduledBackups"] = serde_json::Value::Null;
+    }
+    if no_console {
+        patch["status"]["console"] = serde_json::Value::Null;
     }
     api.patch_status(&cluster.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())

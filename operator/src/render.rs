@@ -6,7 +6,7 @@
 use chat_k8s::ReplicatedChat;
 use serde::Serialize;
 
-use crate::resources::{node_role, pdb, service_account, services, statefulset};
+use crate::resources::{console, node_role, pdb, service_account, services, statefulset};
 use crate::validate::{Severity, validate};
 
 /// The owned objects of the ReplicatedChat in `manifest` (YAML), as a
@@ -40,6 +40,13 @@ pub fn render(manifest: &str) -> anyhow::Result<String> {
     }
     if let Some(backup) = &cluster.spec.backup {
         push(&mut out, &crate::resources::backup::cron_job(&cluster, backup, false))?;
+    }
+    if let Some(console) = cluster.spec.console.as_ref().filter(|c| c.enabled) {
+        push(&mut out, &console::service_account(&cluster))?;
+        push(&mut out, &console::role(&cluster))?;
+        push(&mut out, &console::binding(&cluster))?;
+        push(&mut out, &console::service(&cluster))?;
+        push(&mut out, &console::deployment(&cluster, console))?;
     }
     Ok(out)
 }

@@ -125,6 +125,7 @@ pub fn observed(
         ),
         observed_generation: cluster.metadata.generation,
         scheduled_backups: previous.scheduled_backups,
+        console: previous.console,
     }
 }
 

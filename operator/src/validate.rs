@@ -36,6 +36,11 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
     if spec.image.trim().is_empty() {
         error("spec.image", "must name the chat-node image".into());
     }
+    if let Some(image) = spec.console.as_ref().and_then(|c| c.image.as_deref())
+        && image.trim().is_empty()
+    {
+        error("spec.console.image", "must name an image with chat-console, or be left out (spec.image)".into());
+    }
     if spec.replicas < 1 {
         error("spec.replicas", format!("must be at least 1, got {}", spec.replicas));
     }
@@ -320,6 +325,16 @@ mod tests {
         let allowed = serde_json::json!({"image": "i", "service": {"type": "LoadBalancer"},
                                          "networkPolicy": {"clientsFrom": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}});
         assert_eq!(fields(allowed), []);
+    }
+
+    #[test]
+    fn a_console_image_is_named_or_left_out() {
+        let fields = |json| validate(&spec(json)).iter().map(|f| f.field).collect::<Vec<_>>();
+        assert_eq!(
+            fields(serde_json::json!({"image": "i", "console": {"enabled": true, "image": " "}})),
+            ["spec.console.image"]
+        );
+        assert!(fields(serde_json::json!({"image": "i", "console": {"enabled": true}})).is_empty());
     }
 
     #[test]

@@ -551,3 +551,50 @@ async fn scheduled_backups_are_a_cron_job_suspended_when_the_section_goes() {
     let (_, requests) = reconcile(&ctx, &mut api, &rchat(json!({}), Some(json!({"bootstrapped": true}))), vec![]).await;
     assert!(requests.iter().all(|r| !r.path.contains("cronjobs")), "{:?}", paths(&requests));
 }
+
+/// `spec.console`: a ServiceAccount, Role, RoleBinding, Service and
+/// Deployment (each allowed by the chart's rules), remembered in the status;
+/// turned off, the Deployment is scaled to zero, not deleted, with an Event.
+#[tokio::test]
+async fn a_console_is_a_deployment_scaled_to_zero_when_turned_off() {
+    let (ctx, mut api) = context(BTreeMap::new(), None);
+    let deployment = "/apis/apps/v1/namespaces/chat/deployments/demo-console";
+    let asked = rchat(json!({"console": {"enabled": true}}), Some(json!({"bootstrapped": true})));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &asked, vec![]).await;
+    outcome.unwrap();
+    for path in [
+        "/api/v1/namespaces/chat/serviceaccounts/demo-console",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/chat/roles/demo-console",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/chat/rolebindings/demo-console",
+        "/api/v1/namespaces/chat/services/demo-console",
+        deployment,
+    ] {
+        assert!(requests.iter().any(|r| r.is(&Method::PATCH, path)), "{path} applied: {:?}", paths(&requests));
+    }
+    let applied = requests.iter().find(|r| r.is(&Method::PATCH, deployment)).unwrap();
+    assert_eq!(applied.body["spec"]["replicas"], 1);
+    assert_eq!(status_sent(&requests).unwrap()["console"], "demo-console");
+
+    let off =
+        rchat(json!({"console": {"enabled": false}}), Some(json!({"bootstrapped": true, "console": "demo-console"})));
+    let (outcome, requests) = reconcile(&ctx, &mut api, &off, vec![]).await;
+    outcome.unwrap();
+    let stopped = requests.iter().find(|r| r.is(&Method::PATCH, deployment)).expect("the Deployment scaled down");
+    assert_eq!(stopped.body, json!({"spec": {"replicas": 0}}));
+    assert_eq!(events(&requests), ["ConsoleStopped"]);
+    assert_eq!(status_sent(&requests).unwrap()["console"], Value::Null, "sent as null: forgotten");
+    assert!(requests.iter().all(|r| r.method != Method::DELETE));
+
+    // Never asked for: nothing about a console at all.
+    let (_, requests) = reconcile(&ctx, &mut api, &rchat(json!({}), Some(json!({"bootstrapped": true}))), vec![]).await;
+    assert!(requests.iter().all(|r| !r.path.contains("console")), "{:?}", paths(&requests));
+}
+
+/// The Roles the operator makes (the nodes', the console's) grant only what
+/// the operator itself holds: on a real API server anything more is refused.
+#[test]
+fn the_operator_holds_every_right_it_grants() {
+    let cluster = rchat(json!({"readReplicas": 2, "console": {"enabled": true}}), None);
+    rbac::assert_may_grant(&chat_operator::resources::node_role::role(&cluster, 3, 2));
+    rbac::assert_may_grant(&chat_operator::resources::console::role(&cluster));
+}

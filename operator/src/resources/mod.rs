@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod certificates;
+pub mod console;
 pub mod network_policy;
 pub mod node_role;
 pub mod pdb;
@@ -14,6 +15,7 @@ pub mod service_account;
 pub mod services;
 pub mod statefulset;
 
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
@@ -33,6 +35,20 @@ pub fn owned_meta(cluster: &ReplicatedChat, name: String) -> ObjectMeta {
         labels: Some(names.labels()),
         owner_references: cluster.controller_owner_ref(&()).map(|o| vec![o]),
         ..ObjectMeta::default()
+    }
+}
+
+/// Binds the Role `name` to the ServiceAccount `name` (both the cluster's own).
+pub fn role_binding(cluster: &ReplicatedChat, metadata: ObjectMeta, name: String) -> RoleBinding {
+    RoleBinding {
+        metadata,
+        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "Role".into(), name: name.clone() },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name,
+            namespace: Some(names(cluster).namespace),
+            ..Subject::default()
+        }]),
     }
 }
 

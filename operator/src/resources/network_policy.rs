@@ -1,6 +1,7 @@
 //! The cluster's NetworkPolicy: the peer port (Raft, membership) only from
 //! this cluster's own pods and the operator's; the public and HTTP ports from
-//! whom `spec.networkPolicy.clientsFrom` allows (default: the namespace).
+//! whom `spec.networkPolicy.clientsFrom` allows (default: the namespace),
+//! and the cluster's own console.
 //! Mutual TLS already refuses strangers on the peer port; this keeps them
 //! from reaching it at all.
 
@@ -61,7 +62,11 @@ pub fn build(cluster: &ReplicatedChat, operator_namespace: &str) -> NetworkPolic
         // Every pod of this namespace (a peer with only an empty pod selector).
         vec![NetworkPolicyPeer { pod_selector: Some(LabelSelector::default()), ..Default::default() }]
     } else {
-        spec.clients_from.clone()
+        // Whom the spec names, and this cluster's own console (spec.console).
+        let console = LabelSelector { match_labels: Some(names.console_selector_labels()), ..Default::default() };
+        let mut peers = spec.clients_from.clone();
+        peers.push(NetworkPolicyPeer { pod_selector: Some(console), ..Default::default() });
+        peers
     };
     NetworkPolicy {
         metadata: owned_meta(cluster, names.network_policy()),
@@ -119,7 +124,10 @@ mod tests {
             ..Default::default()
         }];
         let rules = build(&c, "ops").spec.unwrap().ingress.unwrap();
-        assert_eq!(rules[1].from.as_ref().unwrap()[0].ip_block.as_ref().unwrap().cidr, "10.0.0.0/8");
+        let from = rules[1].from.as_ref().unwrap();
+        assert_eq!(from[0].ip_block.as_ref().unwrap().cidr, "10.0.0.0/8");
+        let console = from[1].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        assert_eq!(console["app.kubernetes.io/name"], "chat-console", "and the cluster's own console");
         c.spec.network_policy.enabled = false;
         let open = build(&c, "ops").spec.unwrap().ingress.unwrap();
         assert_eq!(open, [NetworkPolicyIngressRule::default()], "one rule with no from and no ports: everyone");

@@ -3,12 +3,12 @@
 //! name, and get and update its leader Lease, by name. Nothing to list,
 //! nothing in other namespaces, nothing else in this one.
 
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 
 use chat_k8s::ReplicatedChat;
 use chat_k8s::names::REPLICA_ID_BASE;
 
-use super::{names, owned_meta};
+use super::{names, owned_meta, role_binding};
 
 /// The Role; `voters` and `replicas` are how many pods of each StatefulSet it
 /// covers (the larger of the spec's count and the pods that exist): an elected
@@ -39,20 +39,7 @@ pub fn role(cluster: &ReplicatedChat, voters: u64, replicas: u64) -> Role {
 /// Binds the Role to the nodes' ServiceAccount.
 pub fn binding(cluster: &ReplicatedChat) -> RoleBinding {
     let names = names(cluster);
-    RoleBinding {
-        metadata: owned_meta(cluster, names.node_role()),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: names.node_role(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: names.service_account(),
-            namespace: Some(names.namespace.clone()),
-            ..Subject::default()
-        }]),
-    }
+    role_binding(cluster, owned_meta(cluster, names.node_role()), names.node_role())
 }
 
 #[cfg(test)]
