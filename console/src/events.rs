@@ -9,8 +9,8 @@
 //! - `inbox`: the conversation list whenever it changed (checked every
 //!   [`INBOX_EVERY`]), so unread counts, the sender's own messages from other
 //!   tabs and read receipts reach the page without it asking.
-//! - `ended`: the cluster refused the stream (the session ended); the page
-//!   shows the login form.
+//! - `ended`: the session ended (logged out in another tab, or the cluster
+//!   refused the stream); the page shows the login form.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -72,6 +72,11 @@ pub async fn events(
                     None => return,
                 },
                 _ = inbox_ticks.tick() => {
+                    // Logged out (in another tab) or forgotten: this stream ends too.
+                    if state.sessions.get(&authed.id).is_none() {
+                        let _ = tx.send(Event::default().event("ended").data("session ended")).await;
+                        return;
+                    }
                     let Ok(inbox) = client.inbox_at(ReadConsistency::Linearizable).await else { continue };
                     if last_inbox.as_ref() == Some(&inbox) {
                         continue;

@@ -7,11 +7,9 @@
 use std::time::Duration;
 
 use chat_testkit::{TestCluster, chat_node_binary};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 mod support;
-use support::{Answer, console, get, request};
+use support::{Answer, console, get, open_stream, read_until, request};
 
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
@@ -101,11 +99,15 @@ async fn sessions_live_in_an_http_only_cookie_and_every_change_needs_the_csrf_to
     assert_eq!(sent.json()["body"], xss);
     assert_eq!(sent.json()["from"], "ann");
 
-    // Logout ends it; the old cookie is worth nothing after.
+    // Logout ends it; the old cookie is worth nothing after, and a feed
+    // another tab holds open ends too.
+    let mut feed = open_stream(&addr, "/api/events", &[("Cookie", &ann.cookie)]).await;
+    read_until(&mut feed, |s| s.starts_with("HTTP/1.1 200")).await;
     let out = ann.call("POST", "/api/logout", "{}").await;
     assert_eq!(out.status, 204);
     assert!(out.header("set-cookie").unwrap().contains("max-age=0"));
     assert_eq!(ann.call("GET", "/api/session", "").await.status, 401);
+    read_until(&mut feed, |s| s.contains("event: ended")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -153,19 +155,9 @@ async fn the_live_feed_resumes_after_its_last_event_and_marks_messages_delivered
     }
 
     // Bob's feed, resumed after the first message: only the second comes, with its id.
-    let mut stream = TcpStream::connect(&addr).await.unwrap();
-    let open = format!(
-        "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nLast-Event-ID: {}\r\n\r\n",
-        bob.cookie, ids[0]
-    );
-    stream.write_all(open.as_bytes()).await.unwrap();
-    let mut seen = String::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    while !seen.contains("\"two\"") {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
-        assert!(n > 0, "the feed ended: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let resume = ids[0].to_string();
+    let mut stream = open_stream(&addr, "/api/events", &[("Cookie", &bob.cookie), ("Last-Event-ID", &resume)]).await;
+    let seen = read_until(&mut stream, |s| s.contains("\"two\"")).await;
     assert!(seen.contains(&format!("id: {}", ids[1])), "{seen}");
     assert!(!seen.contains("\"one\""), "resumed after the first message: {seen}");
 
@@ -185,11 +177,8 @@ async fn the_live_feed_resumes_after_its_last_event_and_marks_messages_delivered
     // More than four streams for one session: RESOURCE_EXHAUSTED.
     let mut held = Vec::new();
     for _ in 0..3 {
-        let mut s = TcpStream::connect(&addr).await.unwrap();
-        let open = format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\n\r\n", bob.cookie);
-        s.write_all(open.as_bytes()).await.unwrap();
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        let mut s = open_stream(&addr, "/api/events", &[("Cookie", &bob.cookie)]).await;
+        read_until(&mut s, |s| s.starts_with("HTTP/1.1 200")).await;
         held.push(s);
     }
     let fifth = bob.call("GET", "/api/events", "").await;

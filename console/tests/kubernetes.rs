@@ -3,15 +3,14 @@
 //! API server and pushes them on the same event stream, again when they
 //! change.
 
-use std::time::Duration;
-
 use chat_client::{Client, ClientOptions, Security};
 use chat_console::state::{ConsoleState, KubeSource};
 use chat_k8s::ClusterNames;
 use chat_k8s_standin::StandIn;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+mod support;
+use support::{open_stream, read_until};
 
 fn condition(reason: &str) -> serde_json::Value {
     json!({ "type": "Ready", "status": "True", "reason": reason, "message": "3 of 3 members ready",
@@ -27,18 +26,6 @@ fn event(name: &str, regarding: &str, reason: &str) -> serde_json::Value {
         "action": "Reconcile", "type": "Normal", "reason": reason, "note": format!("{reason} happened"),
         "regarding": { "apiVersion": "v1", "kind": "Pod", "namespace": "chat", "name": regarding },
     })
-}
-
-/// Reads the stream until `done` holds for what was read; returns it.
-async fn read_until(stream: &mut TcpStream, done: impl Fn(&str) -> bool) -> String {
-    let mut seen = String::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    while !done(&seen) {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap().unwrap();
-        assert!(n > 0, "the stream ended: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    seen
 }
 
 #[tokio::test]
@@ -66,8 +53,7 @@ async fn conditions_and_events_of_the_replicated_chat_are_pushed_when_they_chang
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, chat_console::http::router(state)).await });
 
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(b"GET /api/cluster/stream HTTP/1.1\r\nHost: console\r\n\r\n").await.unwrap();
+    let mut stream = open_stream(&addr.to_string(), "/api/cluster/stream", &[]).await;
     let seen = read_until(&mut stream, |s| s.contains("event: kubernetes") && s.contains("UpgradingPod")).await;
     let data = seen.split("event: kubernetes\ndata: ").nth(1).unwrap().lines().next().unwrap();
     let view: serde_json::Value = serde_json::from_str(data).unwrap();

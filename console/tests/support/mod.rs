@@ -58,3 +58,29 @@ pub async fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &st
 pub async fn get(addr: &str, path: &str) -> Answer {
     request(addr, "GET", path, &[], "").await
 }
+
+/// Opens a Server-Sent Events stream at `path` with `headers`.
+pub async fn open_stream(addr: &str, path: &str, headers: &[(&str, &str)]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut text = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    stream.write_all(text.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Reads `stream` until `done` holds for all that was read; returns it.
+/// Panics if it ends first or goes quiet for 10 s.
+pub async fn read_until(stream: &mut TcpStream, done: impl Fn(&str) -> bool) -> String {
+    let mut seen = String::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while !done(&seen) {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buf)).await;
+        let n = read.unwrap_or_else(|_| panic!("nothing more within 10 s: {seen}")).unwrap();
+        assert!(n > 0, "the stream ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
+}
