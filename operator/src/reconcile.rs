@@ -434,7 +434,7 @@ async fn schedule_backups(ctx: &Context, cluster: &ReplicatedChat, names: &Clust
 }
 
 /// The web console `spec.console` asks for: its ServiceAccount, Role and
-/// binding, Service and Deployment. Once turned off (or the section removed),
+/// binding, Service, NetworkPolicy and Deployment. Once turned off (or the section removed),
 /// the Deployment made earlier (the status remembers it) is scaled to zero —
 /// kept, not deleted. Returns the Deployment's name while the console runs.
 async fn run_console(ctx: &Context, cluster: &ReplicatedChat, names: &ClusterNames) -> Result<Option<String>> {
@@ -446,6 +446,7 @@ async fn run_console(ctx: &Context, cluster: &ReplicatedChat, names: &ClusterNam
             ssa(ctx, ns, &resources::console::role(cluster)).await?;
             ssa(ctx, ns, &resources::console::binding(cluster)).await?;
             ssa(ctx, ns, &resources::console::service(cluster)).await?;
+            ssa(ctx, ns, &network_policy::console(cluster)).await?;
             ssa(ctx, ns, &resources::console::deployment(cluster, console)).await?;
             Ok(Some(names.console()))
         }

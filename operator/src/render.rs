@@ -6,7 +6,7 @@
 use chat_k8s::ReplicatedChat;
 use serde::Serialize;
 
-use crate::resources::{console, node_role, pdb, service_account, services, statefulset};
+use crate::resources::{console, network_policy, node_role, pdb, service_account, services, statefulset};
 use crate::validate::{Severity, validate};
 
 /// The owned objects of the ReplicatedChat in `manifest` (YAML), as a
@@ -46,6 +46,7 @@ pub fn render(manifest: &str) -> anyhow::Result<String> {
         push(&mut out, &console::role(&cluster))?;
         push(&mut out, &console::binding(&cluster))?;
         push(&mut out, &console::service(&cluster))?;
+        push(&mut out, &network_policy::console(&cluster))?;
         push(&mut out, &console::deployment(&cluster, console))?;
     }
     Ok(out)
@@ -73,5 +74,14 @@ mod tests {
         assert!(with_replicas.contains("name: demo-replica\n"), "{with_replicas}");
         let bad = example.replace("image: chat-node:dev", "image: \"\"");
         assert!(render(&bad).unwrap_err().to_string().contains("spec.image"));
+    }
+
+    #[test]
+    fn the_console_example_renders_its_deployment_and_policy() {
+        let out = render(include_str!("../../deploy/examples/console.yaml")).unwrap();
+        for kind in ["Deployment", "NetworkPolicy", "Role", "RoleBinding", "ServiceAccount"] {
+            assert!(out.contains(&format!("kind: {kind}\n")), "{kind}: {out}");
+        }
+        assert!(out.contains("name: demo-console\n"), "{out}");
     }
 }

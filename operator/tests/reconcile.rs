@@ -567,6 +567,7 @@ async fn a_console_is_a_deployment_scaled_to_zero_when_turned_off() {
         "/apis/rbac.authorization.k8s.io/v1/namespaces/chat/roles/demo-console",
         "/apis/rbac.authorization.k8s.io/v1/namespaces/chat/rolebindings/demo-console",
         "/api/v1/namespaces/chat/services/demo-console",
+        "/apis/networking.k8s.io/v1/namespaces/chat/networkpolicies/demo-console",
         deployment,
     ] {
         assert!(requests.iter().any(|r| r.is(&Method::PATCH, path)), "{path} applied: {:?}", paths(&requests));
