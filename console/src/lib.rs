@@ -16,7 +16,8 @@
 //! [`view`] (the cluster as JSON), [`chat`]
 //! (the chat API), [`events`] (the session's live feed), [`session`]
 //! (browser sessions), [`guard`] (same-origin and CSRF checks), [`reply`]
-//! (errors as HTTP), [`assets`] (the embedded page).
+//! (errors as HTTP), [`tls`] (HTTPS off loopback), [`assets`] (the embedded
+//! page).
 
 pub mod assets;
 pub mod chat;
@@ -27,4 +28,5 @@ pub mod http;
 pub mod reply;
 pub mod session;
 pub mod state;
+pub mod tls;
 pub mod view;

@@ -24,8 +24,16 @@ struct Cli {
     /// Where the console listens (loopback by default: it is yours, not the network's).
     #[arg(long, env = "CHAT_CONSOLE_LISTEN", default_value = "127.0.0.1:8088")]
     listen: SocketAddr,
-    /// Mark the session cookie `Secure`: set when browsers reach the console over HTTPS
-    /// (a TLS-terminating proxy in front of it).
+    /// Serve HTTPS with the certificate in DIR (tls.crt, tls.key, ca.crt),
+    /// reloaded when renewed. Required off loopback unless --plaintext-http.
+    #[arg(long, env = "CHAT_CONSOLE_TLS_DIR")]
+    tls_dir: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (passwords cross it at
+    /// login): only behind a proxy that terminates TLS. Logged.
+    #[arg(long, env = "CHAT_CONSOLE_PLAINTEXT_HTTP", conflicts_with = "tls_dir")]
+    plaintext_http: bool,
+    /// Mark the session cookie `Secure` (always so with --tls-dir): set when
+    /// browsers reach a plain-HTTP console through an HTTPS proxy.
     #[arg(long, env = "CHAT_CONSOLE_SECURE_COOKIE")]
     secure_cookie: bool,
     /// On Kubernetes: the ReplicatedChat whose conditions and Events the
@@ -51,14 +59,38 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let client = Client::new(cli.addr, ClientOptions::new(security))?;
-    let listener =
-        tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
-    println!("console: http://{}/", listener.local_addr()?);
-    let mut state = ConsoleState::new(client, cli.secure_cookie);
+    let tls = match &cli.tls_dir {
+        Some(dir) => Some(chat_console::tls::config(dir.clone()).context("loading the console's certificate")?),
+        None if chat_console::tls::needs_tls(cli.listen) && !cli.plaintext_http => anyhow::bail!(
+            "--listen {}: off loopback the console serves HTTPS (--tls-dir) or, behind a TLS proxy, \
+             --plaintext-http",
+            cli.listen
+        ),
+        None => {
+            if cli.plaintext_http {
+                tracing::warn!(listen = %cli.listen, "--plaintext-http: the console serves plain HTTP off loopback");
+            }
+            None
+        }
+    };
+    let mut state = ConsoleState::new(client, cli.secure_cookie || tls.is_some());
     if let Some(name) = cli.kube_cluster {
         let kube = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
         state = state.with_kube(KubeSource { client: kube, names: ClusterNames::new(name, cli.kube_namespace) });
     }
-    axum::serve(listener, chat_console::http::router(state)).await?;
+    let listener =
+        tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
+    let app = chat_console::http::router(state);
+    match tls {
+        Some(config) => {
+            let listener = chat_console::tls::TlsListener::new(listener, config)?;
+            println!("console: https://{}/", axum::serve::Listener::local_addr(&listener)?);
+            axum::serve(listener, app).await?;
+        }
+        None => {
+            println!("console: http://{}/", listener.local_addr()?);
+            axum::serve(listener, app).await?;
+        }
+    }
     Ok(())
 }

@@ -75,3 +75,52 @@ async fn the_console_serves_a_locked_down_page_and_pushes_the_cluster_through_a_
 fn the_view_is_pushed_at_least_five_times_a_second() {
     assert!(chat_console::feed::PUSH_EVERY <= Duration::from_millis(200));
 }
+
+/// Off loopback the console serves HTTPS with a certificate of the cluster's
+/// CA (role `chat-console`): a browser that trusts the CA gets the page over
+/// TLS 1.2+ and HTTP/1.1; a client that does not is refused in the handshake;
+/// plain HTTP on that port gets nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn off_loopback_the_console_serves_https_with_the_clusters_ca() {
+    use std::sync::Arc;
+
+    use chat_tls::{Ca, Leaf};
+    use rustls_pki_types::ServerName;
+
+    let cluster = TestCluster::start(chat_node_binary(), 1, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    cluster.tls.ca.write_leaf(&Leaf::console(["127.0.0.1"]), dir.path()).unwrap();
+    let config = chat_console::tls::config(dir.path().to_path_buf()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = chat_client::Client::new(cluster.addrs(), cluster.client_options()).unwrap();
+    let app = chat_console::http::router(chat_console::state::ConsoleState::new(client, true));
+    let listener = chat_console::tls::TlsListener::new(listener, config).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let https_get = |roots: Vec<rustls_pki_types::CertificateDer<'static>>| async move {
+        let mut config = chat_tls::config::client(&roots, None).unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut tls = connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp).await?;
+        tls.write_all(b"GET /api/cluster HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n").await?;
+        let mut text = String::new();
+        tls.read_to_string(&mut text).await?;
+        std::io::Result::Ok(text)
+    };
+    let ca = chat_tls::files::certs(cluster.tls.ca.cert_pem().as_bytes()).unwrap();
+    let answer = https_get(ca).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("content-security-policy"), "{answer}");
+
+    let stranger = Ca::generate("another").unwrap();
+    let refused = https_get(chat_tls::files::certs(stranger.cert_pem().as_bytes()).unwrap()).await;
+    assert!(refused.is_err(), "a certificate of another CA is not trusted");
+
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: console\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut bytes)).await;
+    assert!(!String::from_utf8_lossy(&bytes).contains("HTTP/1.1 200"), "plain HTTP is not served there");
+}

@@ -21,7 +21,7 @@ use chat_k8s::names::{ROLE_LABEL, ROLE_LEADER};
 use chat_k8s::{ClusterNames, ReplicatedChat};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
@@ -399,16 +399,21 @@ async fn the_whole_product_on_kubernetes() {
     rchats.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&unschedule)).await.unwrap();
 
     // 11b. The web console: a Deployment from the node image that becomes
-    //      ready (its probe answers) and shows the cluster; turned off, scaled to zero.
+    //      ready (its HTTPS probe answers, so its certificate was issued and
+    //      loaded) and shows the cluster; turned off, scaled to zero.
     let console = json!({"spec": {"console": {"enabled": true}}});
     rchats.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&console)).await.unwrap();
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
-    let console_name = ClusterNames::new(CLUSTER, &namespace).console();
+    let console_names = ClusterNames::new(CLUSTER, &namespace);
+    let console_name = console_names.console();
     wait_for("the console ready", Duration::from_secs(120), || async {
         let d = deployments.get(&console_name).await.ok()?;
         (d.status?.ready_replicas? == 1).then_some(())
     })
     .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let console_tls = secrets.get(&console_names.console_tls_secret()).await.expect("the console's certificate");
+    assert!(console_tls.data.is_some_and(|d| d.contains_key("tls.crt") && d.contains_key("tls.key")));
     let off = json!({"spec": {"console": {"enabled": false}}});
     rchats.patch(CLUSTER, &PatchParams::default(), &Patch::Merge(&off)).await.unwrap();
     wait_for("the console scaled to zero", Duration::from_secs(60), || async {

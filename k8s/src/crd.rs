@@ -93,8 +93,9 @@ pub struct ReplicatedChatSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupSpec>,
     /// The web console (`chat-console`: the cluster live, and a chat window):
-    /// a Deployment and a ClusterIP Service `<name>-console` on port 8088.
-    /// Reach it with `kubectl port-forward svc/<name>-console 8088`.
+    /// a Deployment and a ClusterIP Service `<name>-console` serving HTTPS on
+    /// port 8088. Reach it with `kubectl port-forward svc/<name>-console 8088`
+    /// and https://localhost:8088/ (trust the CA in ConfigMap `<name>-ca`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub console: Option<ConsoleSpec>,
 }
@@ -112,6 +113,12 @@ pub struct ConsoleSpec {
     /// CPU and memory of the console container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// A Secret with the console's HTTPS certificate (`tls.crt`, `tls.key`,
+    /// `ca.crt`: cert-manager's layout). Default: the operator issues one from
+    /// the cluster's CA into `<name>-console-tls` and renews it. Required
+    /// with `spec.tls` (the operator then holds no CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret: Option<String>,
 }
 
 /// Scheduled backups: `<claimName>/<name>-<UTC time>.backup`, the newest

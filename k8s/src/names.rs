@@ -165,6 +165,26 @@ impl ClusterNames {
         format!("{}-console", self.cluster)
     }
 
+    /// `<name>-console-tls`: the console's HTTPS certificate (role
+    /// `chat-console`), issued by the operator unless `spec.console.tlsSecret`.
+    pub fn console_tls_secret(&self) -> String {
+        format!("{}-console-tls", self.cluster)
+    }
+
+    /// Every name the console's certificate must be valid for: its Service's
+    /// names, and loopback (`kubectl port-forward svc/<name>-console`).
+    pub fn console_hosts(&self) -> Vec<String> {
+        let (service, ns) = (self.console(), &self.namespace);
+        vec![
+            service.clone(),
+            format!("{service}.{ns}"),
+            format!("{service}.{ns}.svc"),
+            format!("{service}.{ns}.svc.cluster.local"),
+            "localhost".into(),
+            "127.0.0.1".into(),
+        ]
+    }
+
     /// Labels that select the console's pods: not the nodes' (no node
     /// Service, PDB or policy may take a console pod for a member).
     pub fn console_selector_labels(&self) -> BTreeMap<String, String> {

@@ -68,6 +68,12 @@ fn no_connection<T: std::fmt::Debug>(result: Result<T, tonic::Status>) {
     );
 }
 
+/// A client that trusts the cluster's CA and presents `leaf`'s certificate.
+fn presenting(cluster: &TestCluster, leaf: chat_tls::Material) -> Live<rustls::ClientConfig> {
+    let roots = chat_tls::files::certs(cluster.tls.ca.cert_pem().as_bytes()).unwrap();
+    Live::fixed(chat_tls::config::client(&roots, Some((leaf.chain, leaf.key))).unwrap())
+}
+
 /// A call that must fail: its code.
 fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (Code, String) {
     let status = result.expect_err("the attack went through");
@@ -91,13 +97,7 @@ async fn strangers_cannot_reach_raft_or_membership_on_either_port() {
     let other = Ca::generate("impostor").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let forged = other.write_leaf(&Leaf::node(["127.0.0.1"]), dir.path()).unwrap().load().unwrap();
-    let forged = Live::fixed(
-        chat_tls::config::client(
-            &chat_tls::files::certs(cluster.tls.ca.cert_pem().as_bytes()).unwrap(),
-            Some((forged.chain, forged.key)),
-        )
-        .unwrap(),
-    );
+    let forged = presenting(&cluster, forged);
     let impostor: Channel = tls_channel(&leader.peer, &forged);
     no_connection(RaftServiceClient::new(impostor.clone()).vote(vote_2_40()).await);
     // A snapshot chunk claiming a 4 GiB record, and a campaign order: never read.
@@ -132,6 +132,14 @@ async fn strangers_cannot_reach_raft_or_membership_on_either_port() {
     assert!(message.contains("chat-node"), "{message}");
     let campaign = RaftServiceClient::new(operator).campaign(CampaignRequest { from: before.leader }).await;
     assert_eq!(refused(campaign).0, Code::PermissionDenied);
+
+    // The web console's HTTPS certificate, though of this CA, opens nothing there.
+    let dir = tempfile::tempdir().unwrap();
+    let console = cluster.tls.ca.write_leaf(&Leaf::console(["127.0.0.1"]), dir.path()).unwrap().load().unwrap();
+    let console = tls_channel(&leader.peer, &presenting(&cluster, console));
+    assert_eq!(refused(RaftServiceClient::new(console.clone()).vote(vote_2_40()).await).0, Code::PermissionDenied);
+    let remove = MembershipServiceClient::new(console).remove_member(RemoveMemberRequest { node_id: 1 }).await;
+    assert_eq!(refused(remove).0, Code::PermissionDenied);
 
     assert_eq!(fingerprint(&cluster).await, before, "nothing changed");
 

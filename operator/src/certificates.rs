@@ -4,11 +4,13 @@
 //! it well before it expires (the nodes pick the new files up without a
 //! restart), publishes the CA certificate alone in the `<name>-ca` ConfigMap
 //! for clients, issues an admin certificate (`chat-admin`, for backups) into
-//! the `<name>-admin-tls` Secret — whoever may read it is an admin — and
+//! the `<name>-admin-tls` Secret — whoever may read it is an admin — the
+//! web console's HTTPS certificate into `<name>-console-tls` while
+//! `spec.console` runs one, and
 //! issues itself a client certificate in memory — never stored — to reach
 //! the nodes' peer ports. With `spec.tls` it uses the Secrets you bring
-//! instead, renews nothing and makes no admin certificate (issue one with
-//! common name `chat-admin` from your CA).
+//! instead, renews nothing and makes no admin or console certificate (issue
+//! them from your CA: common name `chat-admin`; the console's Service names).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -137,12 +139,24 @@ async fn issued(
         let note = format!("issued the admin certificate in Secret {} ({why})", names.admin_secret());
         ctx.publish(cluster, EventType::Normal, "AdminCertificateIssued", "Certificates", note, None).await;
     }
+    if cluster.spec.console.as_ref().is_some_and(|c| c.enabled && c.tls_secret.is_none()) {
+        let current = secrets.get_opt(&names.console_tls_secret()).await?;
+        let hosts = certificates::console_hosts_annotation(cluster);
+        if let Some(why) = certificate_stale(current.as_ref(), ca.cert_pem(), Some(&hosts)) {
+            let issued = ca.issue(&Leaf::console(names.console_hosts())).map_err(tls_error)?;
+            let secret = certificates::console_tls_secret(cluster, ca.cert_pem(), &issued.cert_pem, &issued.key_pem);
+            ssa(ctx, ns, &secret).await?;
+            let note =
+                format!("issued the console's HTTPS certificate in Secret {} ({why})", names.console_tls_secret());
+            ctx.publish(cluster, EventType::Normal, "ConsoleCertificateIssued", "Certificates", note, None).await;
+        }
+    }
     let (cert_pem, security) = ctx.certs.for_cluster(names, &ca)?;
     Ok((ca.cert_pem().to_string(), cert_pem, security))
 }
 
-/// Why a certificate Secret (the nodes', with their `hosts`; the admin's,
-/// with none) must be (re)issued, if it must.
+/// Why a certificate Secret (the nodes' or the console's, with their
+/// `hosts`; the admin's, with none) must be (re)issued, if it must.
 fn certificate_stale(secret: Option<&Secret>, ca_pem: &str, hosts: Option<&str>) -> Option<&'static str> {
     let Some(secret) = secret else { return Some("there was none") };
     if entry(secret, "ca.crt").as_deref() != Some(ca_pem) {
@@ -218,6 +232,21 @@ mod tests {
         let admin = certificates::admin_secret(&c, ca.cert_pem(), &admin.cert_pem, &admin.key_pem);
         assert_eq!(certificate_stale(Some(&admin), ca.cert_pem(), None), None);
         assert_eq!(certificate_stale(Some(&admin), other.cert_pem(), None), Some("the CA changed"));
+    }
+
+    #[test]
+    fn the_consoles_certificate_is_its_own_role_and_follows_its_service_names() {
+        let c = cluster(3);
+        let names = crate::resources::names(&c);
+        let ca = Ca::generate("test").unwrap();
+        let issued = ca.issue(&Leaf::console(names.console_hosts())).unwrap();
+        let secret = certificates::console_tls_secret(&c, ca.cert_pem(), &issued.cert_pem, &issued.key_pem);
+        let hosts = certificates::console_hosts_annotation(&c);
+        assert_eq!(certificate_stale(Some(&secret), ca.cert_pem(), Some(&hosts)), None);
+        let renamed = hosts.replace("demo-console", "other-console");
+        assert_eq!(certificate_stale(Some(&secret), ca.cert_pem(), Some(&renamed)), Some("its host names changed"));
+        let leaf = parse_leaf(&chat_tls::files::first_cert(issued.cert_pem.as_bytes()).unwrap()).unwrap();
+        assert_eq!(leaf.role, Some(Role::Console), "a console certificate is no node's, operator's or admin's");
     }
 
     #[test]

@@ -123,6 +123,20 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
             _ => {}
         }
     }
+    if let Some(console) = spec.console.as_ref().filter(|c| c.enabled) {
+        match &console.tls_secret {
+            Some(name) if !is_dns_subdomain(name) => {
+                error("spec.console.tlsSecret", format!("{name:?} is not a valid Secret name"));
+            }
+            None if spec.tls.node_secret.is_some() => error(
+                "spec.console.tlsSecret",
+                "is required with spec.tls: the operator issues no console certificate for certificates you bring \
+                 (make one from your CA for the Service <name>-console)"
+                    .into(),
+            ),
+            _ => {}
+        }
+    }
     let exposed = !matches!(spec.service.type_, chat_k8s::crd::ServiceType::ClusterIP);
     if exposed && spec.network_policy.enabled && spec.network_policy.clients_from.is_empty() {
         out.push(Finding {
@@ -271,6 +285,33 @@ mod tests {
                 "{path:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_console_with_brought_tls_needs_its_own_certificate() {
+        let brought = serde_json::json!({"nodeSecret": "n", "operatorSecret": "o"});
+        let fields = |extra: serde_json::Value| {
+            let mut s = serde_json::json!({"image": "chat-node:1"});
+            s.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            validate(&spec(s)).iter().map(|f| f.field).collect::<Vec<_>>()
+        };
+        assert!(fields(serde_json::json!({"console": {"enabled": true}})).is_empty(), "the operator issues one");
+        assert_eq!(
+            fields(serde_json::json!({"tls": brought.clone(), "console": {"enabled": true}})),
+            ["spec.console.tlsSecret"]
+        );
+        assert!(
+            fields(serde_json::json!({"tls": brought.clone(), "console": {"enabled": true, "tlsSecret": "c"}}))
+                .is_empty()
+        );
+        assert!(
+            fields(serde_json::json!({"tls": brought.clone(), "console": {"enabled": false}})).is_empty(),
+            "not running"
+        );
+        assert_eq!(
+            fields(serde_json::json!({"console": {"enabled": true, "tlsSecret": "Not_A_Name"}})),
+            ["spec.console.tlsSecret"]
+        );
     }
 
     #[test]

@@ -552,8 +552,9 @@ async fn scheduled_backups_are_a_cron_job_suspended_when_the_section_goes() {
     assert!(requests.iter().all(|r| !r.path.contains("cronjobs")), "{:?}", paths(&requests));
 }
 
-/// `spec.console`: a ServiceAccount, Role, RoleBinding, Service and
-/// Deployment (each allowed by the chart's rules), remembered in the status;
+/// `spec.console`: its HTTPS certificate, a ServiceAccount, Role,
+/// RoleBinding, Service and Deployment (each allowed by the chart's rules),
+/// remembered in the status;
 /// turned off, the Deployment is scaled to zero, not deleted, with an Event.
 #[tokio::test]
 async fn a_console_is_a_deployment_scaled_to_zero_when_turned_off() {
@@ -563,6 +564,7 @@ async fn a_console_is_a_deployment_scaled_to_zero_when_turned_off() {
     let (outcome, requests) = reconcile(&ctx, &mut api, &asked, vec![]).await;
     outcome.unwrap();
     for path in [
+        "/api/v1/namespaces/chat/secrets/demo-console-tls",
         "/api/v1/namespaces/chat/serviceaccounts/demo-console",
         "/apis/rbac.authorization.k8s.io/v1/namespaces/chat/roles/demo-console",
         "/apis/rbac.authorization.k8s.io/v1/namespaces/chat/rolebindings/demo-console",
@@ -574,6 +576,7 @@ async fn a_console_is_a_deployment_scaled_to_zero_when_turned_off() {
     }
     let applied = requests.iter().find(|r| r.is(&Method::PATCH, deployment)).unwrap();
     assert_eq!(applied.body["spec"]["replicas"], 1);
+    assert!(all_events(&requests).contains(&"ConsoleCertificateIssued".to_string()), "{:?}", all_events(&requests));
     assert_eq!(status_sent(&requests).unwrap()["console"], "demo-console");
 
     let off =

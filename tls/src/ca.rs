@@ -60,6 +60,11 @@ impl Leaf {
         Self { role: Role::Node, hosts: hosts.into_iter().map(Into::into).collect(), valid_for: DEFAULT_VALIDITY }
     }
 
+    /// The web console's server certificate, valid for `hosts`.
+    pub fn console(hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self { role: Role::Console, hosts: hosts.into_iter().map(Into::into).collect(), valid_for: DEFAULT_VALIDITY }
+    }
+
     /// A client-only certificate (the operator's, an administrator's).
     pub fn client(role: Role) -> Self {
         Self { role, hosts: Vec::new(), valid_for: DEFAULT_VALIDITY }

@@ -20,6 +20,9 @@ pub enum Role {
     /// A person or tool doing day-two operations (backups): never Raft
     /// traffic, never membership.
     Admin,
+    /// The web console's HTTPS server certificate: admitted to no call on
+    /// the peer port (the console is a client of the public port).
+    Console,
 }
 
 impl Role {
@@ -30,11 +33,12 @@ impl Role {
             Role::Node => "chat-node",
             Role::Operator => "chat-operator",
             Role::Admin => "chat-admin",
+            Role::Console => "chat-console",
         }
     }
 
     fn from_common_name(cn: &str) -> Option<Self> {
-        [Role::Node, Role::Operator, Role::Admin].into_iter().find(|r| r.common_name() == cn)
+        [Role::Node, Role::Operator, Role::Admin, Role::Console].into_iter().find(|r| r.common_name() == cn)
     }
 }
 

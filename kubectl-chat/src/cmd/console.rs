@@ -23,6 +23,13 @@ pub struct Console {
 
 impl Console {
     pub async fn run(self, ctx: &Ctx) -> anyhow::Result<()> {
+        // Plain HTTP, and your session's: for this machine only.
+        anyhow::ensure!(
+            !chat_console::tls::needs_tls(self.listen),
+            "--listen {}: kubectl chat console serves plain HTTP on loopback only; to serve others run \
+             chat-console with --tls-dir",
+            self.listen
+        );
         let listener =
             tokio::net::TcpListener::bind(self.listen).await.with_context(|| format!("binding {}", self.listen))?;
         let url = format!("http://{}/", listener.local_addr()?);

@@ -32,8 +32,27 @@ pub fn ca_secret(cluster: &ReplicatedChat, cert_pem: &str, key_pem: &str) -> Sec
 
 /// `<name>-tls`: what every node mounts (`ca.crt`, `tls.crt`, `tls.key`).
 pub fn tls_secret(cluster: &ReplicatedChat, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Secret {
-    let mut metadata = owned_meta(cluster, names(cluster).tls_secret());
-    metadata.annotations = Some(BTreeMap::from([(HOSTS_ANNOTATION.to_string(), hosts_annotation(cluster))]));
+    let names = names(cluster);
+    tls_secret_for(cluster, names.tls_secret(), &names.node_hosts(), ca_pem, cert_pem, key_pem)
+}
+
+/// `<name>-console-tls`: the web console's HTTPS certificate.
+pub fn console_tls_secret(cluster: &ReplicatedChat, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Secret {
+    let names = names(cluster);
+    tls_secret_for(cluster, names.console_tls_secret(), &names.console_hosts(), ca_pem, cert_pem, key_pem)
+}
+
+/// A server certificate's Secret, annotated with the hosts it was issued for.
+fn tls_secret_for(
+    cluster: &ReplicatedChat,
+    name: String,
+    hosts: &[String],
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Secret {
+    let mut metadata = owned_meta(cluster, name);
+    metadata.annotations = Some(BTreeMap::from([(HOSTS_ANNOTATION.to_string(), hosts.join(","))]));
     Secret {
         metadata,
         type_: Some("kubernetes.io/tls".into()),
@@ -57,6 +76,11 @@ pub fn admin_secret(cluster: &ReplicatedChat, ca_pem: &str, cert_pem: &str, key_
 /// The value of [`HOSTS_ANNOTATION`] for this cluster's node certificate.
 pub fn hosts_annotation(cluster: &ReplicatedChat) -> String {
     names(cluster).node_hosts().join(",")
+}
+
+/// The value of [`HOSTS_ANNOTATION`] for the console's certificate.
+pub fn console_hosts_annotation(cluster: &ReplicatedChat) -> String {
+    names(cluster).console_hosts().join(",")
 }
 
 /// `<name>-ca`: the CA certificate only.
@@ -92,5 +116,10 @@ mod tests {
         let cm = ca_config_map(&c, "CA");
         assert_eq!(cm.data.unwrap()["ca.crt"], "CA");
         assert!(cm.metadata.name.as_deref() == Some("demo-ca"), "clients find it by the cluster's name");
+        let console = console_tls_secret(&c, "CA", "CERT", "KEY");
+        assert_eq!(console.metadata.name.as_deref(), Some("demo-console-tls"));
+        let annotated = &console.metadata.annotations.unwrap()[HOSTS_ANNOTATION];
+        assert_eq!(annotated, &console_hosts_annotation(&c));
+        assert!(annotated.contains("demo-console.chat.svc") && annotated.contains("localhost"), "{annotated}");
     }
 }

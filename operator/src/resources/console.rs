@@ -1,7 +1,9 @@
 //! The web console (`spec.console`): a Deployment of one `chat-console` pod
-//! and a ClusterIP Service, both `<name>-console`. The console is a client of
-//! the public port like any other (the CA from the `<name>-ca` ConfigMap, no
-//! Secret mounted); its ServiceAccount may read this ReplicatedChat and the
+//! and a ClusterIP Service, both `<name>-console`, serving HTTPS (passwords
+//! cross it at login) with the certificate in `<name>-console-tls` (or
+//! `spec.console.tlsSecret`). The console is a client of the public port like
+//! any other (the CA from the `<name>-ca` ConfigMap; its only Secret is its
+//! own server certificate); its ServiceAccount may read this ReplicatedChat and the
 //! namespace's Events (the cluster view shows conditions and Events), and
 //! nothing else. Locked down like the nodes. One pod: browser sessions live
 //! in the console's memory.
@@ -18,10 +20,11 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::statefulset::{locked_down, pod_security};
+use super::statefulset::{locked_down, pod_security, secret_volume};
 use super::{names, owned_meta, role_binding};
 
 const CA_DIR: &str = "/etc/chat/ca";
+const TLS_DIR: &str = "/etc/chat/console-tls";
 
 /// Metadata with the console's labels (never the nodes': no node Service,
 /// budget or policy selects a console pod).
@@ -44,6 +47,7 @@ pub fn deployment(cluster: &ReplicatedChat, console: &ConsoleSpec) -> Deployment
         http_get: Some(HTTPGetAction {
             path: Some("/healthz".into()),
             port: IntOrString::Int(i32::from(CONSOLE_PORT)),
+            scheme: Some("HTTPS".into()),
             ..HTTPGetAction::default()
         }),
         initial_delay_seconds: Some(initial),
@@ -59,6 +63,7 @@ pub fn deployment(cluster: &ReplicatedChat, console: &ConsoleSpec) -> Deployment
             env("CHAT_ADDR", names.member_addresses(voters, replicas).join(",")),
             env("CHAT_CA", format!("{CA_DIR}/ca.crt")),
             env("CHAT_CONSOLE_LISTEN", format!("0.0.0.0:{CONSOLE_PORT}")),
+            env("CHAT_CONSOLE_TLS_DIR", TLS_DIR.into()),
             env("CHAT_CONSOLE_KUBE_CLUSTER", names.cluster.clone()),
             EnvVar {
                 name: "POD_NAMESPACE".into(),
@@ -73,7 +78,7 @@ pub fn deployment(cluster: &ReplicatedChat, console: &ConsoleSpec) -> Deployment
             },
         ]),
         ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
+            name: Some("https".into()),
             container_port: i32::from(CONSOLE_PORT),
             ..ContainerPort::default()
         }]),
@@ -81,12 +86,20 @@ pub fn deployment(cluster: &ReplicatedChat, console: &ConsoleSpec) -> Deployment
         liveness_probe: Some(probe(10)),
         resources: console.resources.clone(),
         security_context: Some(locked_down()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "ca".into(),
-            mount_path: CA_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "ca".into(),
+                mount_path: CA_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tls".into(),
+                mount_path: TLS_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        ]),
         ..Container::default()
     };
     let selector = names.console_selector_labels();
@@ -104,14 +117,17 @@ pub fn deployment(cluster: &ReplicatedChat, console: &ConsoleSpec) -> Deployment
                     service_account_name: Some(names.console()),
                     security_context: Some(pod_security()),
                     containers: vec![container],
-                    volumes: Some(vec![Volume {
-                        name: "ca".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: names.ca_config_map(),
-                            ..ConfigMapVolumeSource::default()
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(vec![
+                        Volume {
+                            name: "ca".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: names.ca_config_map(),
+                                ..ConfigMapVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        secret_volume("tls", tls_secret(cluster, console)),
+                    ]),
                     ..PodSpec::default()
                 }),
             },
@@ -121,7 +137,12 @@ pub fn deployment(cluster: &ReplicatedChat, console: &ConsoleSpec) -> Deployment
     }
 }
 
-/// The console's Service: port 8088, its pod only.
+/// The Secret holding the console's certificate: the one brought, or the operator's.
+pub fn tls_secret(cluster: &ReplicatedChat, console: &ConsoleSpec) -> String {
+    console.tls_secret.clone().unwrap_or_else(|| names(cluster).console_tls_secret())
+}
+
+/// The console's Service: HTTPS on port 8088, its pod only.
 pub fn service(cluster: &ReplicatedChat) -> Service {
     let names = names(cluster);
     Service {
@@ -129,7 +150,7 @@ pub fn service(cluster: &ReplicatedChat) -> Service {
         spec: Some(ServiceSpec {
             selector: Some(names.console_selector_labels()),
             ports: Some(vec![ServicePort {
-                name: Some("http".into()),
+                name: Some("https".into()),
                 port: i32::from(CONSOLE_PORT),
                 target_port: Some(IntOrString::Int(i32::from(CONSOLE_PORT))),
                 ..ServicePort::default()
@@ -200,8 +221,21 @@ mod tests {
         );
         assert_eq!(env["CHAT_CONSOLE_KUBE_CLUSTER"], "demo");
         let volumes = pod.volumes.unwrap();
-        assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "demo-ca", "the CA certificate, no Secret");
-        assert!(volumes.iter().all(|v| v.secret.is_none()));
+        assert_eq!(volumes[0].config_map.as_ref().unwrap().name, "demo-ca", "the CA certificate from a ConfigMap");
+        let secrets: Vec<_> = volumes.iter().filter_map(|v| v.secret.as_ref()?.secret_name.clone()).collect();
+        assert_eq!(secrets, ["demo-console-tls"], "its own HTTPS certificate is its only Secret");
+        assert_eq!(env["CHAT_CONSOLE_TLS_DIR"], "/etc/chat/console-tls", "HTTPS, never plain HTTP off loopback");
+        assert!(!env.contains_key("CHAT_CONSOLE_PLAINTEXT_HTTP"));
+        let probe = container.readiness_probe.as_ref().unwrap().http_get.clone().unwrap();
+        assert_eq!(probe.scheme.as_deref(), Some("HTTPS"));
+        let brought = ConsoleSpec { tls_secret: Some("mine".into()), ..enabled() };
+        let pod = deployment(&c, &brought).spec.unwrap().template.spec.unwrap();
+        assert!(
+            pod.volumes
+                .unwrap()
+                .iter()
+                .any(|v| v.secret.as_ref().is_some_and(|s| s.secret_name.as_deref() == Some("mine")))
+        );
         let security = container.security_context.clone().unwrap();
         assert_eq!((security.read_only_root_filesystem, security.run_as_non_root), (Some(true), Some(true)));
         assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));

@@ -320,8 +320,13 @@ pub fn locked_down() -> SecurityContext {
 /// kubelet updates the files in place when the Secret is renewed.
 fn tls_volume(cluster: &ReplicatedChat) -> Volume {
     let secret = cluster.spec.tls.node_secret.clone().unwrap_or_else(|| names(cluster).tls_secret());
+    secret_volume(TLS_VOLUME, secret)
+}
+
+/// A Secret as a volume readable by the pod's group only (its `fsGroup`).
+pub fn secret_volume(name: &str, secret: String) -> Volume {
     Volume {
-        name: TLS_VOLUME.into(),
+        name: name.into(),
         secret: Some(SecretVolumeSource { secret_name: Some(secret), default_mode: Some(0o440), ..Default::default() }),
         ..Default::default()
     }
