@@ -110,31 +110,15 @@ pub fn validate(spec: &ReplicatedChatSpec) -> Vec<Finding> {
         if !is_dns_subdomain(&backup.claim_name) {
             error("spec.backup.claimName", format!("{:?} is not a valid claim name", backup.claim_name));
         }
-        match &backup.admin_secret {
-            Some(name) if !is_dns_subdomain(name) => {
-                error("spec.backup.adminSecret", format!("{name:?} is not a valid Secret name"));
-            }
-            None if spec.tls.node_secret.is_some() => error(
-                "spec.backup.adminSecret",
-                "is required with spec.tls: the operator issues no admin certificate for certificates you bring \
-                 (make one with common name chat-admin from your CA)"
-                    .into(),
-            ),
-            _ => {}
+        let what = "admin certificate (make one with common name chat-admin from your CA)";
+        if let Err(e) = certificate_secret(backup.admin_secret.as_deref(), spec, what) {
+            error("spec.backup.adminSecret", e);
         }
     }
     if let Some(console) = spec.console.as_ref().filter(|c| c.enabled) {
-        match &console.tls_secret {
-            Some(name) if !is_dns_subdomain(name) => {
-                error("spec.console.tlsSecret", format!("{name:?} is not a valid Secret name"));
-            }
-            None if spec.tls.node_secret.is_some() => error(
-                "spec.console.tlsSecret",
-                "is required with spec.tls: the operator issues no console certificate for certificates you bring \
-                 (make one from your CA for the Service <name>-console)"
-                    .into(),
-            ),
-            _ => {}
+        let what = "console certificate (make one from your CA for the Service <name>-console)";
+        if let Err(e) = certificate_secret(console.tls_secret.as_deref(), spec, what) {
+            error("spec.console.tlsSecret", e);
         }
     }
     let exposed = !matches!(spec.service.type_, chat_k8s::crd::ServiceType::ClusterIP);
@@ -230,6 +214,19 @@ fn check_quantity(q: &Quantity) -> Result<(), String> {
         !e.is_empty() && e.chars().all(|c| c.is_ascii_digit())
     });
     if known.contains(&suffix) || exponent { Ok(()) } else { Err(bad()) }
+}
+
+/// A field naming a certificate Secret the operator would otherwise issue:
+/// a valid name, and required when `spec.tls` brings the certificates (the
+/// operator then holds no CA to issue `what` from).
+fn certificate_secret(name: Option<&str>, spec: &ReplicatedChatSpec, what: &str) -> Result<(), String> {
+    match name {
+        Some(name) if !is_dns_subdomain(name) => Err(format!("{name:?} is not a valid Secret name")),
+        None if spec.tls.node_secret.is_some() => {
+            Err(format!("is required with spec.tls: for certificates you bring the operator issues no {what}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
