@@ -171,7 +171,7 @@ pub async fn run(node: Arc<ChatNode>) {
             continue; // look again: a leader may have been heard from meanwhile
         }
         last_attempt = Some(now);
-        if pre_vote(&node, &view, Duration::from_millis(config.election_timeout_min)).await {
+        if pre_vote(&node, &view, None, Duration::from_millis(config.election_timeout_min)).await {
             tracing::info!(term = view.vote.leader_id().term + 1, "pre-vote won; campaigning");
             if node.raft.trigger().elect().await.is_err() {
                 return; // Raft has stopped
@@ -180,10 +180,21 @@ pub async fn run(node: Arc<ChatNode>) {
     }
 }
 
-/// Asks every other voter; true as soon as a majority of each configuration
-/// (counting this node) would vote for it — without waiting on voters that
-/// are down or cut off, which get `timeout` to answer.
-async fn pre_vote(node: &ChatNode, view: &View, timeout: Duration) -> bool {
+/// For a hand-over target: whether a real election now would be won at the
+/// first try, counting the leader that asked for it (it refuses a pre-vote
+/// as the leader, but grants the real vote). Until the other voters' leases
+/// on that leader lapse they would refuse, and each try spends a term: a
+/// five-voter upgrade test saw the term go up by two in one hand-over.
+pub async fn hand_over_would_win(node: &ChatNode, leader: NodeId) -> bool {
+    let Some(view) = View::of(node).await else { return false };
+    pre_vote(node, &view, Some(leader), Duration::from_millis(node.raft.config().election_timeout_min)).await
+}
+
+/// Asks every other voter (but `granted_already`, counted as a yes); true as
+/// soon as a majority of each configuration (counting this node) would vote
+/// for it — without waiting on voters that are down or cut off, which get
+/// `timeout` to answer.
+async fn pre_vote(node: &ChatNode, view: &View, granted_already: Option<NodeId>, timeout: Duration) -> bool {
     let request = match last_log_id(node.db()) {
         Ok(last_log_id) => PreVoteRequest { candidate: node.id, last_log_id },
         Err(e) => {
@@ -194,13 +205,13 @@ async fn pre_vote(node: &ChatNode, view: &View, timeout: Duration) -> bool {
     let mut asks: FuturesUnordered<_> = view
         .voters
         .iter()
-        .filter(|(id, _)| *id != node.id)
+        .filter(|(id, _)| *id != node.id && Some(*id) != granted_already)
         .map(|(id, addr)| {
             let request = &request;
             async move { (*id, node.peers().pre_vote(addr, request, timeout).await) }
         })
         .collect();
-    let mut granted = BTreeSet::from([node.id]);
+    let mut granted: BTreeSet<NodeId> = [node.id].into_iter().chain(granted_already).collect();
     while !is_quorum(&view.configs, &granted)
         && let Some((id, answer)) = asks.next().await
     {
@@ -213,7 +224,7 @@ async fn pre_vote(node: &ChatNode, view: &View, timeout: Duration) -> bool {
         }
     }
     let won = is_quorum(&view.configs, &granted);
-    if !won {
+    if !won && granted_already.is_none() {
         tracing::info!(granted = ?granted, "pre-vote lost; not campaigning");
     }
     won

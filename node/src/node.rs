@@ -650,12 +650,19 @@ impl ChatNode {
         /// (Re-triggering on every metrics change would abort each election with
         /// the next one: our own term bump is such a change.)
         const ROUND: Duration = Duration::from_millis(150);
+        /// How often to ask again whether the voters' leases have lapsed.
+        const LEASE_POLL: Duration = Duration::from_millis(20);
         let deadline = Instant::now() + self.timeouts.hand_over;
         tracing::info!(from, "campaigning for leadership at the leader's request");
         let someone_new = |m: &RaftMetrics| m.current_leader.is_some_and(|l| l != from);
         while Instant::now() < deadline {
             if someone_new(&self.metrics()) {
                 return;
+            }
+            // Spend a term only on an election that can be won.
+            if !crate::election::hand_over_would_win(self, from).await {
+                let _ = self.raft.wait(Some(LEASE_POLL)).metrics(someone_new, "new leader").await;
+                continue;
             }
             if self.raft.trigger().elect().await.is_err() {
                 return;
