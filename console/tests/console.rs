@@ -124,3 +124,27 @@ async fn off_loopback_the_console_serves_https_with_the_clusters_ca() {
     let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut bytes)).await;
     assert!(!String::from_utf8_lossy(&bytes).contains("HTTP/1.1 200"), "plain HTTP is not served there");
 }
+
+/// The binary will not serve plain HTTP off loopback unless told so
+/// explicitly: it exits naming the way out, before binding anything.
+#[test]
+fn off_loopback_without_a_certificate_the_console_refuses_to_start() {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_chat-console"))
+        .args(["--addr", "127.0.0.1:1", "--plaintext", "--listen", "0.0.0.0:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let Ok(output) = rx.recv_timeout(Duration::from_secs(30)) else {
+        // SAFETY: signalling our own child, which has not been reaped (it is still running).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("chat-console kept running on 0.0.0.0 without --tls-dir or --plaintext-http");
+    };
+    let output = output.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("--tls-dir") && stderr.contains("--plaintext-http"), "{stderr}");
+}

@@ -299,7 +299,8 @@ async fn reads_follow_the_sessions_position_across_commands() {
 }
 
 /// `kubectl chat console` serves the web console through the plugin's own
-/// connection and prints where; its API answers with the cluster.
+/// connection and prints where; its API answers with the cluster. It serves
+/// loopback only.
 #[tokio::test(flavor = "multi_thread")]
 async fn console_serves_the_cluster_view_and_prints_its_url() {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -330,4 +331,9 @@ async fn console_serves_the_cluster_view_and_prints_its_url() {
     let view: serde_json::Value = serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(view["members"].as_array().unwrap().len(), 1, "{view}");
     console.kill().await.unwrap();
+
+    // Never off loopback: it would serve your session to the network over plain HTTP.
+    let refused = kchat(&cluster, home.path(), &["console", "--listen", "0.0.0.0:0", "--no-browser"], None);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("loopback only"), "{stderr}");
 }

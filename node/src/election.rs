@@ -152,7 +152,11 @@ pub async fn run(node: Arc<ChatNode>) {
         let timeout =
             Duration::from_millis(rand::rng().random_range(config.election_timeout_min..config.election_timeout_max));
         let Some(view) = View::of(&node).await else { return };
-        if view.state == ServerState::Leader || !view.is_voter(node.id) || node.is_handing_over() {
+        if view.state == ServerState::Leader
+            || !view.is_voter(node.id)
+            || node.is_handing_over()
+            || node.is_campaigning()
+        {
             tokio::time::sleep(timeout).await;
             continue;
         }
@@ -172,6 +176,14 @@ pub async fn run(node: Arc<ChatNode>) {
         }
         last_attempt = Some(now);
         if pre_vote(&node, &view, None, Duration::from_millis(config.election_timeout_min)).await {
+            // While we asked, we may have granted another candidate's vote or
+            // heard from a new leader: that one is about to lead, and a
+            // campaign now would depose it (seen in a test: a survivor of a
+            // leader kill voted for the other survivor mid-pre-vote, then
+            // campaigned anyway, and the term went 1 → 4).
+            if View::of(&node).await.is_none_or(|now| now.vote != view.vote) {
+                continue;
+            }
             tracing::info!(term = view.vote.leader_id().term + 1, "pre-vote won; campaigning");
             if node.raft.trigger().elect().await.is_err() {
                 return; // Raft has stopped

@@ -11,7 +11,7 @@
 //!
 //! - every member ends on the new revision, the status says so;
 //! - no write failed, and every acknowledged write is in the conversation once;
-//! - leadership changed exactly once (one term, one `LeaderHandedOver`).
+//! - leadership changed exactly once (one `LeaderHandedOver`; its election in one term, or a few tries).
 //!
 //! And the two requests `kubectl chat` makes through annotations: promote a
 //! pod, restart every pod.
@@ -139,7 +139,7 @@ async fn upgrade(voters: u64, replicas: u64) {
     let token = writer.token.clone();
     let (acked, failed) = writer.stop().await;
 
-    // One leadership change: one term, one hand-over, to another member.
+    // One leadership change: one hand-over, to another member.
     let after = cluster.leader().await;
     let now = cluster.status(after).await.unwrap().term;
     let hand_overs = events(&api, "LeaderHandedOver");
@@ -154,7 +154,15 @@ async fn upgrade(voters: u64, replicas: u64) {
     assert!(acked.len() >= 20, "too few writes to tell ({})", acked.len());
     assert_eq!(hand_overs.len(), 1, "one hand-over: {hand_overs:?}");
     assert_ne!(after, before, "the old leader keeps leading after its restart");
-    assert_eq!(now, term + 1, "one election: from term {term} to {now}; elections seen:\n{}", elections(&cluster));
+    // The target's first election is normally won (it pre-votes first). A
+    // voter still catching up after its restart keeps getting AppendEntries,
+    // which can renew its lease between the target's pre-vote and its vote;
+    // the target then tries again, a term each: a few, never churn.
+    assert!(
+        now > term && now <= term + 3,
+        "one hand-over, in at most three tries: from term {term} to {now}; elections seen:\n{}",
+        elections(&cluster)
+    );
     assert_eq!(restarts.len(), ids.len(), "each member restarted once: {restarts:?}");
     assert!(restarts.last().unwrap().contains(&format!("demo-{before} ")), "the old leader last: {restarts:?}");
 
