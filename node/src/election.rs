@@ -193,8 +193,9 @@ pub async fn run(node: Arc<ChatNode>) {
 }
 
 /// For a hand-over target: whether a real election now would be won at the
-/// first try, counting the leader that asked for it (it refuses a pre-vote
-/// as the leader, but grants the real vote). Until the other voters' leases
+/// first try, counting the leader that asked for it (it refuses a pre-vote,
+/// being the leader, but grants the real vote: three-voter hand-overs are won
+/// at once by the target and the old leader alone). Until the other voters' leases
 /// on that leader lapse they would refuse, and each try spends a term: a
 /// five-voter upgrade test saw the term go up by two in one hand-over.
 pub async fn hand_over_would_win(node: &ChatNode, leader: NodeId) -> bool {
