@@ -614,10 +614,8 @@ impl ChatNode {
         // would otherwise race it, term after term (seen in a test: both
         // campaigning every ~300 ms for 3 s).
         self.handing_over.store(true, Ordering::Release);
-        let result = self.do_hand_over(target, &addr).await;
-        self.raft.runtime_config().heartbeat(true);
-        self.handing_over.store(false, Ordering::Release);
-        result
+        let _ending = HandOverEnds(self);
+        self.do_hand_over(target, &addr).await
     }
 
     /// Returns the id of the node that leads afterwards (normally `target`).
@@ -689,6 +687,19 @@ impl ChatNode {
             }
             let _ = self.raft.wait(Some(ROUND)).metrics(someone_new, "new leader").await;
         }
+    }
+}
+
+/// Ends a hand-over however it ends — also when its caller gives up (a
+/// `TransferLeader` client that disconnects drops the call mid-way): heartbeats
+/// back on and writes no longer held. Without it such a leader stayed silent
+/// and held every write until its deadline, for good.
+struct HandOverEnds<'a>(&'a ChatNode);
+
+impl Drop for HandOverEnds<'_> {
+    fn drop(&mut self) {
+        self.0.raft.runtime_config().heartbeat(true);
+        self.0.handing_over.store(false, Ordering::Release);
     }
 }
 

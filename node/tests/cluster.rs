@@ -264,6 +264,31 @@ async fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
     .await;
 }
 
+/// A `TransferLeader` whose caller gives up mid-way (its target is stopped,
+/// so the hand-over waits for it to catch up) leaves the leader as it was:
+/// heartbeats on, writes served at once — not held until their deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_transfer_leaves_the_leader_serving() {
+    let (mut cluster, token) = cluster_with_alice_and_bob(&[]).await;
+    let leader = cluster.leader().await;
+    let target = cluster.running().into_iter().find(|&id| id != leader).unwrap();
+    cluster.pause(target);
+    // An entry the stopped target cannot hold: the hand-over waits for it.
+    send_batch(&cluster, &[leader], &token, "before", 1).await;
+    let mut request = tonic::Request::new(chat_proto::cluster::TransferLeaderRequest { to: Some(target) });
+    request.set_timeout(Duration::from_millis(300));
+    let abandoned = cluster.membership_client(leader).transfer_leader(request).await;
+    assert!(abandoned.is_err(), "the target cannot catch up while stopped: {abandoned:?}");
+
+    let mut c = cluster.client(leader);
+    let started = Instant::now();
+    let sent = tokio::time::timeout(Duration::from_secs(5), send(&mut c, &token, "bob", "after", "after-0")).await;
+    assert!(matches!(sent, Ok(Ok(_))), "the leader serves writes again: {sent:?}");
+    eprintln!("write after an abandoned transfer: {:?}", started.elapsed());
+    cluster.resume(target);
+    assert_eq!(cluster.leader().await, leader, "no one else leads");
+}
+
 /// Until `stop`: writes and linearizable reads through the given nodes
 /// (followers forward both to the leader). Errors are expected mid hand-over
 /// and ignored; returns how many operations succeeded.
