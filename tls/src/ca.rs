@@ -57,12 +57,16 @@ impl Leaf {
     /// A node's certificate: serves both ports and is its client certificate
     /// when it calls other members.
     pub fn node(hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Self { role: Role::Node, hosts: hosts.into_iter().map(Into::into).collect(), valid_for: DEFAULT_VALIDITY }
+        Self::server(Role::Node, hosts)
     }
 
     /// The web console's server certificate, valid for `hosts`.
     pub fn console(hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        Self { role: Role::Console, hosts: hosts.into_iter().map(Into::into).collect(), valid_for: DEFAULT_VALIDITY }
+        Self::server(Role::Console, hosts)
+    }
+
+    fn server(role: Role, hosts: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self { role, hosts: hosts.into_iter().map(Into::into).collect(), valid_for: DEFAULT_VALIDITY }
     }
 
     /// A client-only certificate (the operator's, an administrator's).
