@@ -122,37 +122,63 @@ async fn issued(
             ca
         }
     };
-    let current = secrets.get_opt(&names.tls_secret()).await?;
-    if let Some(why) = certificate_stale(current.as_ref(), ca.cert_pem(), Some(&hosts_annotation(cluster))) {
-        let issued = ca.issue(&Leaf::node(names.node_hosts())).map_err(tls_error)?;
-        let secret = certificates::tls_secret(cluster, ca.cert_pem(), &issued.cert_pem, &issued.key_pem);
-        ssa(ctx, ns, &secret).await?;
+    let issuer = Issuer { ctx, cluster, secrets, ca: &ca, ns };
+    let nodes = Leaf::node(names.node_hosts());
+    let hosts = hosts_annotation(cluster);
+    if let Some((why, renewal)) =
+        issuer.keep(&names.tls_secret(), Some(&hosts), nodes, certificates::tls_secret).await?
+    {
         // A renewal is its own Event series: a repeat of one keeps its first note.
-        let reason = if current.is_some() { "CertificateRenewed" } else { "CertificateIssued" };
+        let reason = if renewal { "CertificateRenewed" } else { "CertificateIssued" };
         let note = format!("issued the nodes' certificate ({why}); nodes load it without restarting");
         ctx.publish(cluster, EventType::Normal, reason, "Certificates", note, None).await;
     }
-    let admin = secrets.get_opt(&names.admin_secret()).await?;
-    if let Some(why) = certificate_stale(admin.as_ref(), ca.cert_pem(), None) {
-        let issued = ca.issue(&Leaf::client(Role::Admin)).map_err(tls_error)?;
-        ssa(ctx, ns, &certificates::admin_secret(cluster, ca.cert_pem(), &issued.cert_pem, &issued.key_pem)).await?;
+    let admin = Leaf::client(Role::Admin);
+    if let Some((why, _)) = issuer.keep(&names.admin_secret(), None, admin, certificates::admin_secret).await? {
         let note = format!("issued the admin certificate in Secret {} ({why})", names.admin_secret());
         ctx.publish(cluster, EventType::Normal, "AdminCertificateIssued", "Certificates", note, None).await;
     }
     if cluster.spec.console.as_ref().is_some_and(|c| c.enabled && c.tls_secret.is_none()) {
-        let current = secrets.get_opt(&names.console_tls_secret()).await?;
+        let (name, console) = (names.console_tls_secret(), Leaf::console(names.console_hosts()));
         let hosts = certificates::console_hosts_annotation(cluster);
-        if let Some(why) = certificate_stale(current.as_ref(), ca.cert_pem(), Some(&hosts)) {
-            let issued = ca.issue(&Leaf::console(names.console_hosts())).map_err(tls_error)?;
-            let secret = certificates::console_tls_secret(cluster, ca.cert_pem(), &issued.cert_pem, &issued.key_pem);
-            ssa(ctx, ns, &secret).await?;
-            let note =
-                format!("issued the console's HTTPS certificate in Secret {} ({why})", names.console_tls_secret());
+        if let Some((why, _)) = issuer.keep(&name, Some(&hosts), console, certificates::console_tls_secret).await? {
+            let note = format!("issued the console's HTTPS certificate in Secret {name} ({why})");
             ctx.publish(cluster, EventType::Normal, "ConsoleCertificateIssued", "Certificates", note, None).await;
         }
     }
     let (cert_pem, security) = ctx.certs.for_cluster(names, &ca)?;
     Ok((ca.cert_pem().to_string(), cert_pem, security))
+}
+
+/// Makes a certificate's Secret: the cluster, then the CA, certificate and key (PEM).
+type MakeSecret = fn(&ReplicatedChat, &str, &str, &str) -> Secret;
+
+/// Keeps the certificates the cluster's CA issues in their Secrets.
+struct Issuer<'a> {
+    ctx: &'a Context,
+    cluster: &'a ReplicatedChat,
+    secrets: &'a Api<Secret>,
+    ca: &'a Ca,
+    ns: &'a str,
+}
+
+impl Issuer<'_> {
+    /// Issues `leaf` into Secret `name` (made by `secret`) when
+    /// [`certificate_stale`] says the one there must go. Returns why, and
+    /// whether one was there (a renewal), when it issued.
+    async fn keep(
+        &self,
+        name: &str,
+        hosts: Option<&str>,
+        leaf: Leaf,
+        secret: MakeSecret,
+    ) -> Result<Option<(&'static str, bool)>> {
+        let current = self.secrets.get_opt(name).await?;
+        let Some(why) = certificate_stale(current.as_ref(), self.ca.cert_pem(), hosts) else { return Ok(None) };
+        let issued = self.ca.issue(&leaf).map_err(tls_error)?;
+        ssa(self.ctx, self.ns, &secret(self.cluster, self.ca.cert_pem(), &issued.cert_pem, &issued.key_pem)).await?;
+        Ok(Some((why, current.is_some())))
+    }
 }
 
 /// Why a certificate Secret (the nodes' or the console's, with their
