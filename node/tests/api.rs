@@ -178,6 +178,10 @@ async fn paging_read_state_and_conversations() {
     assert_eq!(p1.iter().map(|m| m.id).collect::<Vec<_>>(), ids[15..]);
     let p2 = c.read_conversation(authed(&bob, page(p1[0].id))).await.unwrap().into_inner().messages;
     assert_eq!(p2.iter().map(|m| m.id).collect::<Vec<_>>(), ids[5..15]);
+    let p3 = c.read_conversation(authed(&bob, page(p2[0].id))).await.unwrap().into_inner().messages;
+    assert_eq!(p3.iter().map(|m| m.id).collect::<Vec<_>>(), ids[..5], "the last page is short");
+    assert!(c.read_conversation(authed(&bob, page(ids[0]))).await.unwrap().into_inner().messages.is_empty());
+    assert_eq!(p3[0].body, "m0", "each message is its own, not a neighbour's");
     assert!(p1.iter().all(|m| !m.read && m.from == "alice" && m.to == "bob"));
 
     let convs = |c: &mut ChatServiceClient<Channel>, token: &str| {

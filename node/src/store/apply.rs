@@ -129,7 +129,7 @@ pub fn apply(db: &Db, batch: &mut WriteBatch, cmd: &Command) -> Result<Outcome, 
             let message =
                 StoredMessage { from: from.clone(), to: to.clone(), body: body.clone(), sent_at_ms: *sent_at_ms };
             tx.put(cf::MESSAGES, &keys::index(id), &message);
-            tx.put(cf::CONVERSATIONS, &keys::conversation(&from, to, id), &());
+            tx.put(cf::CONVERSATIONS, &keys::conversation(&from, to, id), &message);
             tx.put(cf::INBOX, &keys::inbox(to, id), &());
             let mut theirs = tx.summary(to, &from)?;
             theirs.unread += 1;

@@ -19,7 +19,9 @@ pub mod cf {
     pub const SESSIONS: &str = "sessions";
     /// message id → StoredMessage.
     pub const MESSAGES: &str = "messages";
-    /// (low user, high user, id) → () : one conversation, in id order.
+    /// (low user, high user, !id) → StoredMessage : one conversation, newest
+    /// first, each message a copy of its [`MESSAGES`] record, so the latest
+    /// page is one forward scan with no lookups (see [`super::conversation`]).
     pub const CONVERSATIONS: &str = "conversations";
     /// (recipient, id) → () : what Subscribe streams.
     pub const INBOX: &str = "inbox";
@@ -102,10 +104,20 @@ pub fn conversation_prefix(a: &str, b: &str) -> Vec<u8> {
     k
 }
 
+/// `conversation_prefix` then the id inverted (`!id`, big-endian): a
+/// conversation's newest message sorts first. Reading the latest page is then
+/// a forward scan; RocksDB's reverse iteration searches the memtable's
+/// skiplist again at every step, which profiling found to be a tenth of a
+/// page read (BENCHMARKS.md, "Read mix").
 pub fn conversation(a: &str, b: &str, id: u64) -> Vec<u8> {
     let mut k = conversation_prefix(a, b);
-    k.extend_from_slice(&index(id));
+    k.extend_from_slice(&index(!id));
     k
+}
+
+/// The message id at the end of a [`conversation`] key.
+pub fn conversation_id(key: &[u8]) -> u64 {
+    !decode_index(key)
 }
 
 pub fn inbox(user: &str, id: u64) -> Vec<u8> {
@@ -164,6 +176,8 @@ pub mod meta {
     /// `(log index, position)` of the last command applied from an entry not
     /// yet fully applied (see the state machine's `apply`).
     pub const APPLYING: &[u8] = b"applying";
+    /// The layout the state is stored in ([`crate::store::format`]).
+    pub const STATE_FORMAT: &[u8] = b"state_format";
 }
 
 pub mod raft {
@@ -187,7 +201,18 @@ mod tests {
     #[test]
     fn conversation_key_is_symmetric() {
         assert_eq!(conversation("bob", "alice", 7), conversation("alice", "bob", 7));
-        assert_eq!(decode_index(&conversation("bob", "alice", 7)), 7);
+        assert_eq!(conversation_id(&conversation("bob", "alice", 7)), 7);
+    }
+
+    #[test]
+    fn a_conversation_sorts_newest_first_inside_its_prefix() {
+        assert!(conversation("a", "b", 9) < conversation("a", "b", 8));
+        assert!(conversation("a", "b", u64::MAX) < conversation("a", "b", 0));
+        let prefix = conversation_prefix("a", "b");
+        for id in [0, 1, u64::MAX] {
+            assert!(conversation("a", "b", id).starts_with(&prefix));
+            assert!(conversation("a", "b", id) < prefix_end(&prefix));
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`apply`]: the chat logic of applying one command to a write batch.
 //! - [`query`]: read-only views of the chat state used by the gRPC handlers.
 //! - [`snapshot`]: the on-disk snapshot file format.
+//! - [`format`]: the state's layout number, so another build's data is refused, not misread.
 //!
 //! One DB with column families rather than two DBs: there is a single WAL, so a
 //! synced write (a log append, a vote) also makes durable every state machine
@@ -21,6 +22,7 @@
 
 pub mod apply;
 pub mod durability;
+pub mod format;
 pub mod keys;
 pub mod log_store;
 pub mod query;
@@ -57,8 +59,9 @@ impl Db {
     /// Opens (or creates) the DB under `dir` with every column family.
     ///
     /// # Errors
-    /// When RocksDB cannot open the directory (permissions, corruption, another process holds its lock).
-    pub fn open(dir: &Path) -> Result<Self, rocksdb::Error> {
+    /// When RocksDB cannot open the directory (permissions, corruption, another
+    /// process holds its lock), or it holds state in another build's layout ([`format`]).
+    pub fn open(dir: &Path) -> Result<Self, format::OpenError> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -74,8 +77,9 @@ impl Db {
         // log number, so old data reads as the end of the log.
         opts.set_recycle_log_file_num(4);
         let cfs = keys::cf::ALL.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        Ok(Self { inner: Arc::new(db) })
+        let db = Self { inner: Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?) };
+        format::check_or_mark(&db)?;
+        Ok(db)
     }
 
     /// A handle that does not keep the DB open (see [`WeakDb`]).

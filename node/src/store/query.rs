@@ -124,20 +124,20 @@ pub fn conversation_range(
 ) -> Result<Vec<(u64, StoredMessage)>, StorageError> {
     let view = db.view();
     let prefix = keys::conversation_prefix(a, b);
-    let start = keys::conversation(a, b, from);
-    let mut out = Vec::new();
     let mut opts = ReadOptions::default();
     opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
+    // Newest first: from `to` down to `from`.
+    let start = keys::conversation(a, b, to);
+    let mut out = Vec::new();
     for item in view.iterator(cf::CONVERSATIONS, opts, IteratorMode::From(&start, Direction::Forward)) {
-        let (key, _) = item.map_err(read_err)?;
-        let id = keys::decode_index(&key);
-        if id > to {
+        let (key, value) = item.map_err(read_err)?;
+        let id = keys::conversation_id(&key);
+        if id < from {
             break;
         }
-        if let Some(m) = view.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
-            out.push((id, m));
-        }
+        out.push((id, decode(&value)?));
     }
+    out.reverse();
     Ok(out)
 }
 
@@ -152,31 +152,31 @@ pub fn read_conversation(
 ) -> Result<Vec<MessageView>, StorageError> {
     let view = db.view();
     let prefix = keys::conversation_prefix(user, with);
-    let upper = if before_id == 0 { keys::prefix_end(&prefix) } else { keys::conversation(user, with, before_id) };
     let mut opts = ReadOptions::default();
-    opts.set_iterate_lower_bound(prefix.clone());
-    opts.set_iterate_upper_bound(upper);
-    let mut ids = Vec::with_capacity(limit);
-    for item in view.iterator(cf::CONVERSATIONS, opts, IteratorMode::End) {
-        if ids.len() == limit {
-            break;
-        }
-        ids.push(keys::decode_index(&item.map_err(read_err)?.0));
+    opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
+    // Newest first, so the page is the scan's first `limit` entries.
+    let start = match before_id.checked_sub(1) {
+        None => prefix,
+        Some(below) => keys::conversation(user, with, below),
+    };
+    let mut page = Vec::with_capacity(limit);
+    for item in view.iterator(cf::CONVERSATIONS, opts, IteratorMode::From(&start, Direction::Forward)).take(limit) {
+        let (key, value) = item.map_err(read_err)?;
+        page.push((keys::conversation_id(&key), decode::<StoredMessage>(&value)?));
     }
-    ids.reverse();
+    page.reverse();
     let mine: Summary = view.get(cf::SUMMARIES, &keys::pair(user, with))?.unwrap_or_default();
     let theirs: Summary = view.get(cf::SUMMARIES, &keys::pair(with, user))?.unwrap_or_default();
     let to_me: u64 = view.get(cf::DELIVERED, user.as_bytes())?.unwrap_or(0);
     let to_them: u64 = view.get(cf::DELIVERED, with.as_bytes())?.unwrap_or(0);
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(message) = view.get::<StoredMessage>(cf::MESSAGES, &keys::index(id))? {
+    Ok(page
+        .into_iter()
+        .map(|(id, message)| {
             let (reader, delivered) = if message.to == user { (&mine, to_me) } else { (&theirs, to_them) };
             let read = id <= reader.last_read_id;
-            out.push(MessageView { id, read, delivered: read || id <= delivered, message });
-        }
-    }
-    Ok(out)
+            MessageView { id, read, delivered: read || id <= delivered, message }
+        })
+        .collect())
 }
 
 /// Messages sent to `user` with ids above `after_id`, oldest first, at most `limit`.

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use rocksdb::{IteratorMode, WriteBatch};
 
-use super::Db;
-use super::keys::cf;
+use super::keys::{self, cf};
+use super::{Db, format};
 
 const MAGIC: &[u8; 8] = b"RCHATSN1";
 const END: u8 = 0xFF;
@@ -78,7 +78,8 @@ fn read_chunk(input: &mut impl Read) -> io::Result<Vec<u8>> {
 /// Writing that batch is the atomic install: readers see the old state or the new one.
 ///
 /// # Errors
-/// `InvalidData` for a file that is not a complete snapshot; other I/O errors as they come.
+/// `InvalidData` for a file that is not a complete snapshot, or holds state in
+/// another build's layout ([`format`]); other I/O errors as they come.
 pub fn read_into_batch(db: &Db, path: &Path) -> io::Result<WriteBatch> {
     let mut input = BufReader::new(File::open(path)?);
     let mut magic = [0u8; 8];
@@ -87,6 +88,8 @@ pub fn read_into_batch(db: &Db, path: &Path) -> io::Result<WriteBatch> {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not a replicated-chat snapshot"));
     }
     let mut batch = WriteBatch::default();
+    // The layout the snapshot's state says it is in (None: no marker).
+    let mut layout = None;
     for name in cf::STATE {
         // Everything from the empty key to past any key we ever write.
         batch.delete_range_cf(db.cf(name), [].as_slice(), [0xFFu8; 64].as_slice());
@@ -95,6 +98,10 @@ pub fn read_into_batch(db: &Db, path: &Path) -> io::Result<WriteBatch> {
         let mut tag = [0u8; 1];
         input.read_exact(&mut tag)?;
         if tag[0] == END {
+            if layout != Some(format::CURRENT) {
+                let what = format!("the snapshot {}", path.display());
+                return Err(io::Error::new(io::ErrorKind::InvalidData, format::Mismatch { what, found: layout }));
+            }
             return Ok(batch);
         }
         let name = cf::STATE.get(tag[0] as usize).ok_or_else(|| {
@@ -102,6 +109,9 @@ pub fn read_into_batch(db: &Db, path: &Path) -> io::Result<WriteBatch> {
         })?;
         let key = read_chunk(&mut input)?;
         let value = read_chunk(&mut input)?;
+        if *name == cf::META && key == keys::meta::STATE_FORMAT {
+            layout = super::decode::<u32>(&value).ok();
+        }
         batch.put_cf(db.cf(name), key, value);
     }
 }
@@ -109,7 +119,6 @@ pub fn read_into_batch(db: &Db, path: &Path) -> io::Result<WriteBatch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::keys;
 
     #[test]
     fn round_trip_replaces_the_state() {
@@ -130,6 +139,26 @@ mod tests {
         assert_eq!(get(cf::MESSAGES, &keys::index(9)), Some(b"hi".to_vec()));
         assert_eq!(get(cf::ACCOUNTS, b"stale"), None, "install replaces, not merges");
         assert_eq!(get(cf::LOG, &keys::index(9)), None, "the log is not part of a snapshot");
+    }
+
+    #[test]
+    fn a_snapshot_of_another_layout_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("a")).unwrap();
+        db.raw().put_cf(db.cf(cf::ACCOUNTS), b"alice", b"1").unwrap();
+        let file = dir.path().join("snap");
+        for old in [None, Some(1u32)] {
+            match old {
+                None => db.raw().delete_cf(db.cf(cf::META), keys::meta::STATE_FORMAT).unwrap(),
+                Some(n) => {
+                    db.raw().put_cf(db.cf(cf::META), keys::meta::STATE_FORMAT, super::super::encode(&n)).unwrap()
+                }
+            }
+            write(&db, &file, &[]).unwrap();
+            let err = read_into_batch(&db, &file).err().unwrap();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains("layout 1"), "{err}");
+        }
     }
 
     #[test]
