@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chat_tls::files::TlsDir;
 use chat_tls::reload::Live;
@@ -17,16 +16,13 @@ use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
-/// How often the certificate files are checked for a renewal.
-pub const RELOAD_EVERY: Duration = Duration::from_secs(30);
-
 /// The server configuration from `dir` (`tls.crt`, `tls.key`, `ca.crt`),
-/// following renewals. HTTP/1.1 only (what the console's server speaks).
+/// following renewals as the nodes do ([`chat_tls::reload::RELOAD_EVERY`]). HTTP/1.1 only (what the console's server speaks).
 ///
 /// # Errors
 /// When the files cannot be read or used.
 pub fn config(dir: PathBuf) -> chat_tls::Result<Live<ServerConfig>> {
-    chat_tls::reload::watch(TlsDir::new(dir), RELOAD_EVERY, |material| {
+    chat_tls::reload::watch(TlsDir::new(dir), chat_tls::reload::RELOAD_EVERY, |material| {
         let mut config = chat_tls::config::server(material, chat_tls::config::ClientAuth::None)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
