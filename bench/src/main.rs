@@ -52,9 +52,9 @@ enum Command {
         /// Read replicas next to the 3 voters, one chat run each (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "0,2")]
         replicas: Vec<u64>,
-        /// Rounds of the writes-only phase per chat configuration (median reported).
+        /// Rounds of every measurement, the read levels taking turns (medians reported).
         #[arg(long, default_value_t = 3)]
-        write_rounds: usize,
+        rounds: usize,
         #[command(flatten)]
         systems: Systems,
     },
@@ -126,10 +126,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::ReadMix { clients, count, replicas, write_rounds, systems } => {
+        Command::ReadMix { clients, count, replicas, rounds, systems } => {
             let (chat_node, etcd, tls) = systems.resolve()?;
-            let options =
-                chat_bench::read_mix::Options { chat_node, etcd, clients, count, replicas, write_rounds, tls };
+            let options = chat_bench::read_mix::Options { chat_node, etcd, clients, count, replicas, rounds, tls };
             chat_bench::read_mix::run(&options).await
         }
         Command::OperatorIdle { clusters, pods, seconds, chat_node } => {

@@ -32,9 +32,10 @@ pub struct Options {
     pub count: usize,
     /// Chat configurations: read replicas next to the 3 voters.
     pub replicas: Vec<u64>,
-    /// Rounds of the writes-only phase (each `count` writes): one round at
-    /// 64 clients lasts under a second, too short to compare on its own.
-    pub write_rounds: usize,
+    /// Rounds of every measurement (each `count` operations; the read levels
+    /// take turns within a round): one round at 64 clients lasts about a
+    /// second, too short to compare on its own on a shared machine.
+    pub rounds: usize,
     pub tls: bool,
 }
 
@@ -78,20 +79,38 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
         let pids: Vec<u32> = chat.running().into_iter().filter_map(|id| chat.pid(id)).collect();
         println!("\nchat: 3 voters + {replicas} read replica(s)");
         print_header();
+        let rounds = o.rounds.max(1);
         for &clients in &o.clients {
-            for level in levels {
-                let mut workers = chat_mix(&chat, &token, clients, level)?;
-                let meter = cpu::Meter::start(&cpu::with_own_pid(&pids));
-                let run = workers.run((o.count / clients.max(1)).max(1)).await?;
-                let used: Duration = meter.stop().iter().sum();
-                let report = LoadReport::from_runs(workers.len(), &[run]);
-                print_row(clients, &format!("{level:?}").to_lowercase(), &report, used);
+            let mut rates = vec![Vec::with_capacity(rounds); levels.len()];
+            for round in 1..=rounds {
+                for (level, rates) in levels.iter().zip(&mut rates) {
+                    let mut workers = chat_mix(&chat, &token, clients, *level)?;
+                    let meter = cpu::Meter::start(&cpu::with_own_pid(&pids));
+                    let run = workers.run((o.count / clients.max(1)).max(1)).await?;
+                    let used: Duration = meter.stop().iter().sum();
+                    let report = LoadReport::from_runs(workers.len(), &[run]);
+                    rates.push(report.per_second());
+                    print_row(
+                        clients,
+                        &round_label(&format!("{level:?}").to_lowercase(), round, rounds),
+                        &report,
+                        used,
+                    );
+                }
             }
+            if rounds > 1 {
+                for (level, rates) in levels.iter().zip(&rates) {
+                    print_median(clients, &format!("{level:?}").to_lowercase(), rates);
+                }
+            }
+            // Rounds are adjacent in time, so their ratios cancel most of the machine's drift.
+            let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(session, lin)| session / lin).collect();
+            println!("{clients:>7} | session ÷ linearizable: {:.2}× (median of {rounds})", median(&ratios));
         }
         // Writes alone: what the replicas cost each commit (they are sent the log too).
         let clients = o.clients.iter().copied().max().unwrap_or(1);
-        let mut rates = Vec::with_capacity(o.write_rounds);
-        for round in 1..=o.write_rounds.max(1) {
+        let mut rates = Vec::with_capacity(rounds);
+        for round in 1..=rounds {
             let mut writers =
                 send_workers(&seeds, &chat.tls.security(), &token, "receiver", &"x".repeat(200), clients)?;
             let meter = cpu::Meter::start(&cpu::with_own_pid(&pids));
@@ -99,35 +118,61 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
             let used: Duration = meter.stop().iter().sum();
             let report = LoadReport::from_runs(writers.len(), &[run]);
             rates.push(report.per_second());
-            print_row(clients, &format!("writes #{round}"), &report, used);
+            print_row(clients, &round_label("writes only", round, rounds), &report, used);
         }
-        rates.sort_by(f64::total_cmp);
-        println!("{clients:>7} | {:<13} {:>9.0}", "writes median", rates[rates.len() / 2]);
+        if rounds > 1 {
+            print_median(clients, "writes only", &rates);
+        }
     }
 
     println!("\netcd 3.4: 3 members");
     print_header();
+    let rounds = o.rounds.max(1);
     for &clients in &o.clients {
-        for serializable in [false, true] {
-            let mut workers = etcd_mix(&etcd, clients, serializable).await?;
-            let meter = cpu::Meter::start(&cpu::with_own_pid(&etcd.pids()));
-            let run = workers.run((o.count / clients.max(1)).max(1)).await?;
-            let used: Duration = meter.stop().iter().sum();
-            let level = if serializable { "serializable" } else { "linearizable" };
-            print_row(clients, level, &LoadReport::from_runs(workers.len(), &[run]), used);
+        let mut rates = [Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
+        for round in 1..=rounds {
+            for (serializable, rates) in [false, true].into_iter().zip(&mut rates) {
+                let mut workers = etcd_mix(&etcd, clients, serializable).await?;
+                let meter = cpu::Meter::start(&cpu::with_own_pid(&etcd.pids()));
+                let run = workers.run((o.count / clients.max(1)).max(1)).await?;
+                let used: Duration = meter.stop().iter().sum();
+                let level = if serializable { "serializable" } else { "linearizable" };
+                let report = LoadReport::from_runs(workers.len(), &[run]);
+                rates.push(report.per_second());
+                print_row(clients, &round_label(level, round, rounds), &report, used);
+            }
+        }
+        if rounds > 1 {
+            print_median(clients, "linearizable", &rates[0]);
+            print_median(clients, "serializable", &rates[1]);
         }
     }
     Ok(())
 }
 
+/// `level`, or `level #round` when there are several rounds.
+fn round_label(level: &str, round: usize, rounds: usize) -> String {
+    if rounds > 1 { format!("{level} #{round}") } else { level.to_owned() }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn print_median(clients: usize, level: &str, rates: &[f64]) {
+    println!("{clients:>7} | {:<17} {:>9.0}   (median of {})", level, median(rates), rates.len());
+}
+
 fn print_header() {
-    println!("{:>7} | {:<13} {:>9} {:>9} {:>9} | {:>13}", "clients", "level", "ops/s", "p50", "p99", "CPU/1k ops");
+    println!("{:>7} | {:<17} {:>9} {:>9} {:>9} | {:>13}", "clients", "level", "ops/s", "p50", "p99", "CPU/1k ops");
 }
 
 fn print_row(clients: usize, level: &str, r: &LoadReport, cpu: Duration) {
     let per_thousand = cpu.as_secs_f64() * 1000.0 / r.messages.max(1) as f64;
     println!(
-        "{clients:>7} | {level:<13} {:>9.0} {:>9.2?} {:>9.2?} | {:>10.0} ms",
+        "{clients:>7} | {level:<17} {:>9.0} {:>9.2?} {:>9.2?} | {:>10.0} ms",
         r.per_second(),
         r.p50,
         r.p99,

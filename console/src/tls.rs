@@ -17,7 +17,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
 /// The server configuration from `dir` (`tls.crt`, `tls.key`, `ca.crt`),
-/// following renewals as the nodes do ([`chat_tls::reload::RELOAD_EVERY`]). HTTP/1.1 only (what the console's server speaks).
+/// following renewals as the nodes do ([`chat_tls::reload::RELOAD_EVERY`]).
+/// HTTP/1.1 only (what the console's server speaks).
 ///
 /// # Errors
 /// When the files cannot be read or used.

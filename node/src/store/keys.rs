@@ -106,9 +106,9 @@ pub fn conversation_prefix(a: &str, b: &str) -> Vec<u8> {
 
 /// `conversation_prefix` then the id inverted (`!id`, big-endian): a
 /// conversation's newest message sorts first. Reading the latest page is then
-/// a forward scan; RocksDB's reverse iteration searches the memtable's
-/// skiplist again at every step, which profiling found to be a tenth of a
-/// page read (BENCHMARKS.md, "Read mix").
+/// a forward scan: RocksDB's reverse iteration searches the memtable's
+/// skiplist again at every step (BENCHMARKS.md, "Read mix", has the profile
+/// and what the change measured).
 pub fn conversation(a: &str, b: &str, id: u64) -> Vec<u8> {
     let mut k = conversation_prefix(a, b);
     k.extend_from_slice(&index(!id));
