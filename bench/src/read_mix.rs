@@ -84,11 +84,8 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
             let mut rates = vec![Vec::with_capacity(rounds); levels.len()];
             for round in 1..=rounds {
                 for (level, rates) in levels.iter().zip(&mut rates) {
-                    let mut workers = chat_mix(&chat, &token, clients, *level)?;
-                    let meter = cpu::Meter::start(&cpu::with_own_pid(&pids));
-                    let run = workers.run((o.count / clients.max(1)).max(1)).await?;
-                    let used: Duration = meter.stop().iter().sum();
-                    let report = LoadReport::from_runs(workers.len(), &[run]);
+                    let workers = chat_mix(&chat, &token, clients, *level)?;
+                    let (report, used) = measure(workers, &pids, o.count).await?;
                     rates.push(report.per_second());
                     print_row(
                         clients,
@@ -111,12 +108,8 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
         let clients = o.clients.iter().copied().max().unwrap_or(1);
         let mut rates = Vec::with_capacity(rounds);
         for round in 1..=rounds {
-            let mut writers =
-                send_workers(&seeds, &chat.tls.security(), &token, "receiver", &"x".repeat(200), clients)?;
-            let meter = cpu::Meter::start(&cpu::with_own_pid(&pids));
-            let run = writers.run((o.count / clients.max(1)).max(1)).await?;
-            let used: Duration = meter.stop().iter().sum();
-            let report = LoadReport::from_runs(writers.len(), &[run]);
+            let writers = send_workers(&seeds, &chat.tls.security(), &token, "receiver", &"x".repeat(200), clients)?;
+            let (report, used) = measure(writers, &pids, o.count).await?;
             rates.push(report.per_second());
             print_row(clients, &round_label("writes only", round, rounds), &report, used);
         }
@@ -132,12 +125,9 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
         let mut rates = [Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
         for round in 1..=rounds {
             for (serializable, rates) in [false, true].into_iter().zip(&mut rates) {
-                let mut workers = etcd_mix(&etcd, clients, serializable).await?;
-                let meter = cpu::Meter::start(&cpu::with_own_pid(&etcd.pids()));
-                let run = workers.run((o.count / clients.max(1)).max(1)).await?;
-                let used: Duration = meter.stop().iter().sum();
+                let workers = etcd_mix(&etcd, clients, serializable).await?;
+                let (report, used) = measure(workers, &etcd.pids(), o.count).await?;
                 let level = if serializable { "serializable" } else { "linearizable" };
-                let report = LoadReport::from_runs(workers.len(), &[run]);
                 rates.push(report.per_second());
                 print_row(clients, &round_label(level, round, rounds), &report, used);
             }
@@ -148,6 +138,25 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One measured round: `count` operations split over `workers`, and the CPU
+/// the `pids` and this process spent on them.
+async fn measure<Op, Fut, E>(
+    mut workers: Workers<Op>,
+    pids: &[u32],
+    count: usize,
+) -> anyhow::Result<(LoadReport, Duration)>
+where
+    Op: FnMut(usize) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Send + 'static,
+    anyhow::Error: From<E>,
+{
+    let meter = cpu::Meter::start(&cpu::with_own_pid(pids));
+    let run = workers.run((count / workers.len().max(1)).max(1)).await?;
+    let used: Duration = meter.stop().iter().sum();
+    Ok((LoadReport::from_runs(workers.len(), &[run]), used))
 }
 
 /// `level`, or `level #round` when there are several rounds.
