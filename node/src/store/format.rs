@@ -34,25 +34,25 @@ pub struct Mismatch {
 /// [`Mismatch`] for a DB in another layout; RocksDB's errors as they come.
 pub fn check_or_mark(db: &Db) -> Result<(), OpenError> {
     let raw = db.raw();
-    let stored = raw.get_pinned_cf(db.cf(cf::META), keys::meta::STATE_FORMAT)?;
-    match stored {
+    let found = match raw.get_pinned_cf(db.cf(cf::META), keys::meta::STATE_FORMAT)? {
         Some(bytes) => match super::decode::<u32>(&bytes) {
-            Ok(CURRENT) => Ok(()),
-            found => Err(Mismatch { what: db.path().display().to_string(), found: found.ok() }.into()),
+            Ok(CURRENT) => return Ok(()),
+            other => other.ok(),
         },
         None => {
             let empty = [cf::LOG, cf::RAFT, cf::META]
                 .into_iter()
                 .all(|name| raw.iterator_cf(db.cf(name), rocksdb::IteratorMode::Start).next().is_none());
-            if !empty {
-                return Err(Mismatch { what: db.path().display().to_string(), found: None }.into());
+            if empty {
+                let mut sync = rocksdb::WriteOptions::default();
+                sync.set_sync(true);
+                raw.put_cf_opt(db.cf(cf::META), keys::meta::STATE_FORMAT, super::encode(&CURRENT), &sync)?;
+                return Ok(());
             }
-            let mut sync = rocksdb::WriteOptions::default();
-            sync.set_sync(true);
-            raw.put_cf_opt(db.cf(cf::META), keys::meta::STATE_FORMAT, super::encode(&CURRENT), &sync)?;
-            Ok(())
+            None
         }
-    }
+    };
+    Err(Mismatch { what: db.path().display().to_string(), found }.into())
 }
 
 /// Why [`Db::open`] failed.
@@ -83,7 +83,7 @@ mod tests {
         let path = dir.path().join("db");
         {
             let db = Db::open(&path).unwrap();
-            db.raw().put_cf(db.cf(cf::META), keys::meta::STATE_FORMAT, super::super::encode(&1u32)).unwrap();
+            db.raw().put_cf(db.cf(cf::META), keys::meta::STATE_FORMAT, crate::store::encode(&1u32)).unwrap();
         }
         let e = Db::open(&path).unwrap_err().to_string();
         assert!(e.contains("layout 1") && e.contains(&format!("layout {CURRENT}")), "{e}");

@@ -151,7 +151,7 @@ mod tests {
             match old {
                 None => db.raw().delete_cf(db.cf(cf::META), keys::meta::STATE_FORMAT).unwrap(),
                 Some(n) => {
-                    db.raw().put_cf(db.cf(cf::META), keys::meta::STATE_FORMAT, super::super::encode(&n)).unwrap()
+                    db.raw().put_cf(db.cf(cf::META), keys::meta::STATE_FORMAT, crate::store::encode(&n)).unwrap()
                 }
             }
             write(&db, &file, &[]).unwrap();
