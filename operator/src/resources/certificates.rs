@@ -32,27 +32,27 @@ pub fn ca_secret(cluster: &ReplicatedChat, cert_pem: &str, key_pem: &str) -> Sec
 
 /// `<name>-tls`: what every node mounts (`ca.crt`, `tls.crt`, `tls.key`).
 pub fn tls_secret(cluster: &ReplicatedChat, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Secret {
-    let names = names(cluster);
-    tls_secret_for(cluster, names.tls_secret(), &names.node_hosts(), ca_pem, cert_pem, key_pem)
+    tls_secret_for(cluster, names(cluster).tls_secret(), hosts_annotation(cluster), ca_pem, cert_pem, key_pem)
 }
 
 /// `<name>-console-tls`: the web console's HTTPS certificate.
 pub fn console_tls_secret(cluster: &ReplicatedChat, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Secret {
-    let names = names(cluster);
-    tls_secret_for(cluster, names.console_tls_secret(), &names.console_hosts(), ca_pem, cert_pem, key_pem)
+    let name = names(cluster).console_tls_secret();
+    tls_secret_for(cluster, name, console_hosts_annotation(cluster), ca_pem, cert_pem, key_pem)
 }
 
-/// A server certificate's Secret, annotated with the hosts it was issued for.
+/// A server certificate's Secret, annotated with the hosts it was issued for
+/// (the [`HOSTS_ANNOTATION`] value the staleness check compares).
 fn tls_secret_for(
     cluster: &ReplicatedChat,
     name: String,
-    hosts: &[String],
+    hosts: String,
     ca_pem: &str,
     cert_pem: &str,
     key_pem: &str,
 ) -> Secret {
     let mut metadata = owned_meta(cluster, name);
-    metadata.annotations = Some(BTreeMap::from([(HOSTS_ANNOTATION.to_string(), hosts.join(","))]));
+    metadata.annotations = Some(BTreeMap::from([(HOSTS_ANNOTATION.to_string(), hosts)]));
     Secret {
         metadata,
         type_: Some("kubernetes.io/tls".into()),
