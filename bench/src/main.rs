@@ -55,6 +55,10 @@ enum Command {
         /// Rounds of every measurement, the read levels taking turns (medians reported).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// During the write-only comparison, hold every chat member to this many CPUs
+        /// (a cgroup each; needs root): members as if on machines of their own.
+        #[arg(long)]
+        member_cpus: Option<f64>,
         #[command(flatten)]
         systems: Systems,
     },
@@ -126,9 +130,10 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::ReadMix { clients, count, replicas, rounds, systems } => {
+        Command::ReadMix { clients, count, replicas, rounds, member_cpus, systems } => {
             let (chat_node, etcd, tls) = systems.resolve()?;
-            let options = chat_bench::read_mix::Options { chat_node, etcd, clients, count, replicas, rounds, tls };
+            let options =
+                chat_bench::read_mix::Options { chat_node, etcd, clients, count, replicas, rounds, tls, member_cpus };
             chat_bench::read_mix::run(&options).await
         }
         Command::OperatorIdle { clusters, pods, seconds, chat_node } => {
