@@ -95,3 +95,50 @@ fn find_controller() -> anyhow::Result<(Version, PathBuf)> {
 fn write(path: &Path, value: &str) -> anyhow::Result<()> {
     std::fs::write(path, value).with_context(|| format!("writing {value:?} to {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_needs_a_positive_number_of_cpus() {
+        for cores in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let Err(e) = CpuCaps::apply(&[], cores) else { panic!("{cores} CPUs accepted") };
+            assert!(e.to_string().contains("--member-cpus"), "{e}");
+        }
+    }
+
+    /// Where the machine allows (root, a writable CPU controller), a capped
+    /// process is in its own group with the quota asked for, and dropping the
+    /// caps removes the group. Elsewhere it says so and checks nothing more.
+    #[test]
+    fn a_capped_process_is_held_to_its_quota_until_dropped() {
+        if find_controller().is_err() {
+            eprintln!("skipped: no writable cgroup CPU controller here");
+            return;
+        }
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("spawning sleep");
+        let caps = match CpuCaps::apply(&[child.id()], 0.25) {
+            Ok(caps) => caps,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                eprintln!("skipped: {e:#}");
+                return;
+            }
+        };
+        let group = caps.groups[0].clone();
+        let read = |file: &str| std::fs::read_to_string(group.join(file)).unwrap_or_default();
+        let quota = match caps.version {
+            Version::V2 => read("cpu.max").trim().to_owned(),
+            Version::V1 => format!("{} {}", read("cpu.cfs_quota_us").trim(), read("cpu.cfs_period_us").trim()),
+        };
+        let members = read("cgroup.procs");
+        drop(caps);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(quota, "25000 100000");
+        assert_eq!(members.trim(), child.id().to_string());
+        assert!(!group.exists(), "the group is removed with the caps");
+    }
+}
