@@ -8,7 +8,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, cf};
-use super::{Db, decode, read_err};
+use super::{Db, View, decode, read_err};
 use crate::command::Rejection;
 use crate::typ::StorageError;
 
@@ -123,22 +123,33 @@ pub fn conversation_range(
     to: u64,
 ) -> Result<Vec<(u64, StoredMessage)>, StorageError> {
     let view = db.view();
-    let prefix = keys::conversation_prefix(a, b);
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
-    // Newest first: from `to` down to `from`.
-    let start = keys::conversation(a, b, to);
     let mut out = Vec::new();
-    for item in view.iterator(cf::CONVERSATIONS, opts, IteratorMode::From(&start, Direction::Forward)) {
-        let (key, value) = item.map_err(read_err)?;
-        let id = keys::conversation_id(&key);
+    for item in newest_first(&view, a, b, to) {
+        let (id, message) = item?;
         if id < from {
             break;
         }
-        out.push((id, decode(&value)?));
+        out.push((id, message));
     }
     out.reverse();
     Ok(out)
+}
+
+/// The conversation of `a` and `b` as `view` sees it, newest first, from id
+/// `at_most` down: one forward scan of its keys, each holding its message.
+fn newest_first<'v>(
+    view: &'v View<'_>,
+    a: &str,
+    b: &str,
+    at_most: u64,
+) -> impl Iterator<Item = Result<(u64, StoredMessage), StorageError>> + use<'v> {
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_upper_bound(keys::prefix_end(&keys::conversation_prefix(a, b)));
+    let start = keys::conversation(a, b, at_most);
+    view.iterator(cf::CONVERSATIONS, opts, IteratorMode::From(&start, Direction::Forward)).map(|item| {
+        let (key, value) = item.map_err(read_err)?;
+        Ok((keys::conversation_id(&key), decode(&value)?))
+    })
 }
 
 /// The newest `limit` messages between `user` and `with` with ids below `before_id`
@@ -151,19 +162,9 @@ pub fn read_conversation(
     limit: usize,
 ) -> Result<Vec<MessageView>, StorageError> {
     let view = db.view();
-    let prefix = keys::conversation_prefix(user, with);
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(keys::prefix_end(&prefix));
     // Newest first, so the page is the scan's first `limit` entries.
-    let start = match before_id.checked_sub(1) {
-        None => prefix,
-        Some(below) => keys::conversation(user, with, below),
-    };
-    let mut page = Vec::with_capacity(limit);
-    for item in view.iterator(cf::CONVERSATIONS, opts, IteratorMode::From(&start, Direction::Forward)).take(limit) {
-        let (key, value) = item.map_err(read_err)?;
-        page.push((keys::conversation_id(&key), decode::<StoredMessage>(&value)?));
-    }
+    let at_most = before_id.checked_sub(1).unwrap_or(u64::MAX);
+    let mut page = newest_first(&view, user, with, at_most).take(limit).collect::<Result<Vec<_>, _>>()?;
     page.reverse();
     let mine: Summary = view.get(cf::SUMMARIES, &keys::pair(user, with))?.unwrap_or_default();
     let theirs: Summary = view.get(cf::SUMMARIES, &keys::pair(with, user))?.unwrap_or_default();
